@@ -1,0 +1,1 @@
+//! The Kubernetes API server: authentication, admission, REST, watch, discovery and OpenAPI over a Store.

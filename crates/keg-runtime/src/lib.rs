@@ -1,0 +1,1 @@
+//! Container runtime: OCI images, root file systems, namespaces, cgroups and the pod network.

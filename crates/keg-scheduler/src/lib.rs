@@ -1,0 +1,1 @@
+//! The node-group scheduler and the Fargate (serverless) scheduler, both API clients.

@@ -1,0 +1,1 @@
+//! Revisioned key-value store: the one place keg keeps state. Knows nothing of Kubernetes.

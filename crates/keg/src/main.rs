@@ -1,0 +1,5 @@
+//! keg: serverless Kubernetes in one binary.
+
+fn main() {
+    println!("keg");
+}

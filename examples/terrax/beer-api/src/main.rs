@@ -1,0 +1,3 @@
+//! The Terrax beer API.
+
+fn main() {}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages keg and its tests need. Idempotent; run as root.
+set -euo pipefail
+packages=(
+  crun iproute2 nftables iptables util-linux procps psmisc  # container runtime and pod network
+  busybox-static umoci skopeo jq                           # building test images
+  docker-registry                                          # a real OCI registry on loopback
+  mariadb-server mariadb-client                            # the Terrax database image and tests
+  chromium chromium-driver                                 # the Swagger UI browser test
+  libseccomp-dev pkg-config                                # seccomp for the runtime
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update
+  apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+# Debian's docker-registry and mariadb start services on install where systemd runs; keg's tests
+# start their own instances on loopback, so stop any that an install may have started.
+for svc in docker-registry mariadb; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
+    systemctl stop "$svc" || true
+  fi
+done
