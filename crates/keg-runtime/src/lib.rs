@@ -1,1 +1,13 @@
 //! Container runtime: OCI images, root file systems, namespaces, cgroups and the pod network.
+//!
+//! A CRI-shaped library for keg's node agent: an [`ImageStore`] shared by all nodes of the
+//! machine, and a [`Runtime`] per node that runs pod sandboxes (a network namespace on a
+//! bridge, a pod cgroup) and their containers (crun, driven by a per-container monitor
+//! process that outlives keg restarts). See `docs/decisions/0002-container-runtime.md`.
+
+mod fsutil;
+pub mod image;
+
+pub use image::{Image, ImageConfig, ImageStore};
+#[cfg(feature = "testing")]
+pub mod testing;
