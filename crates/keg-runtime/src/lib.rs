@@ -5,9 +5,22 @@
 //! bridge, a pod cgroup) and their containers (crun, driven by a per-container monitor
 //! process that outlives keg restarts). See `docs/decisions/0002-container-runtime.md`.
 
+pub mod cgroup;
+pub mod crun;
 mod fsutil;
 pub mod image;
-
-pub use image::{Image, ImageConfig, ImageStore};
+pub mod logs;
+pub mod net;
+pub mod runtime;
+pub mod shim;
+pub mod spec;
 #[cfg(feature = "testing")]
 pub mod testing;
+
+pub use image::{Image, ImageConfig, ImageStore};
+pub use net::{Ipv4Cidr, NetworkConfig};
+pub use runtime::types::{
+    Capabilities, ContainerConfig, ContainerState, ContainerStatus, DnsConfig, ExecOutput, Mount,
+    PodSandboxConfig, Resources, Sandbox, SandboxState, User,
+};
+pub use runtime::{Error, Result, Runtime, RuntimeConfig};

@@ -231,3 +231,111 @@ pub fn require_root(test: &str) -> bool {
     eprintln!("skipping {test}: it needs root (namespaces, mounts, cgroups)");
     false
 }
+
+/// A network of its own for one test: a random bridge name and a random /24 in 10.0.0.0/8
+/// that no route of the machine uses yet, so tests can run side by side.
+pub fn unique_network() -> crate::NetworkConfig {
+    let routes = std::process::Command::new("ip")
+        .args(["-4", "route", "show"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    loop {
+        let r = crate::fsutil::random_hex(3);
+        let bytes = hex::decode(&r).expect("hex");
+        let (a, b) = (100 + bytes[0] % 150, bytes[1]);
+        let cidr = format!("10.{a}.{b}.0/24");
+        if !routes.contains(&format!("10.{a}.{b}.")) {
+            return crate::NetworkConfig {
+                bridge: format!("kegt{r}"),
+                cluster_cidr: cidr.parse().expect("valid CIDR"),
+                pod_cidr: None,
+                mtu: None,
+            };
+        }
+    }
+}
+
+/// A cgroup of its own for one test's pods.
+pub fn unique_cgroup_root() -> String {
+    format!("/keg-test-{}", crate::fsutil::random_hex(4))
+}
+
+/// What a runtime left behind after [`crate::Runtime::remove_everything`]: mounts or files
+/// under `root`, the bridge, cgroups under `cgroup_root`, the network namespaces of
+/// `sandboxes`, and live monitor processes `monitors` (pid, start time). Empty when clean.
+pub fn leftovers(
+    root: &Path,
+    network: &crate::NetworkConfig,
+    cgroup_root: &str,
+    sandboxes: &[String],
+    monitors: &[(i32, u64)],
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let prefix = root.display().to_string();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for mount in mountinfo.lines().filter_map(|l| l.split(' ').nth(4)) {
+        if mount.starts_with(&prefix) {
+            found.push(format!("mount {mount}"));
+        }
+    }
+    if root.exists() {
+        found.push(format!("directory {}", root.display()));
+    }
+    let link = std::process::Command::new("ip")
+        .args(["link", "show", "dev", &network.bridge])
+        .output();
+    if link.is_ok_and(|o| o.status.success()) {
+        found.push(format!("bridge {}", network.bridge));
+    }
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let dir = hierarchy.path().join(cgroup_root.trim_start_matches('/'));
+        if dir.exists() {
+            found.push(format!("cgroup {}", dir.display()));
+        }
+    }
+    let v2 = Path::new("/sys/fs/cgroup").join(cgroup_root.trim_start_matches('/'));
+    if v2.exists() && !found.iter().any(|f| f.ends_with(&v2.display().to_string())) {
+        found.push(format!("cgroup {}", v2.display()));
+    }
+    for id in sandboxes {
+        if Path::new("/run/netns").join(format!("keg-{id}")).exists() {
+            found.push(format!("network namespace keg-{id}"));
+        }
+    }
+    for (pid, start) in monitors {
+        if crate::shim::process_start_time(*pid) == Some(*start) {
+            found.push(format!("monitor process {pid}"));
+        }
+    }
+    found
+}
+
+/// The monitor process (pid, start time) of a container, to check later that it ended.
+pub fn monitor_of(root: &Path, container_id: &str) -> Option<(i32, u64)> {
+    let path = root
+        .join("containers")
+        .join(container_id)
+        .join("monitor.json");
+    let value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    Some((value["pid"].as_i64()? as i32, value["start_time"].as_u64()?))
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes; returns the last
+/// answer.
+pub async fn eventually(timeout: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

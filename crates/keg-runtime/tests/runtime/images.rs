@@ -1,4 +1,4 @@
-//! Image store tests: importing OCI and docker archives of a busybox image.
+//! Image store: importing OCI and docker archives of a busybox image.
 
 use keg_runtime::ImageStore;
 use keg_runtime::testing::{self, build_busybox_image};

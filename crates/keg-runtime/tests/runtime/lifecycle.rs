@@ -1,0 +1,104 @@
+//! A container's life: create, start, logs, exec, status, stop, exit codes, remove.
+
+use std::time::{Duration, Instant};
+
+use keg_runtime::{ContainerState, PodSandboxConfig, Resources};
+
+use crate::common::with_env;
+
+#[tokio::test]
+async fn runs_a_container_in_a_pod() {
+    with_env("runs_a_container_in_a_pod", |env| async move {
+        let sandbox = env
+            .sandbox_with(PodSandboxConfig {
+                uid: "0b9c1c8e-1111-2222-3333-444455556666".into(),
+                name: "web-1".into(),
+                namespace: "demo".into(),
+                dns: keg_runtime::DnsConfig::cluster_first("demo", "cluster.local", vec!["10.43.0.10".into()]),
+                resources: Resources { memory_limit_bytes: Some(256 << 20), cpu_limit_millis: Some(500), ..Default::default() },
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(env.runtime.cgroup_memory_limit(&sandbox.cgroup_path), Some(256 << 20));
+        // A loop, so that sh stays PID 1 instead of exec-ing its last command.
+        let mut config = env.container_config("app", "echo hello; while true; do sleep 3600; done");
+        config.resources.memory_limit_bytes = Some(64 << 20);
+        let id = env.run_with(&sandbox, config).await;
+        env.wait_for_log(&id, "hello").await;
+        let status = env.runtime.container_status(&id).unwrap();
+        assert_eq!(status.state, ContainerState::Running);
+        assert!(status.pid.is_some() && status.started_at.is_some());
+        assert_eq!(status.image_id, env.image.id);
+
+        assert_eq!(env.exec(&id, &["cat", "/proc/1/comm"]).await, (0, "sh\n".into()), "PID 1 is sh");
+        assert_eq!(env.exec(&id, &["hostname"]).await, (0, "web-1\n".into()));
+        let (_, resolv) = env.exec(&id, &["cat", "/etc/resolv.conf"]).await;
+        assert_eq!(
+            resolv,
+            "search demo.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.43.0.10\noptions ndots:5\n"
+        );
+        let (_, hosts) = env.exec(&id, &["cat", "/etc/hosts"]).await;
+        assert!(hosts.contains(&format!("{}\tweb-1", sandbox.ip)), "{hosts}");
+        let limit_script = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes";
+        assert_eq!(env.exec(&id, &["sh", "-c", limit_script]).await, (0, format!("{}\n", 64 << 20)));
+        assert_eq!(env.exec(&id, &["ls", "/opt/old"]).await, (0, "new\n".into()), "opaque whiteout");
+        assert_eq!(env.exec(&id, &["test", "-e", "/etc/motd"]).await.0, 1, "file whiteout");
+        assert_eq!(env.exec(&id, &["sh", "-c", "exit 7"]).await.0, 7);
+        let (_, caps) = env.exec(&id, &["sh", "-c", "grep CapBnd /proc/self/status"]).await;
+        assert_eq!(caps.split_whitespace().nth(1), Some("00000000a80425fb"), "containerd's default capabilities");
+
+        // sh as PID 1 ignores SIGTERM, so stop escalates to SIGKILL.
+        env.runtime.stop_container(&id, Duration::from_millis(500)).await.unwrap();
+        match env.runtime.container_status(&id).unwrap().state {
+            ContainerState::Exited { exit_code, reason, .. } => assert_eq!((exit_code, reason.as_str()), (137, "Error")),
+            other => panic!("expected exited, got {other:?}"),
+        }
+        assert_eq!(env.runtime.list_containers().unwrap().len(), 1);
+        env.runtime.remove_container(&id).await.unwrap();
+        assert!(env.runtime.list_containers().unwrap().is_empty());
+        assert!(env.log_path_exists("app"), "the log outlives the container");
+        env.runtime.remove_pod_sandbox(&sandbox.id).await.unwrap();
+        assert!(env.runtime.list_pod_sandboxes().unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reports_exit_codes_and_stops_with_sigterm_then_sigkill() {
+    with_env("reports_exit_codes_and_stops_with_sigterm_then_sigkill", |env| async move {
+        let sandbox = env.sandbox("exits").await;
+        let failing = env.run(&sandbox, "fail", "echo bye >&2; exit 3").await;
+        match env.wait_exited(&failing).await {
+            ContainerState::Exited { exit_code, reason, .. } => assert_eq!((exit_code, reason.as_str()), (3, "Error")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(env.log_lines(&failing), ["bye"]);
+        let done = env.run(&sandbox, "done", "true").await;
+        assert!(matches!(env.wait_exited(&done).await, ContainerState::Exited { exit_code: 0, ref reason, .. } if reason == "Completed"));
+
+        let stubborn = env.run(&sandbox, "stubborn", "trap 'echo got TERM' TERM; echo ready; while true; do sleep 1; done").await;
+        env.wait_for_log(&stubborn, "ready").await;
+        let begun = Instant::now();
+        env.runtime.stop_container(&stubborn, Duration::from_secs(3)).await.unwrap();
+        assert!(begun.elapsed() >= Duration::from_secs(3), "SIGKILL only after the timeout");
+        assert!(env.log_lines(&stubborn).contains(&"got TERM".to_string()), "{:?}", env.log_lines(&stubborn));
+        assert!(matches!(env.runtime.container_status(&stubborn).unwrap().state, ContainerState::Exited { exit_code: 137, .. }));
+
+        let polite = env.run(&sandbox, "polite", "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 1; done").await;
+        env.wait_for_log(&polite, "ready").await;
+        env.runtime.stop_container(&polite, Duration::from_secs(30)).await.unwrap();
+        assert!(matches!(env.runtime.container_status(&polite).unwrap().state, ContainerState::Exited { exit_code: 0, .. }));
+
+        // A created container that never started can be removed too.
+        let created = env.runtime.create_container(&sandbox.id, env.container_config("idle", "true")).await.unwrap();
+        assert_eq!(env.runtime.container_status(&created).unwrap().state, ContainerState::Created);
+        env.runtime.remove_container(&created).await.unwrap();
+
+        // Stopping the sandbox stops what still runs.
+        let sleeper = env.run(&sandbox, "sleeper", "sleep 3600").await;
+        env.runtime.stop_pod_sandbox(&sandbox.id, Duration::from_secs(1)).await.unwrap();
+        assert!(matches!(env.runtime.container_status(&sleeper).unwrap().state, ContainerState::Exited { .. }));
+        assert!(env.runtime.create_container(&sandbox.id, env.container_config("late", "true")).await.is_err());
+    })
+    .await;
+}
