@@ -5,3 +5,5 @@ mod adopt;
 mod common;
 mod images;
 mod lifecycle;
+mod network;
+mod pull;
