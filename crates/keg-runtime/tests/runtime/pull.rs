@@ -80,7 +80,7 @@ async fn pulls_from_a_registry_and_reports_its_errors() {
             let fresh = ImageStore::open(env.dir.path().join("fresh-store")).unwrap();
             let pulled = fresh.pull(&reference, None, &insecure).await.expect("pull");
             assert_eq!(pulled.id, env.image.id);
-            assert_eq!(pulled.repo_tags, [reference.clone()]);
+            assert_eq!(pulled.repo_tags, vec![reference.clone()]);
             assert!(
                 pulled.repo_digests[0].starts_with(&format!("{}/busybox@sha256:", registry.addr))
             );
