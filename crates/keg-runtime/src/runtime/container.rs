@@ -101,6 +101,7 @@ impl Runtime {
             }
             return Err(e);
         }
+        tracing::info!(container = %id, sandbox = %sandbox_id, name = %record.config.name, image = %image.id, "created container");
         Ok(id)
     }
 
@@ -126,6 +127,7 @@ impl Runtime {
             let _ = fsutil::remove_file_if_exists(&dir.join(STARTED));
             return Err(e.into());
         }
+        tracing::info!(container = %id, "started container");
         Ok(())
     }
 
@@ -135,7 +137,12 @@ impl Runtime {
         let lock = self.lock_for(id);
         let _guard = lock.lock().await;
         let record = self.container_record(id)?;
-        if self.exit_record(id)?.is_some() || !self.monitor_alive(id) {
+        if self.exit_record(id)?.is_some() {
+            return Ok(());
+        }
+        if !self.monitor_alive(id) {
+            // Nobody will record an exit; make sure the process is gone all the same.
+            let _ = self.inner.crun.kill(id, libc::SIGKILL).await;
             return Ok(());
         }
         let signal = record
@@ -143,12 +150,14 @@ impl Runtime {
             .as_deref()
             .and_then(signal_number)
             .unwrap_or(libc::SIGTERM);
+        tracing::info!(container = %id, signal, timeout = ?timeout, "stopping container");
         if !timeout.is_zero() {
             self.signal(id, signal).await?;
             if self.wait_exit(id, timeout).await? {
                 return Ok(());
             }
         }
+        tracing::info!(container = %id, "stop timeout passed, sending SIGKILL");
         self.signal(id, libc::SIGKILL).await?;
         if self.wait_exit(id, KILL_GRACE).await? {
             Ok(())
@@ -197,6 +206,7 @@ impl Runtime {
             self.wait_exit(id, KILL_GRACE).await?;
         }
         self.destroy_container(&record).await?;
+        tracing::info!(container = %id, "removed container");
         drop(guard);
         self.forget_lock(id);
         Ok(())

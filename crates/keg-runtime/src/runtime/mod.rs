@@ -249,3 +249,37 @@ fn list_ids(dir: &Path) -> Result<Vec<String>> {
     ids.sort();
     Ok(ids)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::runtime::types::{ContainerConfig, PodSandboxConfig};
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// The node agent spawns these on tokio's multi-threaded runtime: they must be `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(rt: &Runtime, images: &ImageStore) {
+        assert_send(&Runtime::new(RuntimeConfig::new("/x"), images.clone()));
+        assert_send(&rt.run_pod_sandbox(PodSandboxConfig::default()));
+        assert_send(&rt.stop_pod_sandbox("", Duration::ZERO));
+        assert_send(&rt.remove_pod_sandbox(""));
+        assert_send(&rt.create_container("", ContainerConfig::default()));
+        assert_send(&rt.start_container(""));
+        assert_send(&rt.stop_container("", Duration::ZERO));
+        assert_send(&rt.remove_container(""));
+        assert_send(&rt.exec("", &["true"], Duration::ZERO));
+        assert_send(&rt.remove_everything());
+        assert_send(&images.import_archive("/x"));
+        assert_send(&images.pull("x", None, &[]));
+    }
+
+    #[test]
+    fn ids_must_be_64_hex_digits() {
+        assert!(check_id("container", &"a".repeat(64)).is_ok());
+        assert!(check_id("container", "../../etc").is_err());
+        assert!(check_id("container", &"g".repeat(64)).is_err());
+    }
+}

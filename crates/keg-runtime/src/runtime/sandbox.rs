@@ -75,7 +75,10 @@ impl Runtime {
         // Written first, so that a crash half-way leaves a record cleanup can work from.
         write_record(&dir, &record)?;
         match self.set_up_sandbox(&mut record).await {
-            Ok(()) => Ok(record.sandbox),
+            Ok(()) => {
+                tracing::info!(sandbox = %id, pod = %record.sandbox.config.name, ip = %record.sandbox.ip, "pod sandbox ready");
+                Ok(record.sandbox)
+            }
             Err(e) => {
                 if let Err(cleanup) = self.tear_down_sandbox(&record).await {
                     tracing::warn!(sandbox = %id, error = %cleanup, "cleaning up a failed sandbox");
@@ -177,6 +180,7 @@ impl Runtime {
             }
         }
         self.tear_down_sandbox(&record).await?;
+        tracing::info!(sandbox = %id, "removed pod sandbox");
         drop(_guard);
         self.forget_lock(id);
         Ok(())

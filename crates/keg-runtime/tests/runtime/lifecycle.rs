@@ -102,3 +102,48 @@ async fn reports_exit_codes_and_stops_with_sigterm_then_sigkill() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn reports_oom_kills_and_exec_timeouts() {
+    with_env("reports_oom_kills_and_exec_timeouts", |env| async move {
+        let sandbox = env.sandbox("hungry").await;
+        let mut config = env.container_config("hog", "x=0123456789; while true; do x=$x$x; done");
+        config.resources.memory_limit_bytes = Some(32 << 20);
+        let hog = env.run_with(&sandbox, config).await;
+        match env.wait_exited(&hog).await {
+            ContainerState::Exited {
+                exit_code, reason, ..
+            } => {
+                assert_eq!((exit_code, reason.as_str()), (137, "OOMKilled"))
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let app = env
+            .run(&sandbox, "app", "while true; do sleep 1; done")
+            .await;
+        let begun = Instant::now();
+        let result = env
+            .runtime
+            .exec(&app, &["sleep", "60"], Duration::from_secs(1))
+            .await;
+        assert!(
+            matches!(result, Err(keg_runtime::Error::Timeout { .. })),
+            "{result:?}"
+        );
+        assert!(begun.elapsed() < Duration::from_secs(10));
+        let (_, ps) = env.exec(&app, &["ps", "-o", "args"]).await;
+        assert!(
+            !ps.contains("sleep 60"),
+            "the timed-out command was killed: {ps}"
+        );
+        assert!(
+            env.runtime
+                .exec(&hog, &["true"], Duration::from_secs(1))
+                .await
+                .is_err(),
+            "no exec into exited containers"
+        );
+    })
+    .await;
+}
