@@ -189,7 +189,15 @@ impl Runtime {
     async fn tear_down_sandbox(&self, record: &SandboxRecord) -> Result<()> {
         let id = &record.sandbox.id;
         self.inner.network.detach(&record.attachment, id).await?;
-        self.inner.cgroups.remove(&record.cgroup_path)?;
+        // The kubelet may make a pod's next sandbox before removing the last one; both use
+        // the cgroup `pod<uid>`, which must stay while the other sandbox does.
+        let shared = self
+            .list_pod_sandboxes()?
+            .iter()
+            .any(|s| s.id != *id && s.cgroup_path == record.cgroup_path);
+        if !shared {
+            self.inner.cgroups.remove(&record.cgroup_path)?;
+        }
         let dir = self.sandbox_dir(id);
         fsutil::remove_dir_all_if_exists(&dir).map_err(io_err(format!("remove {}", dir.display())))
     }

@@ -52,7 +52,7 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability the kernel knows, for `privileged` and `add: [ALL]`.
+/// Every capability the kernel knows, in the order of their numbers.
 const ALL_CAPABILITIES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -149,7 +149,7 @@ pub(crate) fn generate(input: &SpecInput) -> Result<Value> {
         input.rootfs,
     )?;
     let caps = if c.privileged {
-        ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect()
+        host_capabilities()
     } else {
         capabilities(c)?
     };
@@ -248,7 +248,7 @@ fn capabilities(c: &ContainerConfig) -> Result<Vec<String>> {
     let is_all = |n: &String| n.eq_ignore_ascii_case("ALL");
     let mut caps: Vec<String> = DEFAULT_CAPABILITIES.iter().map(|s| s.to_string()).collect();
     if c.capabilities.add.iter().any(is_all) {
-        caps = ALL_CAPABILITIES.iter().map(|s| s.to_string()).collect();
+        caps = host_capabilities();
     }
     if c.capabilities.drop.iter().any(is_all) {
         caps.clear();
@@ -263,7 +263,33 @@ fn capabilities(c: &ContainerConfig) -> Result<Vec<String>> {
         let cap = normalize(name)?;
         caps.retain(|c| *c != cap);
     }
+    // A capability keg lacks cannot be granted (crun's capset would fail): leave it out.
+    let host = host_capabilities();
+    caps.retain(|cap| {
+        let held = host.contains(cap);
+        if !held {
+            tracing::warn!(container = %c.name, capability = %cap, "keg lacks the capability; not granted");
+        }
+        held
+    });
     Ok(caps)
+}
+
+/// The capabilities keg itself may hand on (its bounding set), which is what `privileged`
+/// and `add: [ALL]` mean, as in containerd: asking crun for more fails.
+fn host_capabilities() -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        });
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding.is_none_or(|b| b & (1 << bit) != 0))
+        .map(|(_, name)| name.to_string())
+        .collect()
 }
 
 fn mounts(c: &ContainerConfig, sandbox_dir: &Path) -> Result<Vec<Value>> {
@@ -401,7 +427,10 @@ mod tests {
             capabilities(&c)
         };
         assert_eq!(with(&[], &[]).unwrap().len(), 14);
-        assert_eq!(with(&["ALL"], &["chown"]).unwrap().len(), 40);
+        assert_eq!(
+            with(&["ALL"], &["chown"]).unwrap().len(),
+            host_capabilities().len() - 1
+        );
         assert_eq!(with(&["NET_ADMIN"], &["ALL"]).unwrap(), ["CAP_NET_ADMIN"]);
         assert!(with(&["FLY"], &[]).is_err());
     }

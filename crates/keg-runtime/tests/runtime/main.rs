@@ -7,3 +7,4 @@ mod images;
 mod lifecycle;
 mod network;
 mod pull;
+mod settings;
