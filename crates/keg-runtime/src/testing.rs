@@ -228,7 +228,11 @@ pub fn require_root(test: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test} needs root, and CI=true does not allow skipping it");
     }
-    eprintln!("skipping {test}: it needs root (namespaces, mounts, cgroups)");
+    // Straight to stderr: the test harness captures eprintln! output of passing tests.
+    let _ = writeln!(
+        io::stderr(),
+        "skipping {test}: it needs root (namespaces, mounts, cgroups)"
+    );
     false
 }
 
