@@ -158,10 +158,12 @@ impl Runtime {
             root: root.join("crun"),
             private_cgroup_view: cgroups.crun_needs_private_view(),
         };
-        let shim_exe = match config.shim_exe.clone() {
-            Some(exe) => exe,
-            None => std::env::current_exe().map_err(io_err("find the running executable"))?,
-        };
+        // /proc/self/exe names the running image even after an upgrade replaced or deleted
+        // the file, so monitors always run the same code as the keg that starts them.
+        let shim_exe = config
+            .shim_exe
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
         let network = Network::new(config.network.clone(), root.join("ipam"))?;
         network.ensure_bridge().await?;
         let inner = Inner {
