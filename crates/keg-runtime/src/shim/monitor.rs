@@ -83,7 +83,7 @@ fn monitor(dir: &Path, report: &mut Option<std::fs::File>) -> Result<(), String>
     };
     fsutil::write_json(&dir.join(files::MONITOR), &record)
         .map_err(|e| format!("write monitor record: {e}"))?;
-    let log = open_log(&config.log_path)?;
+    let mut log = LogFile::open(&config.log_path)?;
     let (out_r, out_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
     let (err_r, err_w) = pipe().map_err(|e| format!("pipe: {e}"))?;
     let pid = create(dir, &config, out_w, err_w)?;
@@ -105,7 +105,7 @@ fn monitor(dir: &Path, report: &mut Option<std::fs::File>) -> Result<(), String>
         pid,
         &pidfd,
         [(out_r, Stream::Stdout), (err_r, Stream::Stderr)],
-        &log,
+        &mut log,
     );
     let oom_killed = config
         .oom_file
@@ -155,15 +155,47 @@ fn detach(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn open_log(path: &Path) -> Result<std::fs::File, String> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("create {}: {e}", parent.display()))?;
+/// The container's log file. The node agent rotates logs by renaming the file; the next
+/// write then notices that the path names another file (or none) and reopens it, which is
+/// what CRI's ReopenContainerLog asks of a runtime.
+struct LogFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> Result<LogFile, String> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("create {}: {e}", parent.display()))?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("open log {}: {e}", path.display()))?;
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            file,
+        })
     }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|e| format!("open log {}: {e}", path.display()))
+
+    fn write(&mut self, entries: &[u8]) {
+        if entries.is_empty() {
+            return;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let current = self.file.metadata().map(|m| (m.dev(), m.ino())).ok();
+        let at_path = std::fs::metadata(&self.path)
+            .map(|m| (m.dev(), m.ino()))
+            .ok();
+        if current != at_path
+            && let Ok(reopened) = LogFile::open(&self.path)
+        {
+            *self = reopened;
+        }
+        let _ = self.file.write_all(entries);
+    }
 }
 
 /// Runs `crun create` with the pipes as the container's stdout/stderr; returns init's pid.
@@ -210,7 +242,7 @@ fn forward(
     pid: i32,
     pidfd: &OwnedFd,
     pipes: [(OwnedFd, Stream); 2],
-    log: &std::fs::File,
+    log: &mut LogFile,
 ) -> WaitStatus {
     let mut streams: Vec<(Option<OwnedFd>, LineSplitter)> = pipes
         .into_iter()
@@ -260,7 +292,7 @@ fn forward(
             } else {
                 splitter.feed(&buf[..n], Timestamp::now())
             };
-            let _ = (&*log).write_all(&entries);
+            log.write(&entries);
         }
         if status.is_none() && ready.get(open.len()).copied().unwrap_or(false) {
             status = reap(pid);
@@ -271,7 +303,7 @@ fn forward(
     }
     for (fd, splitter) in &mut streams {
         if fd.take().is_some() {
-            let _ = (&*log).write_all(&splitter.finish(Timestamp::now()));
+            log.write(&splitter.finish(Timestamp::now()));
         }
     }
     reap(-1);

@@ -147,3 +147,33 @@ async fn reports_oom_kills_and_exec_timeouts() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn reopens_a_rotated_log() {
+    with_env("reopens_a_rotated_log", |env| async move {
+        let sandbox = env.sandbox("chatty").await;
+        let script = "i=0; while true; do echo line$i; i=$((i+1)); sleep 0.1; done";
+        let id = env.run(&sandbox, "chatty", script).await;
+        env.wait_for_log(&id, "line2").await;
+        let log = env.runtime.container_status(&id).unwrap().config.log_path;
+        let rotated = log.with_extension("log.1");
+        std::fs::rename(&log, &rotated).unwrap();
+        env.wait_for_log(&id, "line").await;
+        let read =
+            |p: &std::path::Path| keg_runtime::logs::read_log(p, &Default::default()).unwrap();
+        let (old, new) = (read(&rotated), read(&log));
+        assert!(old[0].content == b"line0" && !new.is_empty());
+        let last_old: u32 = String::from_utf8_lossy(&old.last().unwrap().content)[4..]
+            .parse()
+            .unwrap();
+        let first_new: u32 = String::from_utf8_lossy(&new[0].content)[4..]
+            .parse()
+            .unwrap();
+        assert_eq!(
+            first_new,
+            last_old + 1,
+            "no line lost or repeated across the rotation"
+        );
+    })
+    .await;
+}
