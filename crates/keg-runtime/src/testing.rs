@@ -162,13 +162,19 @@ fn write_layout(layout: &Path, name: &str, config: &[u8], layers: &[&Vec<u8>]) -
     for layer in layers {
         let (digest, size) = write_blob(layout, &gzip(layer)?)?;
         layer_descs.push(json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size,
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": digest,
+            "size": size,
         }));
     }
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_size},
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config_size,
+        },
         "layers": layer_descs,
     }))?;
     let (manifest_digest, manifest_size) = write_blob(layout, &manifest)?;

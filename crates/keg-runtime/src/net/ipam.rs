@@ -94,7 +94,8 @@ mod tests {
         let b = ipam.allocate("b").unwrap();
         assert_eq!(b, Ipv4Addr::new(10, 9, 0, 3));
         ipam.release(a, "a").unwrap();
-        // A new instance on the same directory skips addresses in use and does not reuse `a` at once.
+        // A new instance on the same directory skips addresses in use and does not reuse `a`
+        // at once.
         let again = Ipam::new(dir.path().to_path_buf(), range, vec![gw]);
         assert_eq!(again.allocate("c").unwrap(), Ipv4Addr::new(10, 9, 0, 4));
         for owner in ["d", "e", "f"] {

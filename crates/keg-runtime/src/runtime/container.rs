@@ -101,7 +101,8 @@ impl Runtime {
             }
             return Err(e);
         }
-        tracing::info!(container = %id, sandbox = %sandbox_id, name = %record.config.name, image = %image.id, "created container");
+        let (name, image) = (&record.config.name, &image.id);
+        tracing::info!(container = %id, sandbox = %sandbox_id, %name, %image, "created container");
         Ok(id)
     }
 

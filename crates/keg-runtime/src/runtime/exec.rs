@@ -21,7 +21,7 @@ impl Runtime {
     ) -> Result<ExecOutput> {
         let command: Vec<String> = command.iter().map(|s| s.as_ref().to_string()).collect();
         if command.is_empty() {
-            return Err(Error::InvalidState("exec needs a command".into()));
+            return Err(Error::InvalidArgument("exec needs a command".into()));
         }
         if self.container_status(id)?.state != ContainerState::Running {
             return Err(Error::InvalidState(format!(

@@ -67,6 +67,9 @@ pub enum Error {
     /// The operation does not fit the object's state (e.g. starting a running container).
     #[error("{0}")]
     InvalidState(String),
+    /// A request is malformed (e.g. an invalid hostname or an empty command).
+    #[error("invalid request: {0}")]
+    InvalidArgument(String),
     /// An exec did not finish in time; the process was killed.
     #[error("command {command:?} timed out after {seconds}s")]
     Timeout {

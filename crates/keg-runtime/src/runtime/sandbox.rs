@@ -29,7 +29,7 @@ impl Runtime {
             config.hostname = config.name.clone();
         }
         if config.hostname.is_empty() || config.hostname.len() > 63 {
-            return Err(Error::InvalidState(format!(
+            return Err(Error::InvalidArgument(format!(
                 "invalid pod hostname {:?}",
                 config.hostname
             )));
@@ -47,7 +47,7 @@ impl Runtime {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(Error::InvalidState(format!(
+            return Err(Error::InvalidArgument(format!(
                 "invalid pod uid {:?}",
                 config.uid
             )));
@@ -76,7 +76,8 @@ impl Runtime {
         write_record(&dir, &record)?;
         match self.set_up_sandbox(&mut record).await {
             Ok(()) => {
-                tracing::info!(sandbox = %id, pod = %record.sandbox.config.name, ip = %record.sandbox.ip, "pod sandbox ready");
+                let (pod, ip) = (&record.sandbox.config.name, record.sandbox.ip);
+                tracing::info!(sandbox = %id, %pod, %ip, "pod sandbox ready");
                 Ok(record.sandbox)
             }
             Err(e) => {
@@ -100,8 +101,9 @@ impl Runtime {
         record.attachment = attachment;
         let config = &record.sandbox.config;
         let hosts = format!(
-            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-             fe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{}\t{}\n",
+            "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n\
+             ::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
+             fe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{}\t{}\n",
             record.sandbox.ip, config.hostname
         );
         for (name, content) in [

@@ -4,7 +4,8 @@
 //! is lost; and their output needs a reader that turns it into the CRI log format, or the
 //! container blocks on a full pipe. keg itself may restart at any time, so neither can be a
 //! task inside keg. Instead keg starts its own executable again with [`ENV`] set; a
-//! constructor that runs before `main` (see [`ENTRY`]) turns that process into the monitor:
+//! constructor that runs before `main` (`ENTRY`, in `.init_array`) turns that process into
+//! the monitor:
 //!
 //! 1. it forks; the parent waits for the child's report and exits 0 ("created") or 1 with the
 //!    error on stderr, which is what keg waits for;
@@ -160,7 +161,7 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
 /// nothing unless [`ENV`] is set, and then never returns.
 #[used]
 #[unsafe(link_section = ".init_array")]
-pub static ENTRY: extern "C" fn() = entry;
+static ENTRY: extern "C" fn() = entry;
 
 extern "C" fn entry() {
     let Some(dir) = std::env::var_os(ENV) else {

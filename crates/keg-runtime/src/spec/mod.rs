@@ -161,7 +161,8 @@ pub(crate) fn generate(input: &SpecInput) -> Result<Value> {
         .unwrap_or_else(|| "/".into());
     let mut linux = json!({
         "namespaces": [
-            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"},
+            {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"},
+            {"type": "cgroup"},
             {"type": "network", "path": input.netns},
         ],
         "cgroupsPath": input.cgroups_path,
@@ -268,7 +269,7 @@ fn capabilities(c: &ContainerConfig) -> Result<Vec<String>> {
     caps.retain(|cap| {
         let held = host.contains(cap);
         if !held {
-            tracing::warn!(container = %c.name, capability = %cap, "keg lacks the capability; not granted");
+            tracing::warn!(container = %c.name, capability = %cap, "keg lacks it; not granted");
         }
         held
     });
@@ -298,14 +299,42 @@ fn mounts(c: &ContainerConfig, sandbox_dir: &Path) -> Result<Vec<Value>> {
     } else {
         json!(["nosuid", "noexec", "nodev", "ro"])
     };
+    let nosuid_noexec_nodev = ["nosuid", "noexec", "nodev"];
     let mut out = vec![
-        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
-        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
-        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+        mount("/proc", "proc", "proc", &nosuid_noexec_nodev),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount("/dev/mqueue", "mqueue", "mqueue", &nosuid_noexec_nodev),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": sys_options}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        ),
     ];
     let user_targets: Vec<&str> = c
         .mounts
@@ -316,7 +345,7 @@ fn mounts(c: &ContainerConfig, sandbox_dir: &Path) -> Result<Vec<Value>> {
     for file in ["hosts", "resolv.conf", "hostname"] {
         let target = format!("/etc/{file}");
         if !user_targets.contains(&target.as_str()) {
-            out.push(json!({"destination": target, "type": "bind", "source": sandbox_dir.join(file), "options": ["rbind", "rprivate", "rw"]}));
+            out.push(bind(&target, &sandbox_dir.join(file), "rw"));
         }
     }
     for m in &c.mounts {
@@ -333,16 +362,27 @@ fn mounts(c: &ContainerConfig, sandbox_dir: &Path) -> Result<Vec<Value>> {
             )));
         }
         let mode = if m.readonly { "ro" } else { "rw" };
-        out.push(json!({"destination": m.container_path, "type": "bind", "source": m.host_path, "options": ["rbind", "rprivate", mode]}));
+        out.push(bind(&m.container_path, &m.host_path, mode));
     }
     Ok(out)
+}
+
+fn mount(destination: &str, kind: &str, source: &str, options: &[&str]) -> Value {
+    json!({"destination": destination, "type": kind, "source": source, "options": options})
+}
+
+fn bind(destination: &str, source: &Path, mode: &str) -> Value {
+    let options = ["rbind", "rprivate", mode];
+    json!({"destination": destination, "type": "bind", "source": source, "options": options})
 }
 
 fn resources(r: &Resources, privileged: bool) -> Value {
     let devices = if privileged {
         json!([{"allow": true, "access": "rwm"}])
     } else {
-        let dev = |t: &str, major: i64, minor: Option<i64>| json!({"allow": true, "type": t, "major": major, "minor": minor, "access": "rwm"});
+        fn dev(kind: &str, major: i64, minor: Option<i64>) -> Value {
+            json!({"allow": true, "type": kind, "major": major, "minor": minor, "access": "rwm"})
+        }
         json!([
             {"allow": false, "access": "rwm"},
             {"allow": true, "type": "c", "access": "m"},

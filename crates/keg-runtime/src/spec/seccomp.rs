@@ -435,7 +435,12 @@ pub(crate) fn default_profile(capabilities: &[String]) -> Value {
         rules.push(json!({
             "names": ["clone"],
             "action": "SCMP_ACT_ALLOW",
-            "args": [{"index": 0, "value": CLONE_NAMESPACE_FLAGS, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
+            "args": [{
+                "index": 0,
+                "value": CLONE_NAMESPACE_FLAGS,
+                "valueTwo": 0,
+                "op": "SCMP_CMP_MASKED_EQ",
+            }],
         }));
         // ENOSYS, not EPERM: C libraries then fall back to clone(2), whose flags can be checked.
         rules.push(

@@ -192,6 +192,10 @@ where
 }
 
 impl Env {
+    pub fn state(&self, id: &str) -> ContainerState {
+        self.runtime.container_status(id).expect("status").state
+    }
+
     pub fn log_path_exists(&self, name: &str) -> bool {
         self.dir
             .path()

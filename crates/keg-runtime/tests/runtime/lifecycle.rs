@@ -6,6 +6,15 @@ use keg_runtime::{ContainerState, PodSandboxConfig, Resources};
 
 use crate::common::with_env;
 
+const RESOLV_CONF: &str = "search demo.svc.cluster.local svc.cluster.local cluster.local\n\
+                           nameserver 10.43.0.10\noptions ndots:5\n";
+const MEMORY_LIMIT: &str =
+    "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes";
+/// Logs SIGTERM but goes on: only SIGKILL ends it.
+const STUBBORN: &str = "trap 'echo got TERM' TERM; echo ready; while true; do sleep 1; done";
+/// Ends on SIGTERM.
+const POLITE: &str = "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 1; done";
+
 #[tokio::test]
 async fn runs_a_container_in_a_pod() {
     with_env("runs_a_container_in_a_pod", |env| async move {
@@ -14,12 +23,23 @@ async fn runs_a_container_in_a_pod() {
                 uid: "0b9c1c8e-1111-2222-3333-444455556666".into(),
                 name: "web-1".into(),
                 namespace: "demo".into(),
-                dns: keg_runtime::DnsConfig::cluster_first("demo", "cluster.local", vec!["10.43.0.10".into()]),
-                resources: Resources { memory_limit_bytes: Some(256 << 20), cpu_limit_millis: Some(500), ..Default::default() },
+                dns: keg_runtime::DnsConfig::cluster_first(
+                    "demo",
+                    "cluster.local",
+                    vec!["10.43.0.10".into()],
+                ),
+                resources: Resources {
+                    memory_limit_bytes: Some(256 << 20),
+                    cpu_limit_millis: Some(500),
+                    ..Default::default()
+                },
                 ..Default::default()
             })
             .await;
-        assert_eq!(env.runtime.cgroup_memory_limit(&sandbox.cgroup_path), Some(256 << 20));
+        assert_eq!(
+            env.runtime.cgroup_memory_limit(&sandbox.cgroup_path),
+            Some(256 << 20)
+        );
         // A loop, so that sh stays PID 1 instead of exec-ing its last command.
         let mut config = env.container_config("app", "echo hello; while true; do sleep 3600; done");
         config.resources.memory_limit_bytes = Some(64 << 20);
@@ -30,27 +50,49 @@ async fn runs_a_container_in_a_pod() {
         assert!(status.pid.is_some() && status.started_at.is_some());
         assert_eq!(status.image_id, env.image.id);
 
-        assert_eq!(env.exec(&id, &["cat", "/proc/1/comm"]).await, (0, "sh\n".into()), "PID 1 is sh");
+        assert_eq!(
+            env.exec(&id, &["cat", "/proc/1/comm"]).await,
+            (0, "sh\n".into()),
+            "PID 1 is sh"
+        );
         assert_eq!(env.exec(&id, &["hostname"]).await, (0, "web-1\n".into()));
         let (_, resolv) = env.exec(&id, &["cat", "/etc/resolv.conf"]).await;
-        assert_eq!(
-            resolv,
-            "search demo.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.43.0.10\noptions ndots:5\n"
-        );
+        assert_eq!(resolv, RESOLV_CONF);
         let (_, hosts) = env.exec(&id, &["cat", "/etc/hosts"]).await;
         assert!(hosts.contains(&format!("{}\tweb-1", sandbox.ip)), "{hosts}");
-        let limit_script = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes";
-        assert_eq!(env.exec(&id, &["sh", "-c", limit_script]).await, (0, format!("{}\n", 64 << 20)));
-        assert_eq!(env.exec(&id, &["ls", "/opt/old"]).await, (0, "new\n".into()), "opaque whiteout");
-        assert_eq!(env.exec(&id, &["test", "-e", "/etc/motd"]).await.0, 1, "file whiteout");
+        assert_eq!(
+            env.exec(&id, &["sh", "-c", MEMORY_LIMIT]).await,
+            (0, format!("{}\n", 64 << 20))
+        );
+        assert_eq!(
+            env.exec(&id, &["ls", "/opt/old"]).await,
+            (0, "new\n".into()),
+            "opaque whiteout"
+        );
+        assert_eq!(
+            env.exec(&id, &["test", "-e", "/etc/motd"]).await.0,
+            1,
+            "file whiteout"
+        );
         assert_eq!(env.exec(&id, &["sh", "-c", "exit 7"]).await.0, 7);
-        let (_, caps) = env.exec(&id, &["sh", "-c", "grep CapBnd /proc/self/status"]).await;
-        assert_eq!(caps.split_whitespace().nth(1), Some("00000000a80425fb"), "containerd's default capabilities");
+        let (_, caps) = env
+            .exec(&id, &["sh", "-c", "grep CapBnd /proc/self/status"])
+            .await;
+        assert_eq!(
+            caps.split_whitespace().nth(1),
+            Some("00000000a80425fb"),
+            "containerd's default capabilities"
+        );
 
         // sh as PID 1 ignores SIGTERM, so stop escalates to SIGKILL.
-        env.runtime.stop_container(&id, Duration::from_millis(500)).await.unwrap();
+        env.runtime
+            .stop_container(&id, Duration::from_millis(500))
+            .await
+            .unwrap();
         match env.runtime.container_status(&id).unwrap().state {
-            ContainerState::Exited { exit_code, reason, .. } => assert_eq!((exit_code, reason.as_str()), (137, "Error")),
+            ContainerState::Exited {
+                exit_code, reason, ..
+            } => assert_eq!((exit_code, reason.as_str()), (137, "Error")),
             other => panic!("expected exited, got {other:?}"),
         }
         assert_eq!(env.runtime.list_containers().unwrap().len(), 1);
@@ -65,42 +107,82 @@ async fn runs_a_container_in_a_pod() {
 
 #[tokio::test]
 async fn reports_exit_codes_and_stops_with_sigterm_then_sigkill() {
-    with_env("reports_exit_codes_and_stops_with_sigterm_then_sigkill", |env| async move {
-        let sandbox = env.sandbox("exits").await;
-        let failing = env.run(&sandbox, "fail", "echo bye >&2; exit 3").await;
-        match env.wait_exited(&failing).await {
-            ContainerState::Exited { exit_code, reason, .. } => assert_eq!((exit_code, reason.as_str()), (3, "Error")),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(env.log_lines(&failing), ["bye"]);
-        let done = env.run(&sandbox, "done", "true").await;
-        assert!(matches!(env.wait_exited(&done).await, ContainerState::Exited { exit_code: 0, ref reason, .. } if reason == "Completed"));
+    with_env(
+        "reports_exit_codes_and_stops_with_sigterm_then_sigkill",
+        |env| async move {
+            let sandbox = env.sandbox("exits").await;
+            let failing = env.run(&sandbox, "fail", "echo bye >&2; exit 3").await;
+            assert_eq!(
+                exit_of(&env.wait_exited(&failing).await),
+                (3, "Error".into())
+            );
+            assert_eq!(env.log_lines(&failing), ["bye"]);
+            let done = env.run(&sandbox, "done", "true").await;
+            assert_eq!(
+                exit_of(&env.wait_exited(&done).await),
+                (0, "Completed".into())
+            );
 
-        let stubborn = env.run(&sandbox, "stubborn", "trap 'echo got TERM' TERM; echo ready; while true; do sleep 1; done").await;
-        env.wait_for_log(&stubborn, "ready").await;
-        let begun = Instant::now();
-        env.runtime.stop_container(&stubborn, Duration::from_secs(3)).await.unwrap();
-        assert!(begun.elapsed() >= Duration::from_secs(3), "SIGKILL only after the timeout");
-        assert!(env.log_lines(&stubborn).contains(&"got TERM".to_string()), "{:?}", env.log_lines(&stubborn));
-        assert!(matches!(env.runtime.container_status(&stubborn).unwrap().state, ContainerState::Exited { exit_code: 137, .. }));
+            let stubborn = env.run(&sandbox, "stubborn", STUBBORN).await;
+            env.wait_for_log(&stubborn, "ready").await;
+            let begun = Instant::now();
+            env.runtime
+                .stop_container(&stubborn, Duration::from_secs(3))
+                .await
+                .unwrap();
+            assert!(
+                begun.elapsed() >= Duration::from_secs(3),
+                "SIGKILL only after the timeout"
+            );
+            let lines = env.log_lines(&stubborn);
+            assert!(lines.contains(&"got TERM".to_string()), "{lines:?}");
+            assert_eq!(exit_of(&env.state(&stubborn)), (137, "Error".into()));
 
-        let polite = env.run(&sandbox, "polite", "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 1; done").await;
-        env.wait_for_log(&polite, "ready").await;
-        env.runtime.stop_container(&polite, Duration::from_secs(30)).await.unwrap();
-        assert!(matches!(env.runtime.container_status(&polite).unwrap().state, ContainerState::Exited { exit_code: 0, .. }));
+            let polite = env.run(&sandbox, "polite", POLITE).await;
+            env.wait_for_log(&polite, "ready").await;
+            env.runtime
+                .stop_container(&polite, Duration::from_secs(30))
+                .await
+                .unwrap();
+            assert_eq!(exit_of(&env.state(&polite)), (0, "Completed".into()));
 
-        // A created container that never started can be removed too.
-        let created = env.runtime.create_container(&sandbox.id, env.container_config("idle", "true")).await.unwrap();
-        assert_eq!(env.runtime.container_status(&created).unwrap().state, ContainerState::Created);
-        env.runtime.remove_container(&created).await.unwrap();
+            // A created container that never started can be removed too.
+            let idle = env.container_config("idle", "true");
+            let created = env
+                .runtime
+                .create_container(&sandbox.id, idle)
+                .await
+                .unwrap();
+            assert_eq!(env.state(&created), ContainerState::Created);
+            env.runtime.remove_container(&created).await.unwrap();
 
-        // Stopping the sandbox stops what still runs.
-        let sleeper = env.run(&sandbox, "sleeper", "sleep 3600").await;
-        env.runtime.stop_pod_sandbox(&sandbox.id, Duration::from_secs(1)).await.unwrap();
-        assert!(matches!(env.runtime.container_status(&sleeper).unwrap().state, ContainerState::Exited { .. }));
-        assert!(env.runtime.create_container(&sandbox.id, env.container_config("late", "true")).await.is_err());
-    })
+            // Stopping the sandbox stops what still runs, and takes no new containers.
+            let sleeper = env.run(&sandbox, "sleeper", "sleep 3600").await;
+            env.runtime
+                .stop_pod_sandbox(&sandbox.id, Duration::from_secs(1))
+                .await
+                .unwrap();
+            assert!(matches!(env.state(&sleeper), ContainerState::Exited { .. }));
+            let late = env.container_config("late", "true");
+            assert!(
+                env.runtime
+                    .create_container(&sandbox.id, late)
+                    .await
+                    .is_err()
+            );
+        },
+    )
     .await;
+}
+
+/// Exit code and reason of an exited container.
+fn exit_of(state: &ContainerState) -> (i32, String) {
+    match state {
+        ContainerState::Exited {
+            exit_code, reason, ..
+        } => (*exit_code, reason.clone()),
+        other => panic!("expected an exited container, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -26,7 +26,11 @@ impl Registry {
         let storage = dir.join("registry-data");
         std::fs::write(
             &config,
-            format!("version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n", storage.display()),
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n\
+                 \x20   rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                storage.display()
+            ),
         )
         .unwrap();
         let log = std::fs::File::create(dir.join("registry.log")).unwrap();
