@@ -13,5 +13,5 @@ pub mod quantity;
 
 pub use cluster_config::ClusterConfig;
 pub use crds::{FargateProfile, FargateProfileSelector, NodeGroup, custom_resource_definitions};
-// pub use fargate::FargateSize;
+pub use fargate::FargateSize;
 pub use instance_types::InstanceType;
