@@ -24,6 +24,9 @@ pub const STATUS_CREATING: &str = "CREATING";
 pub const STATUS_DELETING: &str = "DELETING";
 
 /// Which pods run on Fargate: those that match one of the selectors.
+// Each printcolumn(...) repeats `type_ = ...`; clippy takes the repeats for duplicated
+// attributes of the struct, though each belongs to its own column.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "keg.dev",
@@ -93,6 +96,9 @@ pub struct FargateProfileStatus {
 }
 
 /// A group of identical nodes of one instance type.
+// Each printcolumn(...) repeats `type_ = ...`; clippy takes the repeats for duplicated
+// attributes of the struct, though each belongs to its own column.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "keg.dev",

@@ -1,1 +1,148 @@
-//! stub
+//! What compute costs on AWS, so keg can meter what the seed's move to Fargate saves.
+//!
+//! On-demand Linux prices in USD per hour, as AWS's public price pages (aws.amazon.com/fargate/
+//! pricing, aws.amazon.com/ec2/pricing/on-demand) listed them through 2024 and 2025. The us-east-1
+//! Fargate rates and t3.medium's prices were checked against third-party copies of those pages
+//! in 2025; the other figures are the pages' values as recorded then and not re-checked since.
+//! They are a snapshot: refresh them here when AWS moves them. Fargate is Linux/x86; EC2 is
+//! shared tenancy, without reservations or savings plans.
+
+use crate::fargate::FargateSize;
+
+/// The regions keg has prices for.
+pub const REGIONS: &[&str] = &["us-east-1", "eu-west-1"];
+
+/// Fargate's Linux/x86 on-demand rates in one region.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FargateRate {
+    /// USD per vCPU per hour.
+    pub vcpu_hour: f64,
+    /// USD per GB of memory per hour.
+    pub gb_hour: f64,
+}
+
+/// Fargate's rates in `region`, if keg has them.
+pub fn fargate_rate(region: &str) -> Option<FargateRate> {
+    match region {
+        "us-east-1" => Some(FargateRate {
+            vcpu_hour: 0.04048,
+            gb_hour: 0.004445,
+        }),
+        "eu-west-1" => Some(FargateRate {
+            vcpu_hour: 0.04456,
+            gb_hour: 0.004865,
+        }),
+        _ => None,
+    }
+}
+
+/// What a pod of `size` costs an hour on Fargate in `region`.
+pub fn fargate_hourly(region: &str, size: &FargateSize) -> Option<f64> {
+    let rate = fargate_rate(region)?;
+    Some(size.vcpus() * rate.vcpu_hour + size.memory_gb() * rate.gb_hour)
+}
+
+/// What an instance of `instance_type` costs an hour on demand in `region`.
+pub fn ec2_hourly(region: &str, instance_type: &str) -> Option<f64> {
+    let column = REGIONS.iter().position(|r| *r == region)?;
+    EC2.iter()
+        .find(|(name, _)| *name == instance_type)
+        .map(|(_, prices)| prices[column])
+}
+
+/// Per instance type, the hourly price in each of [`REGIONS`], in that order.
+static EC2: &[(&str, [f64; 2])] = &[
+    ("t2.nano", [0.0058, 0.0063]),
+    ("t2.micro", [0.0116, 0.0126]),
+    ("t2.small", [0.023, 0.025]),
+    ("t2.medium", [0.0464, 0.05]),
+    ("t2.large", [0.0928, 0.1008]),
+    ("t2.xlarge", [0.1856, 0.2016]),
+    ("t2.2xlarge", [0.3712, 0.4032]),
+    ("t3.nano", [0.0052, 0.0057]),
+    ("t3.micro", [0.0104, 0.0114]),
+    ("t3.small", [0.0208, 0.0228]),
+    ("t3.medium", [0.0416, 0.0456]),
+    ("t3.large", [0.0832, 0.0912]),
+    ("t3.xlarge", [0.1664, 0.1824]),
+    ("t3.2xlarge", [0.3328, 0.3648]),
+    ("m5.large", [0.096, 0.107]),
+    ("m5.xlarge", [0.192, 0.214]),
+    ("m5.2xlarge", [0.384, 0.428]),
+    ("m5.4xlarge", [0.768, 0.856]),
+    ("m5.8xlarge", [1.536, 1.712]),
+    ("m5.12xlarge", [2.304, 2.568]),
+    ("m5.16xlarge", [3.072, 3.424]),
+    ("m5.24xlarge", [4.608, 5.136]),
+    ("m5.metal", [4.608, 5.136]),
+    ("c5.large", [0.085, 0.096]),
+    ("c5.xlarge", [0.17, 0.192]),
+    ("c5.2xlarge", [0.34, 0.384]),
+    ("c5.4xlarge", [0.68, 0.768]),
+    ("c5.9xlarge", [1.53, 1.728]),
+    ("c5.12xlarge", [2.04, 2.304]),
+    ("c5.18xlarge", [3.06, 3.456]),
+    ("c5.24xlarge", [4.08, 4.608]),
+    ("c5.metal", [4.08, 4.608]),
+    ("r5.large", [0.126, 0.141]),
+    ("r5.xlarge", [0.252, 0.282]),
+    ("r5.2xlarge", [0.504, 0.564]),
+    ("r5.4xlarge", [1.008, 1.128]),
+    ("r5.8xlarge", [2.016, 2.256]),
+    ("r5.12xlarge", [3.024, 3.384]),
+    ("r5.16xlarge", [4.032, 4.512]),
+    ("r5.24xlarge", [6.048, 6.768]),
+    ("r5.metal", [6.048, 6.768]),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InstanceType;
+
+    fn cents(usd: f64) -> f64 {
+        (usd * 100_000.0).round() / 100_000.0
+    }
+
+    #[test]
+    fn smallest_fargate_pod_in_us_east_1() {
+        let hourly = fargate_hourly("us-east-1", &FargateSize::SMALLEST).unwrap();
+        assert_eq!(cents(hourly), 0.01234);
+    }
+
+    #[test]
+    fn fargate_scales_with_size() {
+        let size = FargateSize {
+            millicpu: 2000,
+            memory_mib: 9 * 1024,
+        };
+        let hourly = fargate_hourly("us-east-1", &size).unwrap();
+        assert_eq!(cents(hourly), cents(2.0 * 0.04048 + 9.0 * 0.004445));
+        assert!(fargate_hourly("eu-west-1", &size).unwrap() > hourly);
+        assert_eq!(fargate_hourly("mars-north-1", &size), None);
+    }
+
+    #[test]
+    fn ec2_prices() {
+        assert_eq!(ec2_hourly("us-east-1", "t3.medium"), Some(0.0416));
+        assert_eq!(ec2_hourly("eu-west-1", "t3.medium"), Some(0.0456));
+        assert_eq!(ec2_hourly("eu-west-1", "t2.medium"), Some(0.05));
+        assert_eq!(ec2_hourly("mars-north-1", "t3.medium"), None);
+        assert_eq!(ec2_hourly("us-east-1", "x1.huge"), None);
+    }
+
+    #[test]
+    fn every_known_instance_type_has_a_price_everywhere() {
+        for instance in InstanceType::all() {
+            for region in REGIONS {
+                let price = ec2_hourly(region, instance.name);
+                assert!(
+                    price.is_some_and(|p| p > 0.0),
+                    "{} in {region}",
+                    instance.name
+                );
+            }
+        }
+        assert_eq!(EC2.len(), InstanceType::all().len());
+    }
+}

@@ -418,3 +418,30 @@ fn unreadable_file_names_the_path() {
     );
     assert!(err.located().is_none());
 }
+
+#[test]
+fn errors_in_the_seed_file_point_into_it() {
+    let text = std::fs::read_to_string(seed_file()).unwrap();
+    let err = ClusterConfig::parse(
+        "eks-terrax-fargate.yaml",
+        &text.replace("fp-default", "eks-x"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "eks-terrax-fargate.yaml:15:11: fargateProfiles[0].name: invalid Fargate profile \
+         \"eks-x\": name should NOT start with \"eks-\""
+    );
+    let located = err.located().unwrap();
+    assert_eq!((located.line, located.column), (15, 11));
+    let err = ClusterConfig::parse(
+        "eks-terrax-fargate.yaml",
+        &text.replace("labels:", "label:"),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "eks-terrax-fargate.yaml:28:9: fargateProfiles[1].selectors[0].label: unknown field \
+         `label`, expected one of namespace, labels"
+    );
+}
