@@ -305,7 +305,10 @@ mod tests {
 
     #[test]
     fn rejects_non_objects_and_text_abv() {
-        assert_eq!(fields(&BeerInput::from_json(&json!([1])).unwrap_err()), ["body"]);
+        assert_eq!(
+            fields(&BeerInput::from_json(&json!([1])).unwrap_err()),
+            ["body"]
+        );
         let errors = BeerInput::from_json(&json!({
             "name": "a", "brewery": "b", "style": "c", "abv": "strong"
         }))
@@ -325,9 +328,15 @@ mod tests {
     fn page_requests_default_and_validate() {
         assert_eq!(
             PageRequest::parse(None, None).unwrap(),
-            PageRequest { page: 0, size: DEFAULT_PAGE_SIZE }
+            PageRequest {
+                page: 0,
+                size: DEFAULT_PAGE_SIZE
+            }
         );
-        assert_eq!(PageRequest::parse(Some("2"), Some("5")).unwrap().offset(), 10);
+        assert_eq!(
+            PageRequest::parse(Some("2"), Some("5")).unwrap().offset(),
+            10
+        );
         let errors = PageRequest::parse(Some("-1"), Some("0")).unwrap_err();
         assert_eq!(fields(&errors), ["page", "size"]);
         assert!(PageRequest::parse(None, Some("101")).is_err());
