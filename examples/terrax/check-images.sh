@@ -124,7 +124,10 @@ main() {
   start_db
   start_api
   wait_http "http://127.0.0.1:$API_PORT/readyz"
-  log "first start: api ready; volume $(du -sh "$tmp/volume" | cut -f1), owner $(stat -c %U "$tmp/volume")"
+  log "first start: api ready; volume $(du -sh "$tmp/volume" | cut -f1), owner uid $(stat -c %u "$tmp/volume")"
+  local client=(chroot "$tmp/db/bundle/rootfs" mariadb -h127.0.0.1 -P"$DB_PORT" -uroot)
+  if "${client[@]}" -e 'SELECT 1' >/dev/null 2>&1; then fail "root needs no password"; fi
+  "${client[@]}" -proot-pw -e 'SELECT 1' >/dev/null || fail "root's password is refused"
   local created id
   created=$(curl -fsS -H 'content-type: application/json' \
     -d '{"name":"Chroot Bock","brewery":"Terrax","style":"Bock","abv":6.8}' \

@@ -57,6 +57,10 @@ ident_escape() { printf '%s' "$1" | sed -e 's/`/``/g'; }
 init_sql() {
   root_pw=$(sql_escape "$ROOT_PASSWORD")
   echo "SET @@SESSION.SQL_LOG_BIN=0;"
+  # mariadb-install-db also makes password-less roots for the host name and loopback
+  # addresses; drop them, as the official image does, so every root login needs the password.
+  echo "DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1';"
+  echo "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@''', @@hostname, '''');"
   echo "ALTER USER 'root'@'localhost' IDENTIFIED BY '$root_pw';"
   # The official image lets root in from anywhere, with the same password.
   echo "CREATE USER 'root'@'%' IDENTIFIED BY '$root_pw';"
