@@ -90,7 +90,7 @@ impl MariaDb {
         let as_root = fs::metadata("/proc/self")
             .map(|m| m.uid() == 0)
             .unwrap_or(false);
-        install_datadir(binaries, &datadir, dir.path(), as_root);
+        install_datadir(binaries, &datadir, as_root);
 
         let mut command = Command::new(&binaries.server);
         command
@@ -201,7 +201,7 @@ fn log_path(dir: &Path) -> PathBuf {
 }
 
 /// Creates the system tables in `datadir`, with a password-less root for the socket.
-fn install_datadir(binaries: &Binaries, datadir: &Path, dir: &Path, as_root: bool) {
+fn install_datadir(binaries: &Binaries, datadir: &Path, as_root: bool) {
     let mut command = Command::new(&binaries.install_db);
     command
         .arg("--no-defaults")
@@ -214,7 +214,6 @@ fn install_datadir(binaries: &Binaries, datadir: &Path, dir: &Path, as_root: boo
     }
     let output = command.output().expect("run mariadb-install-db");
     if !output.status.success() {
-        let _ = fs::write(dir.join("install.log"), &output.stdout);
         panic!(
             "mariadb-install-db failed ({}):\n{}\n{}",
             output.status,
