@@ -1,1 +1,150 @@
-//! The Kubernetes API server: authentication, admission, REST, watch, discovery and OpenAPI over a Store.
+//! The Kubernetes API server: authentication, admission, REST, watch, discovery and OpenAPI
+//! over a [`keg_store::Store`]. Every other part of keg is a client of this API.
+
+pub mod admission;
+pub mod auth;
+pub mod bootstrap;
+#[cfg(feature = "client")]
+pub mod client;
+pub mod delete;
+pub mod discovery;
+pub mod error;
+pub mod fieldcheck;
+pub mod filter;
+pub mod hooks;
+pub mod kubeconfig;
+pub mod negotiate;
+pub mod objects;
+pub mod openapi;
+pub mod pki;
+pub mod read;
+pub mod render;
+pub mod request;
+pub mod resources;
+pub mod rest;
+pub mod server;
+pub mod state;
+pub mod storage;
+pub mod strategy;
+pub mod subresources;
+pub mod version;
+pub mod watch;
+pub mod write;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use keg_store::Store;
+
+pub use state::{ApiState, LogOptions, PodLogs};
+
+/// How to run the API server.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the store, certificates, tokens and kubeconfig live.
+    pub data_dir: PathBuf,
+    /// The address to listen on (loopback by default).
+    pub bind_address: IpAddr,
+    /// The port to listen on.
+    pub port: u16,
+    /// Extra names or addresses for the serving certificate.
+    pub extra_names: Vec<String>,
+}
+
+/// An opened API server, ready to serve.
+pub struct ApiServer {
+    /// Shared state (for in-process wiring).
+    pub state: Arc<ApiState>,
+    /// The accepted tokens.
+    pub tokens: auth::Tokens,
+    /// Certificates.
+    pub pki: pki::Pki,
+    config: Config,
+}
+
+impl ApiServer {
+    /// Opens the store in the data dir, the certificates and tokens, and bootstraps the cluster.
+    pub async fn open(config: Config, admission: admission::Admission) -> Result<ApiServer> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+        let db = config.data_dir.join("keg.db");
+        let store: Arc<dyn Store> = Arc::new(
+            keg_store::RedbStore::open(&db).await.with_context(|| format!("opening the store {}", db.display()))?,
+        );
+        let pki = pki::Pki::load_or_create(&config.data_dir, &config.extra_names)?;
+        let tokens = auth::Tokens::load_or_create(&config.data_dir)?;
+        let state = Arc::new(ApiState {
+            objects: storage::Objects::new(store),
+            registry: resources::Registry::new(),
+            admission,
+            pod_logs: Default::default(),
+            ready: Default::default(),
+        });
+        load_crds(&state).await?;
+        bootstrap::run(&state).await.map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;
+        Ok(ApiServer { state, tokens, pki, config })
+    }
+
+    /// The router serving every endpoint.
+    pub fn router(&self) -> axum::Router {
+        server::router(self.state.clone(), self.tokens.clone())
+    }
+
+    /// The HTTPS URL clients use.
+    pub fn url(&self, port: u16) -> String {
+        let host = if self.config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { self.config.bind_address.to_string() };
+        match self.config.bind_address {
+            IpAddr::V6(_) if !self.config.bind_address.is_unspecified() => format!("https://[{host}]:{port}"),
+            _ => format!("https://{host}:{port}"),
+        }
+    }
+
+    /// Binds the listener, writes `data_dir/kubeconfig`, marks the server ready and serves
+    /// until `shutdown` resolves.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+        let addr = SocketAddr::new(self.config.bind_address, self.config.port);
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let port = listener.local_addr()?.port();
+        let url = self.url(port);
+        kubeconfig::write(&self.config.data_dir.join("kubeconfig"), "keg", &url, &self.pki.ca_pem, self.tokens.admin())?;
+        let tls = self.pki.server_config()?;
+        let router = self.router();
+        spawn_compactor(self.state.clone());
+        self.state.ready.store(true, Ordering::SeqCst);
+        tracing::info!(%url, "API server ready");
+        server::serve_tls(listener, tls, router, shutdown).await
+    }
+}
+
+async fn load_crds(state: &Arc<ApiState>) -> Result<()> {
+    let crds = state.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("built in");
+    let page = state.objects.list(&crds, None, None, None, None).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    for crd in page.items {
+        state.registry.install_crd(&crd);
+    }
+    Ok(())
+}
+
+/// Keeps about five minutes of history, as upstream compacts etcd every five minutes.
+fn spawn_compactor(state: Arc<ApiState>) {
+    tokio::spawn(async move {
+        let mut seen = std::collections::VecDeque::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            seen.push_back(state.objects.store().current_revision());
+            if seen.len() > 5 {
+                let revision = seen.pop_front().unwrap_or(0);
+                if revision > state.objects.store().compacted_revision() {
+                    if let Err(e) = state.objects.store().compact(revision).await {
+                        tracing::warn!("compaction to {revision} failed: {e}");
+                    }
+                }
+            }
+        }
+    });
+}

@@ -1,1 +1,30 @@
-//! Controllers (deployments, replica sets, garbage collection, namespaces, endpoints, volumes, load balancers), all API clients.
+//! Controllers (namespaces, garbage collection, deployments, replica sets, endpoints,
+//! volumes, load balancers). Each is a kube-rs controller: a client of the API only.
+
+pub mod namespace;
+
+use std::time::Duration;
+
+use kube::Client;
+
+/// How long a failed reconcile waits before it is tried again.
+pub(crate) const RETRY: Duration = Duration::from_secs(2);
+
+/// Errors of reconcilers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("API call failed: {0}")]
+    Api(#[from] kube::Error),
+    /// Discovering served resources failed.
+    #[error("discovery failed: {0}")]
+    Discovery(String),
+}
+
+/// Results of reconcilers.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs every controller until the process ends.
+pub async fn run_all(client: Client) {
+    tokio::join!(namespace::run(client.clone()));
+}

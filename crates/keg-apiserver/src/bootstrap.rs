@@ -1,0 +1,53 @@
+//! What a new cluster has from the start: the system namespaces, a default ServiceAccount in
+//! every namespace, and the `kubernetes` Service.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::error::Result;
+use crate::request::Query;
+use crate::state::ApiState;
+use crate::write::WriteContext;
+
+/// The namespaces every cluster has.
+pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// Creates an object through the normal write path unless it exists already.
+pub async fn ensure(state: &Arc<ApiState>, group: &str, plural: &str, ns: Option<&str>, obj: Value) -> Result<()> {
+    let res = state.registry.get(group, "v1", plural).expect("built-in resource");
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    if state.objects.try_get(&res, ns, &name).await?.is_some() {
+        return Ok(());
+    }
+    let query = Query::default();
+    let ctx = WriteContext { state, res: &res, ns, query: &query };
+    // Boxed: creating a namespace ensures its service account through this same path.
+    match Box::pin(ctx.create(&HeaderMap::new(), &Bytes::from(obj.to_string()))).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The default ServiceAccount of a namespace, as upstream's service account controller makes.
+pub async fn ensure_default_service_account(state: &Arc<ApiState>, ns: &str) -> Result<()> {
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
+    ensure(state, "", "serviceaccounts", Some(ns), sa).await
+}
+
+/// Creates what every cluster has, idempotently.
+pub async fn run(state: &Arc<ApiState>) -> Result<()> {
+    for ns in SYSTEM_NAMESPACES {
+        ensure(state, "", "namespaces", None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        ensure_default_service_account(state, ns).await?;
+    }
+    let kubernetes = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
+        "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
+    });
+    ensure(state, "", "services", Some("default"), kubernetes).await
+}

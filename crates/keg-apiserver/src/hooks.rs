@@ -1,0 +1,66 @@
+//! What the server itself does after a write: serving the resources of a CRD as soon as it
+//! is stored (and marking it Established), and dropping them when it goes.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::objects::{self, meta_str, parse_resource_version};
+use crate::resources::Resource;
+use crate::state::ApiState;
+
+fn is_crd(res: &Resource) -> bool {
+    res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition"
+}
+
+/// Runs after an object was created or updated.
+pub async fn after_write(state: &Arc<ApiState>, res: &Resource, obj: &Value) {
+    if res.group.is_empty() && res.kind == "Namespace" && !objects::is_deleting(obj) {
+        // As upstream's service account controller: every namespace gets a default account.
+        let _ = crate::bootstrap::ensure_default_service_account(state, objects::name(obj)).await;
+        return;
+    }
+    if !is_crd(res) {
+        return;
+    }
+    if objects::is_deleting(obj) {
+        return;
+    }
+    state.registry.install_crd(obj);
+    if obj["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Established")) {
+        return;
+    }
+    let now = objects::now();
+    let mut established = obj.clone();
+    established["status"] = json!({
+        "acceptedNames": obj["spec"]["names"],
+        "storedVersions": obj["spec"]["versions"].as_array().into_iter().flatten()
+            .filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect::<Vec<_>>(),
+        "conditions": [
+            {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now},
+            {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
+        ],
+    });
+    let rv = parse_resource_version(meta_str(obj, "resourceVersion").unwrap_or("0")).unwrap_or(0);
+    // A concurrent writer wins; its write comes through here again.
+    let _ = state.objects.update(res, None, &established, rv).await;
+}
+
+/// Runs after an object was removed from storage.
+pub async fn after_delete(state: &Arc<ApiState>, res: &Resource, obj: &Value) {
+    if !is_crd(res) {
+        return;
+    }
+    let group = obj["spec"]["group"].as_str().unwrap_or_default();
+    let plural = obj["spec"]["names"]["plural"].as_str().unwrap_or_default();
+    // Custom resources go with their definition, as upstream's CRD finalizer does.
+    if let Some(custom) = state.registry.all().into_iter().find(|r| r.custom.is_some() && r.group == group && r.plural == plural) {
+        if let Ok(page) = state.objects.list(&custom, None, None, None, None).await {
+            for item in page.items {
+                let ns = meta_str(&item, "namespace").map(String::from);
+                let _ = state.objects.delete(&custom, ns.as_deref(), objects::name(&item), None).await;
+            }
+        }
+    }
+    state.registry.remove_crd(group, plural);
+}

@@ -1,0 +1,97 @@
+//! The cluster's certificates: a CA made at first start and kept in the data dir, and a
+//! serving certificate for 127.0.0.1, localhost, the host name and any extra names.
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+
+/// PEM material for serving and for clients.
+pub struct Pki {
+    /// The CA certificate (clients trust it).
+    pub ca_pem: String,
+    /// The serving certificate chain.
+    pub server_cert_pem: String,
+    /// The serving key.
+    pub server_key_pem: String,
+}
+
+fn ca_params() -> Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "keg-ca");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    Ok(params)
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+impl Pki {
+    /// Loads the CA from `dir` (creating it the first time) and issues a serving certificate
+    /// for the local names plus `extra_names` (DNS names or IP addresses).
+    pub fn load_or_create(dir: &Path, extra_names: &[String]) -> Result<Pki> {
+        let ca_cert_path = dir.join("ca.crt");
+        let ca_key_path = dir.join("ca.key");
+        let (ca_pem, ca_key) = if ca_cert_path.exists() && ca_key_path.exists() {
+            let key_pem = fs::read_to_string(&ca_key_path).with_context(|| format!("reading {}", ca_key_path.display()))?;
+            let key = KeyPair::from_pem(&key_pem).with_context(|| format!("{} is not a valid key", ca_key_path.display()))?;
+            (fs::read_to_string(&ca_cert_path)?, key)
+        } else {
+            let key = KeyPair::generate()?;
+            let cert = ca_params()?.self_signed(&key)?;
+            write_private(&ca_key_path, &key.serialize_pem())?;
+            fs::write(&ca_cert_path, cert.pem())?;
+            (cert.pem(), key)
+        };
+        // The CA's subject comes from the same parameters it was made with, so certificates
+        // signed now chain to the stored CA certificate.
+        let issuer = Issuer::new(ca_params()?, ca_key);
+        let mut names = vec!["localhost".to_string(), "kubernetes".to_string(), "kubernetes.default".to_string(), "kubernetes.default.svc".to_string(), "kubernetes.default.svc.cluster.local".to_string()];
+        if let Ok(host) = fs::read_to_string("/proc/sys/kernel/hostname") {
+            names.push(host.trim().to_string());
+        }
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse()?, "10.43.0.1".parse()?];
+        for name in extra_names {
+            match name.parse::<IpAddr>() {
+                Ok(ip) => ips.push(ip),
+                Err(_) => names.push(name.clone()),
+            }
+        }
+        names.sort();
+        names.dedup();
+        for name in names.into_iter().filter(|n| !n.is_empty()) {
+            params.subject_alt_names.push(SanType::DnsName(name.try_into()?));
+        }
+        for ip in ips {
+            params.subject_alt_names.push(SanType::IpAddress(ip));
+        }
+        let server_key = KeyPair::generate()?;
+        let server_cert = params.signed_by(&server_key, &issuer)?;
+        write_private(&dir.join("server.key"), &server_key.serialize_pem())?;
+        fs::write(dir.join("server.crt"), server_cert.pem())?;
+        Ok(Pki { ca_pem, server_cert_pem: server_cert.pem(), server_key_pem: server_key.serialize_pem() })
+    }
+
+    /// A rustls server configuration offering HTTP/2 and HTTP/1.1.
+    pub fn server_config(&self) -> Result<rustls::ServerConfig> {
+        let certs = rustls_pemfile::certs(&mut self.server_cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pemfile::private_key(&mut self.server_key_pem.as_bytes())?.context("no private key in PEM")?;
+        let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}

@@ -1,0 +1,159 @@
+//! What a request asks for: the resource, namespace, name and subresource in its path, and the
+//! options in its query, as upstream's RequestInfo does.
+
+use std::collections::HashMap;
+
+/// The parts of a resource path: `/api/v1/namespaces/ns/pods/name/status` and the like.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestInfo {
+    /// API group; empty for core.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Namespace from the path, if any.
+    pub namespace: Option<String>,
+    /// Plural resource name.
+    pub resource: String,
+    /// Object name, if the path names one.
+    pub name: Option<String>,
+    /// Subresource, if any.
+    pub subresource: Option<String>,
+}
+
+impl RequestInfo {
+    /// Parses a resource path; `None` when the path is not a resource path.
+    pub fn parse(path: &str) -> Option<RequestInfo> {
+        let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+        let (group, version, rest) = match parts.as_slice() {
+            ["api", version, rest @ ..] => ("", *version, rest),
+            ["apis", group, version, rest @ ..] => (*group, *version, rest),
+            _ => return None,
+        };
+        let mut info = RequestInfo { group: group.to_string(), version: version.to_string(), ..Default::default() };
+        let rest: &[&str] = match rest {
+            // namespaces/{ns}/{resource}... addresses a namespaced resource; namespaces/{name}[/sub]
+            // addresses the namespace object itself.
+            ["namespaces", ns, resource, tail @ ..] if !matches!(*resource, "status" | "finalize") || !tail.is_empty() => {
+                info.namespace = Some(ns.to_string());
+                info.resource = resource.to_string();
+                tail
+            }
+            [resource, tail @ ..] => {
+                info.resource = resource.to_string();
+                tail
+            }
+            [] => return None,
+        };
+        match rest {
+            [] => {}
+            [name] => info.name = Some(name.to_string()),
+            [name, sub] => {
+                info.name = Some(name.to_string());
+                info.subresource = Some(sub.to_string());
+            }
+            _ => return None,
+        }
+        Some(info)
+    }
+}
+
+/// Query options, by name. Repeated keys keep the last value.
+#[derive(Debug, Clone, Default)]
+pub struct Query(pub HashMap<String, String>);
+
+impl Query {
+    /// Parses a raw query string.
+    pub fn parse(raw: Option<&str>) -> Query {
+        let mut map = HashMap::new();
+        for (k, v) in form_urlencoded_pairs(raw.unwrap_or_default()) {
+            map.insert(k, v);
+        }
+        Query(map)
+    }
+
+    /// A value, if present and non-empty.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// A boolean option (`true`, `1`).
+    pub fn flag(&self, key: &str) -> bool {
+        matches!(self.get(key), Some("true" | "1"))
+    }
+
+    /// A numeric option; a malformed number is `Err` with the key named.
+    pub fn number(&self, key: &str) -> Result<Option<i64>, String> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| format!("invalid value for {key}: {v:?}")),
+        }
+    }
+
+    /// Whether the request is a dry run (`dryRun=All`).
+    pub fn dry_run(&self) -> bool {
+        self.get("dryRun") == Some("All")
+    }
+}
+
+fn form_urlencoded_pairs(raw: &str) -> Vec<(String, String)> {
+    raw.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_paths() {
+        let i = RequestInfo::parse("/api/v1/namespaces/default/pods/web/status").unwrap();
+        assert_eq!((i.namespace.as_deref(), i.resource.as_str(), i.name.as_deref()), (Some("default"), "pods", Some("web")));
+        assert_eq!(i.subresource.as_deref(), Some("status"));
+        let i = RequestInfo::parse("/api/v1/namespaces/tb-demo").unwrap();
+        assert_eq!((i.namespace, i.resource.as_str(), i.name.as_deref()), (None, "namespaces", Some("tb-demo")));
+        let i = RequestInfo::parse("/api/v1/namespaces/tb-demo/finalize").unwrap();
+        assert_eq!((i.resource.as_str(), i.name.as_deref(), i.subresource.as_deref()), ("namespaces", Some("tb-demo"), Some("finalize")));
+        let i = RequestInfo::parse("/apis/apps/v1/deployments").unwrap();
+        assert_eq!((i.group.as_str(), i.resource.as_str(), i.name), ("apps", "deployments", None));
+        let i = RequestInfo::parse("/api/v1/namespaces/ns/pods").unwrap();
+        assert_eq!((i.namespace.as_deref(), i.name), (Some("ns"), None));
+        assert!(RequestInfo::parse("/healthz").is_none());
+    }
+
+    #[test]
+    fn decodes_queries() {
+        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&limit=5"));
+        assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
+        assert!(q.flag("watch"));
+        assert_eq!(q.number("limit"), Ok(Some(5)));
+    }
+}

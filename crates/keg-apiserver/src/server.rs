@@ -1,0 +1,121 @@
+//! The HTTPS server: the router of every endpoint, and the TLS listener that serves it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::Service;
+
+use crate::auth::{Tokens, authenticate};
+use crate::error::ApiError;
+use crate::request::RequestInfo;
+use crate::rest::json_response;
+use crate::state::ApiState;
+use crate::{discovery, openapi, rest, version};
+
+async fn health(State(state): State<Arc<ApiState>>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        (http::StatusCode::OK, "ok").into_response()
+    } else {
+        (http::StatusCode::SERVICE_UNAVAILABLE, "[-]startup failed: not finished").into_response()
+    }
+}
+
+async fn resources(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    // Group and group-version documents are the resource-less forms of these paths.
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if parts.method == http::Method::GET {
+        match segments.as_slice() {
+            ["api", version] => {
+                return discovery::resource_list(&state.registry, "", version)
+                    .map(|l| json_response(200, &l))
+                    .unwrap_or_else(|| ApiError::path_not_found().into_response());
+            }
+            ["apis", group] => {
+                return discovery::group(&state.registry, group)
+                    .map(|g| json_response(200, &g))
+                    .unwrap_or_else(|| ApiError::path_not_found().into_response());
+            }
+            ["apis", group, version] => {
+                return discovery::resource_list(&state.registry, group, version)
+                    .map(|l| json_response(200, &l))
+                    .unwrap_or_else(|| ApiError::path_not_found().into_response());
+            }
+            _ => {}
+        }
+    }
+    match RequestInfo::parse(path) {
+        Some(info) => rest::handle(state.clone(), parts.method, info, parts.uri.query(), parts.headers, body).await,
+        None => ApiError::path_not_found().into_response(),
+    }
+}
+
+async fn openapi_document(State(state): State<Arc<ApiState>>, Path(path): Path<String>) -> Response {
+    match openapi::document_for_path(&state.registry, &path) {
+        Some(doc) => json_response(200, &doc),
+        None => ApiError::path_not_found().into_response(),
+    }
+}
+
+/// The router of every endpoint, authenticated with `tokens`.
+pub fn router(state: Arc<ApiState>, tokens: Tokens) -> Router {
+    Router::new()
+        .route("/healthz", get(health))
+        .route("/livez", get(health))
+        .route("/readyz", get(health))
+        .route("/version", get(|| async { json_response(200, &version::info()) }))
+        .route("/api", get(|State(s): State<Arc<ApiState>>, h: http::HeaderMap| async move { discovery::api(&s.registry, &h) }))
+        .route("/apis", get(|State(s): State<Arc<ApiState>>, h: http::HeaderMap| async move { discovery::apis(&s.registry, &h) }))
+        .route("/openapi/v3", get(|State(s): State<Arc<ApiState>>| async move { json_response(200, &openapi::index(&s.registry)) }))
+        .route("/openapi/v3/{*path}", get(openapi_document))
+        .fallback(resources)
+        .layer(axum::middleware::from_fn_with_state(tokens, authenticate))
+        .with_state(state)
+}
+
+/// Serves `router` over HTTPS on `listener` until `shutdown` resolves.
+pub async fn serve_tls(
+    listener: TcpListener,
+    tls: rustls::ServerConfig,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer): (_, SocketAddr) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => accepted.context("accepting a connection")?,
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(stream).await else {
+                tracing::debug!(%peer, "TLS handshake failed");
+                return;
+            };
+            let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                let mut router = router.clone();
+                async move { router.call(request.map(Body::new)).await }
+            });
+            if let Err(err) = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, "connection ended: {err}");
+            }
+        });
+    }
+}

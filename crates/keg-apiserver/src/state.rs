@@ -1,0 +1,56 @@
+//! The API server's shared state: storage, the resource registry, and pluggable providers.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde_json::Value;
+
+use crate::admission::Admission;
+use crate::error::Result;
+use crate::resources::Registry;
+use crate::storage::Objects;
+
+/// Options of a `pods/log` request.
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Container name; the only container when unset.
+    pub container: Option<String>,
+    /// Stream new lines as they come.
+    pub follow: bool,
+    /// The previous (terminated) instance's log.
+    pub previous: bool,
+    /// Only the last N lines.
+    pub tail_lines: Option<i64>,
+    /// Only lines newer than this many seconds.
+    pub since_seconds: Option<i64>,
+    /// Only lines after this RFC 3339 time.
+    pub since_time: Option<String>,
+    /// Prefix each line with its timestamp.
+    pub timestamps: bool,
+    /// Stop after this many bytes.
+    pub limit_bytes: Option<i64>,
+}
+
+/// Serves container logs (the node agent provides it).
+#[async_trait]
+pub trait PodLogs: Send + Sync {
+    /// The log of a container of a pod, as a byte stream.
+    async fn logs(&self, pod: &Value, options: LogOptions) -> Result<BoxStream<'static, Bytes>>;
+}
+
+/// Everything request handlers share.
+pub struct ApiState {
+    /// Object storage.
+    pub objects: Objects,
+    /// Served resources.
+    pub registry: Registry,
+    /// Admission plugins.
+    pub admission: Admission,
+    /// The provider of container logs, once a node agent registers one.
+    pub pod_logs: RwLock<Option<Arc<dyn PodLogs>>>,
+    /// Whether start-up finished (for /readyz).
+    pub ready: AtomicBool,
+}
