@@ -1,1 +1,7 @@
 //! Kubernetes API machinery as pure functions over JSON objects: selectors, patches, validation, tables.
+
+pub mod fields;
+pub mod labels;
+pub mod patch;
+pub mod table;
+pub mod validation;
