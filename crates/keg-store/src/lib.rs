@@ -5,6 +5,12 @@
 //! modification revision. History is kept until compaction so that lists can be
 //! served at a past revision and watches can resume from one.
 
+mod codec;
+mod embedded;
+mod watch;
+
+pub use embedded::RedbStore;
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;

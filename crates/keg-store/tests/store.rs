@@ -1,0 +1,433 @@
+//! The Store contract, checked against the embedded backend on a file and in memory.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use keg_store::{Error, EventKind, ListOptions, RedbStore, Store, WatchEvent};
+
+async fn on_file() -> (tempfile::TempDir, RedbStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("state.redb"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::from(s.to_owned())
+}
+
+fn keys(page: &keg_store::ListPage) -> Vec<&str> {
+    page.items.iter().map(|kv| kv.key.as_str()).collect()
+}
+
+async fn next(stream: &mut keg_store::WatchStream) -> WatchEvent {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("an event")
+        .expect("open")
+        .unwrap()
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test] async fn $name() { super::$name(&keg_store::RedbStore::in_memory()).await; })*
+        }
+        mod file {
+            $(#[tokio::test] async fn $name() { let (_dir, store) = super::on_file().await; super::$name(&store).await; })*
+        }
+    };
+}
+
+both_backends!(
+    writes_advance_one_global_revision,
+    create_refuses_existing_keys,
+    update_and_delete_compare_and_swap,
+    list_pages_by_prefix_in_key_order,
+    list_at_a_past_revision_sees_that_state,
+    watch_replays_history_then_follows_live_changes,
+    watch_from_a_compacted_revision_fails,
+    compaction_keeps_current_values,
+    a_lagging_watcher_catches_up_without_gaps,
+);
+
+async fn writes_advance_one_global_revision(store: &RedbStore) {
+    assert_eq!(store.current_revision(), 0);
+    let a = store.create("/a", b("1")).await.unwrap();
+    let bkv = store.create("/b", b("1")).await.unwrap();
+    assert_eq!((a.create_revision, a.mod_revision), (1, 1));
+    assert_eq!((bkv.create_revision, bkv.mod_revision), (2, 2));
+    let a2 = store.update("/a", b("2"), 1).await.unwrap();
+    assert_eq!((a2.create_revision, a2.mod_revision), (1, 3));
+    assert_eq!(store.current_revision(), 3);
+    assert_eq!(store.get("/a").await.unwrap().unwrap().value, b("2"));
+    assert_eq!(store.get("/missing").await.unwrap(), None);
+}
+
+async fn create_refuses_existing_keys(store: &RedbStore) {
+    store.create("/a", b("1")).await.unwrap();
+    match store.create("/a", b("2")).await {
+        Err(Error::AlreadyExists { key, current }) => {
+            assert_eq!(key, "/a");
+            assert_eq!(current.value, b("1"));
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        store.current_revision(),
+        1,
+        "a refused write takes no revision"
+    );
+}
+
+async fn update_and_delete_compare_and_swap(store: &RedbStore) {
+    let a = store.create("/a", b("1")).await.unwrap();
+    let a = store.update("/a", b("2"), a.mod_revision).await.unwrap();
+    match store.update("/a", b("3"), 1).await {
+        Err(Error::Conflict {
+            expected: 1,
+            current,
+            ..
+        }) => assert_eq!(current.mod_revision, a.mod_revision),
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert!(matches!(
+        store.delete("/a", Some(1)).await,
+        Err(Error::Conflict { .. })
+    ));
+    assert!(matches!(
+        store.update("/nope", b("x"), 1).await,
+        Err(Error::NotFound(_))
+    ));
+    let last = store.delete("/a", Some(a.mod_revision)).await.unwrap();
+    assert_eq!(last.value, b("2"));
+    assert!(matches!(
+        store.delete("/a", None).await,
+        Err(Error::NotFound(_))
+    ));
+    // A re-created key starts a new life.
+    let again = store.create("/a", b("new")).await.unwrap();
+    assert_eq!(again.create_revision, again.mod_revision);
+    assert!(again.create_revision > a.mod_revision);
+}
+
+async fn list_pages_by_prefix_in_key_order(store: &RedbStore) {
+    for key in [
+        "/pods/ns1/c",
+        "/pods/ns1/a",
+        "/pods/ns2/x",
+        "/pods/ns1/b",
+        "/podsx/y",
+        "/services/s",
+    ] {
+        store.create(key, b(key)).await.unwrap();
+    }
+    let all = store
+        .list(ListOptions {
+            prefix: "/pods/".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        keys(&all),
+        ["/pods/ns1/a", "/pods/ns1/b", "/pods/ns1/c", "/pods/ns2/x"]
+    );
+    assert!(!all.more);
+    assert_eq!(all.revision, 6);
+
+    let first = store
+        .list(ListOptions {
+            prefix: "/pods/".into(),
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&first), ["/pods/ns1/a", "/pods/ns1/b"]);
+    assert!(first.more);
+    let rest = store
+        .list(ListOptions {
+            prefix: "/pods/".into(),
+            start_after: Some("/pods/ns1/b".into()),
+            limit: Some(2),
+            revision: Some(first.revision),
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&rest), ["/pods/ns1/c", "/pods/ns2/x"]);
+    assert!(!rest.more, "nothing follows the last key");
+}
+
+async fn list_at_a_past_revision_sees_that_state(store: &RedbStore) {
+    store.create("/k/a", b("a1")).await.unwrap(); // 1
+    store.create("/k/b", b("b1")).await.unwrap(); // 2
+    let snapshot = store.current_revision();
+    store.update("/k/a", b("a2"), 1).await.unwrap(); // 3
+    store.delete("/k/b", None).await.unwrap(); // 4
+    store.create("/k/c", b("c1")).await.unwrap(); // 5
+    store.create("/k/0", b("01")).await.unwrap(); // 6
+
+    let then = store
+        .list(ListOptions {
+            prefix: "/k/".into(),
+            revision: Some(snapshot),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&then), ["/k/a", "/k/b"]);
+    assert_eq!(then.items[0].value, b("a1"));
+    assert_eq!(then.items[0].mod_revision, 1);
+    assert_eq!(then.revision, snapshot);
+
+    // Paging through the past is consistent too.
+    let page = store
+        .list(ListOptions {
+            prefix: "/k/".into(),
+            revision: Some(snapshot),
+            limit: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&page), ["/k/a"]);
+    assert!(page.more);
+
+    let now = store
+        .list(ListOptions {
+            prefix: "/k/".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&now), ["/k/0", "/k/a", "/k/c"]);
+
+    let future = store
+        .list(ListOptions {
+            prefix: "/k/".into(),
+            revision: Some(99),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(
+        future,
+        Err(Error::FutureRevision {
+            requested: 99,
+            current: 6
+        })
+    ));
+}
+
+async fn watch_replays_history_then_follows_live_changes(store: &RedbStore) {
+    store.create("/w/a", b("1")).await.unwrap(); // 1
+    store.create("/other", b("1")).await.unwrap(); // 2
+    store.update("/w/a", b("2"), 1).await.unwrap(); // 3
+    let mut stream = store.watch("/w/", 1).await.unwrap();
+    let replayed = next(&mut stream).await;
+    assert_eq!(
+        (replayed.kind.clone(), replayed.kv.mod_revision),
+        (EventKind::Put, 3)
+    );
+    assert_eq!(replayed.prev.unwrap().value, b("1"));
+
+    store.create("/w/b", b("x")).await.unwrap(); // 4
+    store.create("/zzz", b("x")).await.unwrap(); // 5: not under the prefix
+    store.delete("/w/a", None).await.unwrap(); // 6
+    let created = next(&mut stream).await;
+    assert_eq!(
+        (
+            created.kind,
+            created.kv.key.as_str(),
+            created.kv.mod_revision
+        ),
+        (EventKind::Put, "/w/b", 4)
+    );
+    let deleted = next(&mut stream).await;
+    assert_eq!(deleted.kind, EventKind::Delete);
+    assert_eq!(
+        (deleted.kv.key.as_str(), deleted.kv.mod_revision),
+        ("/w/a", 6)
+    );
+    assert_eq!(deleted.kv.value, b("2"), "a delete carries the last value");
+
+    assert!(matches!(
+        store.watch("/w/", 99).await,
+        Err(Error::FutureRevision { .. })
+    ));
+}
+
+async fn watch_from_a_compacted_revision_fails(store: &RedbStore) {
+    for i in 0..5 {
+        store.create(&format!("/c/{i}"), b("x")).await.unwrap();
+    }
+    store.compact(4).await.unwrap();
+    assert_eq!(store.compacted_revision(), 4);
+    assert!(matches!(
+        store.watch("/c/", 2).await,
+        Err(Error::Compacted {
+            requested: 2,
+            compacted: 4
+        })
+    ));
+    let past = store
+        .list(ListOptions {
+            prefix: "/c/".into(),
+            revision: Some(3),
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(past, Err(Error::Compacted { .. })));
+    let mut stream = store.watch("/c/", 4).await.unwrap();
+    assert_eq!(next(&mut stream).await.kv.mod_revision, 5);
+}
+
+async fn compaction_keeps_current_values(store: &RedbStore) {
+    let kv = store.create("/x", b("1")).await.unwrap();
+    store.update("/x", b("2"), kv.mod_revision).await.unwrap();
+    store.create("/y", b("1")).await.unwrap();
+    store.compact(store.current_revision()).await.unwrap();
+    let all = store.list(ListOptions::default()).await.unwrap();
+    assert_eq!(keys(&all), ["/x", "/y"]);
+    assert_eq!(all.items[0].value, b("2"));
+    // Compacting backwards is a no-op, not an error.
+    store.compact(1).await.unwrap();
+    assert_eq!(store.compacted_revision(), 3);
+}
+
+async fn a_lagging_watcher_catches_up_without_gaps(store: &RedbStore) {
+    let mut stream = store.watch("/lag/", 0).await.unwrap();
+    // More writes than the live buffer holds, before the watcher reads any of them.
+    let total = 5000u64;
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..total / 4 {
+                    store
+                        .create(&format!("/lag/{w}-{i}"), b("x"))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut seen = 0;
+    let mut last = 0;
+    while seen < total {
+        let event = next(&mut stream).await;
+        assert!(
+            event.kv.mod_revision > last,
+            "revisions arrive in order, once each"
+        );
+        last = event.kv.mod_revision;
+        seen += 1;
+    }
+    assert_eq!(last, total);
+}
+
+#[tokio::test]
+async fn reopened_file_keeps_data_and_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let store = RedbStore::open(&path).await.unwrap();
+        store.create("/a", b("1")).await.unwrap();
+        store.create("/b", b("2")).await.unwrap();
+        store.compact(1).await.unwrap();
+        store.close().await;
+    }
+    let store = RedbStore::open(&path).await.unwrap();
+    assert_eq!(store.current_revision(), 2);
+    assert_eq!(store.compacted_revision(), 1);
+    assert_eq!(store.create("/c", b("3")).await.unwrap().mod_revision, 3);
+}
+
+/// Kills a writer process with SIGKILL mid-stream; every write it acknowledged must be there.
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    if let Ok(path) = std::env::var("KEG_STORE_KILL_TEST_WRITER") {
+        return write_until_killed(&path);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "acknowledged_writes_survive_kill_9",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("KEG_STORE_KILL_TEST_WRITER", &path)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut acknowledged = Vec::new();
+    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if let Some(key) = line.strip_prefix("ACK ") {
+            acknowledged.push(key.to_owned());
+            if acknowledged.len() == 300 {
+                nix_kill(child.id());
+                break;
+            }
+        }
+    }
+    child.wait().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = RedbStore::open(&path).await.unwrap();
+        for key in &acknowledged {
+            assert!(
+                store.get(key).await.unwrap().is_some(),
+                "acknowledged {key} was lost"
+            );
+        }
+        assert!(store.current_revision() >= acknowledged.len() as u64);
+    });
+}
+
+fn nix_kill(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn write_until_killed(path: &str) {
+    use std::io::Write;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let store = RedbStore::open(std::path::Path::new(path)).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for w in 0..8 {
+            let (store, tx) = (store.clone(), tx.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let key = format!("/k/{w}/{i}");
+                    store
+                        .create(&key, Bytes::from(vec![b'x'; 512]))
+                        .await
+                        .unwrap();
+                    if tx.send(key).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut out = std::io::stdout().lock();
+        while let Some(key) = rx.recv().await {
+            writeln!(out, "ACK {key}").unwrap();
+            out.flush().unwrap();
+        }
+    });
+}
