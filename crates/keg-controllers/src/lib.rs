@@ -2,6 +2,7 @@
 //! volumes, load balancers). Each is a kube-rs controller: a client of the API only.
 
 pub mod namespace;
+pub mod nodegroup;
 
 use std::time::Duration;
 
@@ -19,10 +20,22 @@ pub enum Error {
     /// Discovering served resources failed.
     #[error("discovery failed: {0}")]
     Discovery(String),
+    /// An object asks for something that cannot be done.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Results of reconcilers.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The outcome of a delete, where the object being gone already counts as success.
+pub(crate) fn gone_is_fine<T>(result: std::result::Result<T, kube::Error>) -> Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
 
 /// Runs every controller until the process ends.
 pub async fn run_all(client: Client) {

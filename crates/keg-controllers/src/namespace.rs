@@ -52,8 +52,7 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action> {
         spec.finalizers = Some(finalizers.into_iter().filter(|f| f != FINALIZER).collect());
     }
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let body = serde_json::to_vec(&finalized).expect("namespace serializes");
-    match namespaces.replace_subresource("finalize", &name, &PostParams::default(), body).await {
+    match namespaces.replace_subresource("finalize", &name, &PostParams::default(), &finalized).await {
         Ok(_) => Ok(Action::await_change()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(Action::await_change()),
         Err(e) => Err(e.into()),

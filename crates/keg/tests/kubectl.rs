@@ -80,7 +80,7 @@ fn lines_with(out: &str, needle: &str) -> usize {
     out.lines().filter(|l| l.contains(needle)).count()
 }
 
-fn {f}(ns: &str, k: &Kubectl, dir: &std::path::Path) {
+fn apply_and_reapply(ns: &str, k: &Kubectl, dir: &std::path::Path) {
     k.ok(&["create", "namespace", ns]);
     let first = write_file(dir, "app.yaml", &manifest(ns, "web:1.0", false));
     let out = k.ok(&["apply", "-f", first.to_str().unwrap()]);
@@ -107,7 +107,7 @@ fn {f}(ns: &str, k: &Kubectl, dir: &std::path::Path) {
     assert_eq!(lines_with(&out, "unchanged"), 5, "{out}");
 }
 
-fn {f}(ns: &str, k: &Kubectl) {
+fn read_commands(ns: &str, k: &Kubectl) {
     let wide = k.ok(&["get", "deployments", "-n", ns, "-o", "wide"]);
     let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]);
@@ -142,7 +142,7 @@ fn {f}(ns: &str, k: &Kubectl) {
     assert!(sc.contains("WaitForFirstConsumer"), "{sc}");
 }
 
-fn {f}(ns: &str, k: &Kubectl) {
+fn watch_sees_scale(ns: &str, k: &Kubectl) {
     // A watch sees the change the scale makes.
     let mut watch = std::process::Command::new(&k.bin)
         .arg("--kubeconfig")
@@ -170,7 +170,7 @@ fn {f}(ns: &str, k: &Kubectl) {
     assert_eq!(k.json(&["get", "deploy", "web", "-n", ns])["spec"]["replicas"], 5);
 }
 
-fn {f}(ns: &str, k: &Kubectl) {
+fn errors_users_know(ns: &str, k: &Kubectl) {
     let err = k.fails(&["get", "pod", "nope", "-n", ns]);
     assert!(err.contains("Error from server (NotFound): pods \"nope\" not found"), "{err}");
     let err = k.fails(&["create", "namespace", ns]);
@@ -202,7 +202,7 @@ fn {f}(ns: &str, k: &Kubectl) {
     assert!(run.stderr.contains("unknown field \"bogus\""), "{}", run.stderr);
 }
 
-fn {f}(ns: &str, k: &Kubectl, dir: &std::path::Path) {
+fn delete_by_file(ns: &str, k: &Kubectl, dir: &std::path::Path) {
     let file = dir.join("app2.yaml");
     let out = k.ok(&["delete", "-f", file.to_str().unwrap(), "--wait=false"]);
     assert!(out.contains("deployment.apps \"web\" deleted"), "{out}");
@@ -232,12 +232,12 @@ fn kubectl_drives_keg() {
         let k = server.kubectl(version);
         let ns = format!("demo-{}", version.replace('.', ""));
         let dir = tempfile::tempdir().unwrap();
-        {f}(&ns, &k, dir.path());
-        {f}(&ns, &k);
-        {f}(&ns, &k);
-        {f}(&ns, &k);
+        apply_and_reapply(&ns, &k, dir.path());
+        read_commands(&ns, &k);
+        watch_sees_scale(&ns, &k);
+        errors_users_know(&ns, &k);
         discovery(&k);
-        {f}(&ns, &k, dir.path());
+        delete_by_file(&ns, &k, dir.path());
         k.ok(&["delete", "storageclass", "fast"]);
     }
 }

@@ -1,0 +1,232 @@
+//! The node-group controller: keeps each NodeGroup at its desired number of nodes, as EC2
+//! auto scaling does for an EKS node group. It "launches an instance" by creating the Node
+//! object, labelled as EKS labels its nodes and handed to this machine's node agent, which
+//! then keeps the node's status and heartbeat. Scaling in drains the emptiest nodes first.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeSpec, NodeStatus, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use keg_api::crds::{NodeGroup, NodeGroupStatus, STATUS_ACTIVE, STATUS_CREATING};
+use keg_api::fargate::node::ec2_node_name;
+use keg_api::instance_types::InstanceType;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::{Error, RETRY, Result, gone_is_fine};
+
+/// The label naming a node's node group, as eksctl sets it on every node it launches.
+pub const NODEGROUP_LABEL: &str = "alpha.eksctl.io/nodegroup-name";
+/// The label naming the node agent that serves a node.
+pub const AGENT_LABEL: &str = "keg.dev/agent";
+
+/// What every node of this cluster shares.
+#[derive(Debug, Clone)]
+pub struct ClusterInfo {
+    /// The cluster's name.
+    pub name: String,
+    /// The AWS region the cluster stands for (names nodes and zones).
+    pub region: String,
+    /// The node agent that serves this machine's nodes.
+    pub agent: String,
+}
+
+struct Context {
+    client: Client,
+    cluster: ClusterInfo,
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(client: Client, cluster: ClusterInfo) {
+    let groups: Api<NodeGroup> = Api::all(client.clone());
+    let nodes: Api<Node> = Api::all(client.clone());
+    let context = Arc::new(Context { client, cluster });
+    Controller::new(groups, watcher::Config::default())
+        .owns(nodes, watcher::Config::default().labels(NODEGROUP_LABEL))
+        .run(
+            reconcile,
+            |_, error, _| {
+                tracing::warn!("node-group controller: {error}");
+                Action::requeue(RETRY)
+            },
+            context,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
+async fn reconcile(group: Arc<NodeGroup>, ctx: Arc<Context>) -> Result<Action> {
+    if group.meta().deletion_timestamp.is_some() {
+        // Its nodes are deleted by the garbage collector through their owner reference.
+        return Ok(Action::await_change());
+    }
+    let name = group.name_any();
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let mut members = nodes.list(&ListParams::default().labels(&format!("{NODEGROUP_LABEL}={name}"))).await?.items;
+    members.retain(|n| n.metadata.deletion_timestamp.is_none());
+    let desired = usize::try_from(group.spec.desired_capacity).unwrap_or(0);
+    if members.len() < desired {
+        let instance = InstanceType::lookup(&group.spec.instance_type)
+            .ok_or_else(|| Error::Invalid(format!("unknown instance type {}", group.spec.instance_type)))?;
+        let all_nodes = nodes.list(&ListParams::default()).await?.items;
+        let mut taken: Vec<String> = all_nodes.iter().map(|n| n.name_any()).collect();
+        for _ in members.len()..desired {
+            let node = new_node(&group, instance, &ctx.cluster, &taken);
+            taken.push(node.name_any());
+            tracing::info!(node = %node.name_any(), group = %name, "launching node");
+            members.push(nodes.create(&PostParams::default(), &node).await?);
+        }
+    } else if members.len() > desired {
+        for node in choose_for_removal(&ctx.client, &members, members.len() - desired).await? {
+            drain_and_delete(&ctx.client, &node).await?;
+            members.retain(|m| m.name_any() != node);
+        }
+    }
+    let ready = members.iter().filter(|n| is_ready(n)).count();
+    let status = NodeGroupStatus {
+        replicas: i32::try_from(members.len()).unwrap_or(i32::MAX),
+        ready_replicas: i32::try_from(ready).unwrap_or(i32::MAX),
+        status: if ready == desired { STATUS_ACTIVE } else { STATUS_CREATING }.to_owned(),
+    };
+    if group.status.as_ref() != Some(&status) {
+        let groups: Api<NodeGroup> = Api::all(ctx.client.clone());
+        groups.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// Whether a node reports Ready=True.
+pub fn is_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// The `count` nodes with the fewest pods (newest first among equals), as scale-in picks.
+async fn choose_for_removal(client: &Client, members: &[Node], count: usize) -> Result<Vec<String>> {
+    let pods: Api<Pod> = Api::all(client.clone());
+    let all = pods.list(&ListParams::default()).await?.items;
+    let mut ranked: Vec<(usize, String, String)> = members
+        .iter()
+        .map(|node| {
+            let name = node.name_any();
+            let load = all.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name)).count();
+            let created = node.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+            (load, created, name)
+        })
+        .collect();
+    ranked.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+    Ok(ranked.into_iter().take(count).map(|(_, _, name)| name).collect())
+}
+
+/// Cordons the node, deletes its pods (their controllers place them elsewhere), then the node.
+async fn drain_and_delete(client: &Client, node: &str) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes.patch(node, &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": true}}))).await?;
+    let pods: Api<Pod> = Api::all(client.clone());
+    for pod in pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await? {
+        let namespaced: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+        gone_is_fine(namespaced.delete(&pod.name_any(), &DeleteParams::default()).await)?;
+    }
+    tracing::info!(%node, "terminating node");
+    gone_is_fine(nodes.delete(node, &DeleteParams::default()).await)
+}
+
+/// A fresh private address in eksctl's default VPC (192.168.0.0/16) whose node name is free.
+pub fn free_node_address(region: &str, taken: &[String], name_of: impl Fn(Ipv4Addr, &str) -> String) -> Ipv4Addr {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    loop {
+        let ip = Ipv4Addr::new(192, 168, rng.random_range(0..=255), rng.random_range(1..=254));
+        if !taken.contains(&name_of(ip, region)) {
+            return ip;
+        }
+    }
+}
+
+/// The labels every node of the region carries, as EKS sets them.
+pub fn region_labels(region: &str, hostname: &str, arch: &str) -> BTreeMap<String, String> {
+    let zone = format!("{region}a");
+    [
+        ("kubernetes.io/hostname", hostname),
+        ("kubernetes.io/os", "linux"),
+        ("kubernetes.io/arch", arch),
+        ("beta.kubernetes.io/os", "linux"),
+        ("beta.kubernetes.io/arch", arch),
+        ("topology.kubernetes.io/region", region),
+        ("topology.kubernetes.io/zone", &zone),
+        ("failure-domain.beta.kubernetes.io/region", region),
+        ("failure-domain.beta.kubernetes.io/zone", &zone),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+fn new_node(group: &NodeGroup, instance: &InstanceType, cluster: &ClusterInfo, taken: &[String]) -> Node {
+    let ip = free_node_address(&cluster.region, taken, ec2_node_name);
+    let name = ec2_node_name(ip, &cluster.region);
+    let mut labels = region_labels(&cluster.region, &name, instance.arch);
+    labels.extend(group.spec.labels.clone());
+    for (key, value) in [
+        (NODEGROUP_LABEL, group.name_any()),
+        ("alpha.eksctl.io/cluster-name", cluster.name.clone()),
+        ("node.kubernetes.io/instance-type", instance.name.to_owned()),
+        ("beta.kubernetes.io/instance-type", instance.name.to_owned()),
+        (AGENT_LABEL, cluster.agent.clone()),
+    ] {
+        labels.insert(key.to_owned(), value);
+    }
+    if group.spec.managed {
+        labels.insert("eks.amazonaws.com/nodegroup".into(), group.name_any());
+        labels.insert("eks.amazonaws.com/capacityType".into(), "ON_DEMAND".into());
+    }
+    let capacity: BTreeMap<String, Quantity> = [
+        ("cpu", instance.vcpus.to_string()),
+        ("memory", format!("{}Ki", instance.memory_mib * 1024)),
+        ("pods", instance.max_pods.to_string()),
+        ("ephemeral-storage", format!("{}Gi", group.spec.volume_size.unwrap_or(80))),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), Quantity(v)))
+    .collect();
+    let owner = OwnerReference {
+        api_version: "keg.dev/v1".into(),
+        kind: "NodeGroup".into(),
+        name: group.name_any(),
+        uid: group.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    Node {
+        metadata: ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(labels),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(NodeSpec {
+            provider_id: Some(format!("aws:///{}a/i-{:017x}", cluster.region, rand::random::<u64>() >> 4)),
+            taints: (!group.spec.taints.is_empty()).then(|| group.spec.taints.clone()),
+            ..NodeSpec::default()
+        }),
+        status: Some(NodeStatus {
+            capacity: Some(capacity.clone()),
+            allocatable: Some(capacity),
+            addresses: Some(vec![
+                NodeAddress { type_: "InternalIP".into(), address: ip.to_string() },
+                NodeAddress { type_: "Hostname".into(), address: name.clone() },
+                NodeAddress { type_: "InternalDNS".into(), address: name },
+            ]),
+            ..NodeStatus::default()
+        }),
+    }
+}
