@@ -11,9 +11,11 @@ use crate::objects::{is_deleting, meta_str};
 use crate::resources::Resource;
 use crate::state::ApiState;
 
+mod fargate;
 mod service_ips;
 mod storage_class;
 
+pub use fargate::{FARGATE_SCHEDULER, Fargate};
 pub use service_ips::ServiceIps;
 pub use storage_class::DefaultStorageClass;
 
@@ -64,6 +66,7 @@ impl Admission {
         admission.push(Arc::new(NamespaceLifecycle));
         admission.push(Arc::new(ServiceIps::default()));
         admission.push(Arc::new(DefaultStorageClass));
+        admission.push(Arc::new(Fargate));
         admission
     }
 

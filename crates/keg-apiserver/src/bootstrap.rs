@@ -1,5 +1,6 @@
 //! What a new cluster has from the start: the system namespaces, a default ServiceAccount in
-//! every namespace, and the `kubernetes` Service.
+//! every namespace, the `kubernetes` Service, keg's own resource definitions (FargateProfile,
+//! NodeGroup) and the `gp2` StorageClass EKS clusters of the seed's time came with.
 
 use std::sync::Arc;
 
@@ -49,5 +50,22 @@ pub async fn run(state: &Arc<ApiState>) -> Result<()> {
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"clusterIP": "10.43.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}
     });
-    ensure(state, "", "services", Some("default"), kubernetes).await
+    ensure(state, "", "services", Some("default"), kubernetes).await?;
+    for crd in keg_api::crds::custom_resource_definitions() {
+        let crd = serde_json::to_value(&crd).expect("CRDs serialize");
+        ensure(state, "apiextensions.k8s.io", "customresourcedefinitions", None, crd).await?;
+    }
+    ensure(state, "storage.k8s.io", "storageclasses", None, gp2()).await
+}
+
+/// EKS's default class before 1.30: EBS gp2 volumes, bound once a pod needs them.
+fn gp2() -> Value {
+    json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "gp2", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "kubernetes.io/aws-ebs",
+        "parameters": {"type": "gp2", "fsType": "ext4"},
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "WaitForFirstConsumer"
+    })
 }

@@ -4,7 +4,6 @@
 //! then keeps the node's status and heartbeat. Scaling in drains the emptiest nodes first.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -14,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use keg_api::crds::{NodeGroup, NodeGroupStatus, STATUS_ACTIVE, STATUS_CREATING};
 use keg_api::fargate::node::ec2_node_name;
 use keg_api::instance_types::InstanceType;
+use keg_api::nodes::{AGENT_LABEL, ClusterInfo, NODEGROUP_LABEL, free_node_address, region_labels};
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -21,22 +21,6 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::{Error, RETRY, Result, gone_is_fine};
-
-/// The label naming a node's node group, as eksctl sets it on every node it launches.
-pub const NODEGROUP_LABEL: &str = "alpha.eksctl.io/nodegroup-name";
-/// The label naming the node agent that serves a node.
-pub const AGENT_LABEL: &str = "keg.dev/agent";
-
-/// What every node of this cluster shares.
-#[derive(Debug, Clone)]
-pub struct ClusterInfo {
-    /// The cluster's name.
-    pub name: String,
-    /// The AWS region the cluster stands for (names nodes and zones).
-    pub region: String,
-    /// The node agent that serves this machine's nodes.
-    pub agent: String,
-}
 
 struct Context {
     client: Client,
@@ -138,37 +122,6 @@ async fn drain_and_delete(client: &Client, node: &str) -> Result<()> {
     }
     tracing::info!(%node, "terminating node");
     gone_is_fine(nodes.delete(node, &DeleteParams::default()).await)
-}
-
-/// A fresh private address in eksctl's default VPC (192.168.0.0/16) whose node name is free.
-pub fn free_node_address(region: &str, taken: &[String], name_of: impl Fn(Ipv4Addr, &str) -> String) -> Ipv4Addr {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    loop {
-        let ip = Ipv4Addr::new(192, 168, rng.random_range(0..=255), rng.random_range(1..=254));
-        if !taken.contains(&name_of(ip, region)) {
-            return ip;
-        }
-    }
-}
-
-/// The labels every node of the region carries, as EKS sets them.
-pub fn region_labels(region: &str, hostname: &str, arch: &str) -> BTreeMap<String, String> {
-    let zone = format!("{region}a");
-    [
-        ("kubernetes.io/hostname", hostname),
-        ("kubernetes.io/os", "linux"),
-        ("kubernetes.io/arch", arch),
-        ("beta.kubernetes.io/os", "linux"),
-        ("beta.kubernetes.io/arch", arch),
-        ("topology.kubernetes.io/region", region),
-        ("topology.kubernetes.io/zone", &zone),
-        ("failure-domain.beta.kubernetes.io/region", region),
-        ("failure-domain.beta.kubernetes.io/zone", &zone),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
 }
 
 fn new_node(group: &NodeGroup, instance: &InstanceType, cluster: &ClusterInfo, taken: &[String]) -> Node {

@@ -154,7 +154,7 @@ impl fmt::Display for FargateSize {
 /// them. Sidecars (init containers with `restartPolicy: Always`) run alongside the others,
 /// so they count in both the long-running sum and every later init container's peak; without
 /// sidecars this is exactly EKS's rule.
-fn pod_requests(spec: &PodSpec) -> Result<(u64, u64)> {
+pub fn pod_requests(spec: &PodSpec) -> Result<(u64, u64)> {
     let mut sidecars = (0u64, 0u64);
     let mut init_peak = (0u64, 0u64);
     for container in spec.init_containers.iter().flatten() {

@@ -1,0 +1,87 @@
+//! One cached view of what scheduling looks at (pods, nodes, Fargate profiles, claims and
+//! volumes), kept current by watches, with a signal that fires whenever any of it changes.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use keg_api::crds::FargateProfile;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource};
+use tokio::sync::watch;
+
+/// The cached cluster state both schedulers read.
+#[derive(Clone)]
+pub struct ClusterView {
+    /// Every pod.
+    pub pods: Store<Pod>,
+    /// Every node.
+    pub nodes: Store<Node>,
+    /// Every Fargate profile.
+    pub profiles: Store<FargateProfile>,
+    /// Every claim.
+    pub claims: Store<PersistentVolumeClaim>,
+    /// Every volume.
+    pub volumes: Store<PersistentVolume>,
+    changes: watch::Receiver<u64>,
+}
+
+impl ClusterView {
+    /// Starts the watches; the view fills as they list.
+    pub fn start(client: Client) -> ClusterView {
+        let (tx, changes) = watch::channel(0u64);
+        let tx = Arc::new(tx);
+        ClusterView {
+            pods: follow(Api::all(client.clone()), tx.clone()),
+            nodes: follow(Api::all(client.clone()), tx.clone()),
+            profiles: follow(Api::all(client.clone()), tx.clone()),
+            claims: follow(Api::all(client.clone()), tx.clone()),
+            volumes: follow(Api::all(client), tx),
+            changes,
+        }
+    }
+
+    /// Waits until every watch has listed once.
+    pub async fn ready(&self) {
+        let _ = self.pods.wait_until_ready().await;
+        let _ = self.nodes.wait_until_ready().await;
+        let _ = self.profiles.wait_until_ready().await;
+        let _ = self.claims.wait_until_ready().await;
+        let _ = self.volumes.wait_until_ready().await;
+    }
+
+    /// A receiver that is marked changed whenever anything in the view changes.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
+    /// The volume bound to a claim, if the claim is bound.
+    pub fn bound_volume(&self, namespace: &str, claim: &str) -> Option<PersistentVolume> {
+        let claim = self.claims.state().into_iter().find(|c| {
+            c.metadata.namespace.as_deref() == Some(namespace) && c.metadata.name.as_deref() == Some(claim)
+        })?;
+        let volume = claim.spec.as_ref()?.volume_name.clone()?;
+        self.volumes.state().into_iter().find(|v| v.metadata.name.as_deref() == Some(volume.as_str())).map(|v| (*v).clone())
+    }
+}
+
+/// Keeps a store of `api`'s objects and bumps `changes` on every event.
+fn follow<K>(api: Api<K>, changes: Arc<watch::Sender<u64>>) -> Store<K>
+where
+    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                tracing::debug!("scheduler watch: {e}");
+                continue;
+            }
+            changes.send_modify(|n| *n += 1);
+        }
+    });
+    reader
+}
