@@ -1,5 +1,7 @@
 //! The command line: one subcommand per module.
 
+mod cluster;
+mod eks;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +18,36 @@ pub struct Cli {
 enum Command {
     /// Run the control plane in the foreground.
     Server(server::ServerArgs),
+    /// Create a cluster.
+    #[command(subcommand)]
+    Create(CreateCommand),
+    /// Delete a cluster.
+    #[command(subcommand)]
+    Delete(DeleteCommand),
+    /// Show a cluster's Fargate profiles or node groups.
+    #[command(subcommand)]
+    Get(eks::GetCommand),
+    /// Scale a node group.
+    #[command(subcommand)]
+    Scale(ScaleCommand),
+}
+
+#[derive(Subcommand)]
+enum CreateCommand {
+    /// Create a cluster from an eksctl ClusterConfig file.
+    Cluster(cluster::create::CreateClusterArgs),
+}
+
+#[derive(Subcommand)]
+enum DeleteCommand {
+    /// Delete a cluster and everything it made.
+    Cluster(cluster::delete::DeleteClusterArgs),
+}
+
+#[derive(Subcommand)]
+enum ScaleCommand {
+    /// Set a node group's desired number of nodes.
+    Nodegroup(eks::ScaleNodegroupArgs),
 }
 
 impl Cli {
@@ -23,6 +55,10 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Server(args) => server::run(args).await,
+            Command::Create(CreateCommand::Cluster(args)) => cluster::create::run(args).await,
+            Command::Delete(DeleteCommand::Cluster(args)) => cluster::delete::run(args).await,
+            Command::Get(command) => eks::get(command).await,
+            Command::Scale(ScaleCommand::Nodegroup(args)) => eks::scale_nodegroup(args).await,
         }
     }
 }

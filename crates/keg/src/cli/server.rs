@@ -1,9 +1,12 @@
-//! `keg server`: the API server (and, in a cluster, everything that runs beside it).
+//! `keg server`: the API server and everything that runs beside it in one process: the
+//! controllers, the schedulers and (with a runtime) the node agent, all API clients of it.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use anyhow::Result;
+use keg_api::nodes::ClusterInfo;
+use keg_apiserver::client::in_process_client;
 use keg_apiserver::{ApiServer, Config, admission::Admission};
 
 /// Options of `keg server`.
@@ -21,12 +24,23 @@ pub struct ServerArgs {
     /// Extra host names or addresses for the serving certificate.
     #[arg(long = "tls-san")]
     tls_san: Vec<String>,
+    /// The cluster's name (labels its nodes).
+    #[arg(long, default_value = "keg")]
+    cluster_name: String,
+    /// The AWS region the cluster stands for (names its nodes).
+    #[arg(long, default_value = "us-east-1")]
+    region: String,
 }
 
 /// Serves until SIGINT or SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<()> {
     let config = Config { data_dir: args.data_dir, bind_address: args.bind_address, port: args.port, extra_names: args.tls_san };
     let server = ApiServer::open(config, Admission::standard()).await?;
+    let client = in_process_client(server.router(), server.tokens.admin());
+    let cluster = ClusterInfo { agent: args.cluster_name.clone(), name: args.cluster_name, region: args.region };
+    tokio::spawn(keg_controllers::run_all(client.clone()));
+    tokio::spawn(keg_controllers::nodegroup::run(client.clone(), cluster.clone()));
+    tokio::spawn(keg_scheduler::run(client, cluster));
     server.serve(shutdown_signal()).await
 }
 

@@ -1,0 +1,140 @@
+//! `keg delete cluster`: ends the cluster's workloads gracefully, stops its control plane
+//! (which removes every container, mount, network device and cgroup it made), then removes
+//! its state and its kubeconfig context.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use keg_api::cluster_config::ClusterConfig;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Client, ResourceExt};
+
+use super::progress::Progress;
+use super::{ClusterDir, admin_client, context_name, kubeconfig};
+
+/// Options of `keg delete cluster`.
+#[derive(clap::Args)]
+pub struct DeleteClusterArgs {
+    /// The cluster file the cluster was created from.
+    #[arg(short = 'f', long = "config-file", conflicts_with = "name")]
+    config_file: Option<PathBuf>,
+    /// The cluster's name.
+    #[arg(long, required_unless_present = "config_file")]
+    name: Option<String>,
+    /// The kubeconfig holding the cluster's context (default: $KUBECONFIG or ~/.kube/config).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// How long pods get to terminate before the control plane stops anyway.
+    #[arg(long, default_value = "2m", value_parser = super::create::parse_duration)]
+    timeout: Duration,
+}
+
+/// Deletes the cluster.
+pub async fn run(args: DeleteClusterArgs) -> Result<()> {
+    let progress = Progress::new();
+    let name = match (&args.name, &args.config_file) {
+        (Some(name), _) => name.clone(),
+        (None, Some(file)) => ClusterConfig::from_file(file).map_err(|e| anyhow::anyhow!("{e}"))?.metadata.name,
+        (None, None) => bail!("--name or --config-file is required"),
+    };
+    let dir = ClusterDir::new(&name);
+    if !dir.root.exists() {
+        bail!("no cluster found for name: {name:?}");
+    }
+    let region = ClusterConfig::from_file(dir.config()).map(|c| c.metadata.region).unwrap_or_default();
+    progress.info(format!("deleting EKS cluster {name:?}"));
+    if let Some(pid) = dir.running_pid() {
+        match admin_client(&dir.admin_kubeconfig()).await {
+            Ok(client) => {
+                match tokio::time::timeout(args.timeout, end_workloads(&client, &progress)).await {
+                    Ok(result) => result?,
+                    Err(_) => progress.info(format!("pods did not end within {:?}; stopping anyway", args.timeout)),
+                }
+            }
+            Err(e) => progress.info(format!("cannot reach the control plane ({e:#}); stopping it")),
+        }
+        stop_server(pid).await?;
+        progress.info(format!("stopped the control plane (pid {pid})"));
+    }
+    remove_state(&dir)?;
+    if !region.is_empty() {
+        kubeconfig::remove(&kubeconfig::user_kubeconfig(args.kubeconfig.as_deref()), &context_name(&name, &region))?;
+    }
+    progress.done(format!("all cluster resources were deleted"));
+    Ok(())
+}
+
+/// Deletes the workload controllers (so nothing replaces pods), then every pod, gracefully.
+async fn end_workloads(client: &Client, progress: &Progress) -> Result<()> {
+    delete_all::<Deployment>(client).await?;
+    delete_all::<StatefulSet>(client).await?;
+    delete_all::<DaemonSet>(client).await?;
+    delete_all::<ReplicaSet>(client).await?;
+    delete_all::<Job>(client).await?;
+    let pods = delete_all::<Pod>(client).await?;
+    if pods > 0 {
+        progress.info(format!("waiting for {pods} pod(s) to terminate"));
+    }
+    let api: Api<Pod> = Api::all(client.clone());
+    while !api.list(&ListParams::default()).await?.items.is_empty() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+async fn delete_all<K>(client: &Client) -> Result<usize>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let all: Api<K> = Api::all(client.clone());
+    let objects = all.list(&ListParams::default()).await?.items;
+    for obj in &objects {
+        let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+        match api.delete(&obj.name_any(), &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(objects.len())
+}
+
+/// SIGTERM, then up to a minute for the server to clean up, then SIGKILL.
+async fn stop_server(pid: i32) -> Result<()> {
+    signal(pid, "TERM")?;
+    for _ in 0..600 {
+        if !super::process_alive(pid) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    signal(pid, "KILL")?;
+    Ok(())
+}
+
+fn signal(pid: i32, name: &str) -> Result<()> {
+    let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().context("running kill")?;
+    if !status.success() && super::process_alive(pid) {
+        bail!("could not send SIG{name} to {pid}");
+    }
+    Ok(())
+}
+
+/// Removes the cluster's directory, refusing to if anything is still mounted inside it.
+fn remove_state(dir: &ClusterDir) -> Result<()> {
+    let root = dir.root.canonicalize().unwrap_or_else(|_| dir.root.clone());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let inside: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4))
+        .filter(|m| std::path::Path::new(m).starts_with(&root))
+        .collect();
+    if !inside.is_empty() {
+        bail!("{} still has mounts ({}); not removing it", root.display(), inside.join(", "));
+    }
+    std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))
+}
