@@ -53,6 +53,13 @@ pub struct Config {
     pub port: u16,
     /// Extra names or addresses for the serving certificate.
     pub extra_names: Vec<String>,
+    /// How often history is compacted; five intervals of history are kept.
+    pub compaction_interval: Duration,
+}
+
+impl Config {
+    /// Upstream's compaction: every minute, keeping about five minutes of history.
+    pub const DEFAULT_COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
 }
 
 /// An opened API server, ready to serve.
@@ -113,7 +120,7 @@ impl ApiServer {
         kubeconfig::write(&self.config.data_dir.join("kubeconfig"), "keg", &url, &self.pki.ca_pem, self.tokens.admin())?;
         let tls = self.pki.server_config()?;
         let router = self.router();
-        spawn_compactor(self.state.clone());
+        spawn_compactor(self.state.clone(), self.config.compaction_interval);
         self.state.ready.store(true, Ordering::SeqCst);
         tracing::info!(%url, "API server ready");
         server::serve_tls(listener, tls, router, shutdown).await
@@ -129,11 +136,11 @@ async fn load_crds(state: &Arc<ApiState>) -> Result<()> {
     Ok(())
 }
 
-/// Keeps about five minutes of history, as upstream compacts etcd every five minutes.
-fn spawn_compactor(state: Arc<ApiState>) {
+/// Keeps five intervals of history (five minutes by default, as upstream keeps in etcd).
+fn spawn_compactor(state: Arc<ApiState>, interval: Duration) {
     tokio::spawn(async move {
         let mut seen = std::collections::VecDeque::new();
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut tick = tokio::time::interval(interval);
         loop {
             tick.tick().await;
             seen.push_back(state.objects.store().current_revision());

@@ -30,11 +30,16 @@ pub struct ServerArgs {
     /// The AWS region the cluster stands for (names its nodes).
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// Seconds between compactions of the store's history (five intervals are kept).
+    #[arg(long, default_value_t = 60)]
+    compaction_interval: u64,
 }
 
 /// Serves until SIGINT or SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<()> {
-    let config = Config { data_dir: args.data_dir, bind_address: args.bind_address, port: args.port, extra_names: args.tls_san };
+    let config = Config { data_dir: args.data_dir, bind_address: args.bind_address, port: args.port, extra_names: args.tls_san,
+        compaction_interval: std::time::Duration::from_secs(args.compaction_interval.max(1)),
+    };
     let server = ApiServer::open(config, Admission::standard()).await?;
     let client = in_process_client(server.router(), server.tokens.admin());
     let cluster = ClusterInfo { agent: args.cluster_name.clone(), name: args.cluster_name, region: args.region };

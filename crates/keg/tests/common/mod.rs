@@ -24,14 +24,21 @@ pub struct Server {
     _temp: Option<tempfile::TempDir>,
     /// The port it listens on.
     pub port: u16,
+    flags: Vec<String>,
 }
 
 impl Server {
     /// Starts a server on a fresh data dir.
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts a server on a fresh data dir with extra `keg server` flags.
+    pub fn start_with(flags: &[&str]) -> Server {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().to_path_buf();
-        let mut server = Server { child: None, dir, _temp: Some(temp), port: free_port() };
+        let flags = flags.iter().map(|f| f.to_string()).collect();
+        let mut server = Server { child: None, dir, _temp: Some(temp), port: free_port(), flags };
         server.restart();
         server
     }
@@ -43,6 +50,7 @@ impl Server {
             .args(["server", "--data-dir"])
             .arg(&self.dir)
             .args(["--port", &self.port.to_string()])
+            .args(&self.flags)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
