@@ -3,12 +3,11 @@
 
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use keg_api::crds::FargateProfile;
-use kube::runtime::reflector::{self, Store};
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use keg_controllers::cache::follow;
+use kube::runtime::reflector::Store;
+use kube::{Api, Client};
 use tokio::sync::watch;
 
 /// The cached cluster state both schedulers read.
@@ -64,24 +63,4 @@ impl ClusterView {
         let volume = claim.spec.as_ref()?.volume_name.clone()?;
         self.volumes.state().into_iter().find(|v| v.metadata.name.as_deref() == Some(volume.as_str())).map(|v| (*v).clone())
     }
-}
-
-/// Keeps a store of `api`'s objects and bumps `changes` on every event.
-fn follow<K>(api: Api<K>, changes: Arc<watch::Sender<u64>>) -> Store<K>
-where
-    K: Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let (reader, writer) = reflector::store();
-    let stream = watcher(api, watcher::Config::default()).default_backoff().reflect(writer);
-    tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                tracing::debug!("scheduler watch: {e}");
-                continue;
-            }
-            changes.send_modify(|n| *n += 1);
-        }
-    });
-    reader
 }

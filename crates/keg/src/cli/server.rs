@@ -30,6 +30,9 @@ pub struct ServerArgs {
     /// The AWS region the cluster stands for (names its nodes).
     #[arg(long, default_value = "us-east-1")]
     region: String,
+    /// The address LoadBalancer Services get, where keg listens on their ports.
+    #[arg(long, default_value = "127.0.0.1")]
+    load_balancer_address: IpAddr,
     /// Seconds between compactions of the store's history (five intervals are kept).
     #[arg(long, default_value_t = 60)]
     compaction_interval: u64,
@@ -45,6 +48,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     let cluster = ClusterInfo { agent: args.cluster_name.clone(), name: args.cluster_name, region: args.region };
     tokio::spawn(keg_controllers::run_all(client.clone()));
     tokio::spawn(keg_controllers::nodegroup::run(client.clone(), cluster.clone()));
+    tokio::spawn(keg_controllers::loadbalancer::run(client.clone(), args.load_balancer_address));
     tokio::spawn(keg_scheduler::run(client, cluster));
     server.serve(shutdown_signal()).await
 }
