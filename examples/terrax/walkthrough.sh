@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The seed's walkthrough on keg, step by step: each command is printed and run as a user would
+# run it, and each outcome the seed shows is checked. Ends by deleting what it made.
+#
+# Usage: examples/terrax/walkthrough.sh      (as root; images built by build-images.sh)
+# Environment: KEG (the keg binary, default `keg`), KUBECTL (default `kubectl`),
+#              KEEP=1 to leave the cluster running at the end.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+KEG=${KEG:-keg}
+KUBECTL=${KUBECTL:-kubectl}
+ns=tb-demo
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
+fail() { echo "walkthrough: FAILED: $*" >&2; exit 1; }
+k() { "$KUBECTL" "$@"; }
+
+# Polls `$2...` until it succeeds, for at most $1 seconds.
+wait_for() {
+  local seconds=$1; shift
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || fail "timed out after ${seconds}s waiting for: $*"
+    sleep 1
+  done
+}
+
+cleanup() {
+  [ "${KEEP:-}" = 1 ] && return
+  step "Clean up"
+  run k delete -f "$here/service/service.yml" --ignore-not-found --wait=false || true
+  run k delete -f "$here/database/database.yml" --ignore-not-found --wait=false || true
+  run "$KEG" delete cluster -f "$here/eks-terrax-fargate.yaml" || true
+}
+
+running_pods() { # label -> count of Running pods
+  k get pods -n "$ns" -l "$1" -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}' | grep -c '^Running$' || true
+}
+fargate_nodes() {
+  k get nodes -l eks.amazonaws.com/compute-type=fargate,eks.amazonaws.com/fargate-profile=fp-demo-service -o name | grep -c . || true
+}
+pods_running() { [ "$(running_pods "$1")" = "$2" ]; }
+fargate_nodes_are() { [ "$(fargate_nodes)" = "$1" ]; }
+
+step "Create the cluster (one node group, two Fargate profiles)"
+run "$KEG" create cluster -f "$here/eks-terrax-fargate.yaml"
+trap cleanup EXIT
+run k get nodes
+[ "$(k get nodes -l alpha.eksctl.io/nodegroup-name=node-group -o name | grep -c .)" = 1 ] || fail "expected one node-group node"
+
+step "The database: StorageClass tb-gp2 (Immediate), its claim, MySQL"
+run k create namespace "$ns"
+run k apply -f "$here/database/database.yml"
+wait_for 60 sh -c "$KUBECTL get pvc mysql-data-disk -n $ns -o jsonpath='{.status.phase}' | grep -qx Bound"
+run k describe pvc mysql-data-disk -n "$ns"
+[ "$(k get pvc mysql-data-disk -n $ns -o jsonpath='{.spec.storageClassName}')" = tb-gp2 ] || fail "claim not on tb-gp2"
+wait_for 300 pods_running app=database 1
+db_node=$(k get pods -n "$ns" -l app=database -o jsonpath='{.items[0].spec.nodeName}')
+k get node "$db_node" -o jsonpath='{.metadata.labels.alpha\.eksctl\.io/nodegroup-name}' | grep -qx node-group ||
+  fail "the database pod runs on $db_node, not on the node group"
+
+step "The beer API: two pods, each on a Fargate node of its own"
+run k apply -f "$here/service/service.yml"
+wait_for 300 pods_running app=service 2
+run k get pods -n "$ns" -o wide
+nodes=$(k get pods -n "$ns" -l app=service -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u)
+[ "$(echo "$nodes" | grep -c '^fargate-ip-')" = 2 ] || fail "service pods are not on two Fargate nodes: $nodes"
+run k get nodes
+
+step "The LoadBalancer Service and the API through it"
+wait_for 60 sh -c "$KUBECTL get service springboot-service -n $ns -o jsonpath='{.status.loadBalancer.ingress[0].ip}' | grep -q ."
+run k get service -n "$ns"
+ip=$(k get service springboot-service -n "$ns" -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
+wait_for 120 curl -fsS "http://$ip/readyz"
+run curl -fsS -X POST -H 'content-type: application/json' -d '{"name":"Terrax Blonde","style":"Blonde Ale","abv":5.2}' "http://$ip/beers"
+echo
+run curl -fsS "http://$ip/beers"
+echo
+curl -fsS "http://$ip/swagger-ui.html" -L | grep -qi swagger || fail "swagger-ui does not answer"
+echo "swagger-ui answers at http://$ip/swagger-ui.html"
+
+step "Data persists across pods"
+run k delete pods -n "$ns" -l app=service
+wait_for 300 pods_running app=service 2
+wait_for 120 curl -fsS "http://$ip/readyz"
+curl -fsS "http://$ip/beers" | grep -q "Terrax Blonde" || fail "the beer is gone after replacing the API pods"
+run k delete pods -n "$ns" -l app=database
+wait_for 300 pods_running app=database 1
+wait_for 180 sh -c "curl -fsS http://$ip/beers | grep -q 'Terrax Blonde'"
+echo "the beer survived new API pods and a new database pod"
+
+step "Scale the API: 2 -> 4 -> 1 pods, Fargate nodes follow"
+run k scale deployment springboot-deployment --replicas=4 -n "$ns"
+wait_for 300 pods_running app=service 4
+wait_for 120 fargate_nodes_are 4
+run k get nodes
+run k scale deployment springboot-deployment --replicas=1 -n "$ns"
+wait_for 300 fargate_nodes_are 1
+run k get nodes
+
+step "Done"
