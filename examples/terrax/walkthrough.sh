@@ -74,9 +74,9 @@ wait_for 60 sh -c "$KUBECTL get service springboot-service -n $ns -o jsonpath='{
 run k get service -n "$ns"
 ip=$(k get service springboot-service -n "$ns" -o jsonpath='{.status.loadBalancer.ingress[0].ip}')
 wait_for 120 curl -fsS "http://$ip/readyz"
-run curl -fsS -X POST -H 'content-type: application/json' -d '{"name":"Terrax Blonde","style":"Blonde Ale","abv":5.2}' "http://$ip/beers"
+run curl -fsS -X POST -H 'content-type: application/json' -d '{"name":"Terrax Blonde","brewery":"Terrax","style":"Blonde Ale","abv":5.2}' "http://$ip/api/beers"
 echo
-run curl -fsS "http://$ip/beers"
+run curl -fsS "http://$ip/api/beers"
 echo
 curl -fsS "http://$ip/swagger-ui.html" -L | grep -qi swagger || fail "swagger-ui does not answer"
 echo "swagger-ui answers at http://$ip/swagger-ui.html"
@@ -85,10 +85,10 @@ step "Data persists across pods"
 run k delete pods -n "$ns" -l app=service
 wait_for 300 pods_running app=service 2
 wait_for 120 curl -fsS "http://$ip/readyz"
-curl -fsS "http://$ip/beers" | grep -q "Terrax Blonde" || fail "the beer is gone after replacing the API pods"
+curl -fsS "http://$ip/api/beers" | grep -q "Terrax Blonde" || fail "the beer is gone after replacing the API pods"
 run k delete pods -n "$ns" -l app=database
 wait_for 300 pods_running app=database 1
-wait_for 180 sh -c "curl -fsS http://$ip/beers | grep -q 'Terrax Blonde'"
+wait_for 180 sh -c "curl -fsS http://$ip/api/beers | grep -q 'Terrax Blonde'"
 echo "the beer survived new API pods and a new database pod"
 
 step "Scale the API: 2 -> 4 -> 1 pods, Fargate nodes follow"
