@@ -35,9 +35,8 @@ pub fn table(res: &Resource, items: &[Value], query: &Query) -> Value {
     let now = jiff::Timestamp::now();
     let include = include_object(query);
     match &res.custom {
-        Some(custom) if !custom.printer_columns.is_empty() => {
-            keg_apimachinery::table::custom_table(&custom.printer_columns, items, now, include)
-        }
+        // Every custom resource, with printer columns or without (NAME and AGE then, as upstream).
+        Some(custom) => keg_apimachinery::table::custom_table(&custom.printer_columns, items, now, include),
         _ => keg_apimachinery::table::table(&res.kind, items, now, include),
     }
 }

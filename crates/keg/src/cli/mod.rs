@@ -2,6 +2,7 @@
 
 mod cluster;
 mod eks;
+mod image;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +28,9 @@ enum Command {
     /// Show a cluster's Fargate profiles or node groups.
     #[command(subcommand)]
     Get(eks::GetCommand),
+    /// Manage the machine's container images.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Scale a node group.
     #[command(subcommand)]
     Scale(ScaleCommand),
@@ -58,6 +62,7 @@ impl Cli {
             Command::Create(CreateCommand::Cluster(args)) => cluster::create::run(args).await,
             Command::Delete(DeleteCommand::Cluster(args)) => cluster::delete::run(args).await,
             Command::Get(command) => eks::get(command).await,
+            Command::Image(command) => image::run(command).await,
             Command::Scale(ScaleCommand::Nodegroup(args)) => eks::scale_nodegroup(args).await,
         }
     }
