@@ -1,6 +1,8 @@
 //! Controllers (namespaces, garbage collection, deployments, replica sets, endpoints,
 //! volumes, load balancers). Each is a kube-rs controller: a client of the API only.
 
+pub mod cache;
+pub mod loadbalancer;
 pub mod namespace;
 pub mod nodegroup;
 
