@@ -2,10 +2,19 @@
 //! volumes, load balancers). Each is a kube-rs controller: a client of the API only.
 
 pub mod cache;
+pub mod deployment;
+pub mod endpoints;
+pub mod endpointslice;
+pub mod events;
+pub mod gc;
 pub mod loadbalancer;
 pub mod namespace;
 pub mod nodegroup;
+pub mod owners;
+pub mod pods;
+pub mod replicaset;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
@@ -27,6 +36,40 @@ pub enum Error {
     Invalid(String),
 }
 
+impl Error {
+    /// The message a user reads: an API error's own message (as kubectl prints it), else
+    /// this error's.
+    pub fn message(&self) -> String {
+        match self {
+            Error::Api(e) => api_message(e),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// An API error's message as the server wrote it, without kube's wrapping.
+pub fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Where controllers read the time from, so logic that depends on it can be tested.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> jiff::Timestamp;
+}
+
+/// The system's clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+}
+
 /// Results of reconcilers.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -41,5 +84,13 @@ pub(crate) fn gone_is_fine<T>(result: std::result::Result<T, kube::Error>) -> Re
 
 /// Runs every controller until the process ends.
 pub async fn run_all(client: Client) {
-    tokio::join!(namespace::run(client.clone()));
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    tokio::join!(
+        namespace::run(client.clone()),
+        gc::run(client.clone()),
+        replicaset::run(client.clone(), clock.clone()),
+        deployment::run(client.clone(), clock.clone()),
+        endpoints::run(client.clone()),
+        endpointslice::run(client.clone()),
+    );
 }
