@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bootstrap;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod convert;
 pub mod delete;
 pub mod discovery;
 pub mod error;

@@ -20,6 +20,11 @@ pub struct ObjectPage {
     pub next_key: Option<String>,
 }
 
+/// Decodes a stored object in the shape `res` serves it.
+pub fn decode_for(res: &Resource, kv: &keg_store::KeyValue) -> Result<Value> {
+    decode(kv).map(|obj| crate::convert::for_resource(res, obj))
+}
+
 /// Object storage for the API server.
 #[derive(Clone)]
 pub struct Objects {
@@ -40,7 +45,7 @@ impl Objects {
     /// Reads one object; 404 when missing.
     pub async fn get(&self, res: &Resource, ns: Option<&str>, obj_name: &str) -> Result<Value> {
         match self.store.get(&res.key(ns, obj_name)).await? {
-            Some(kv) => decode(&kv),
+            Some(kv) => decode_for(res, &kv),
             None => Err(ApiError::not_found(&res.group, &res.plural, obj_name)),
         }
     }
@@ -48,7 +53,7 @@ impl Objects {
     /// Reads one object if it exists.
     pub async fn try_get(&self, res: &Resource, ns: Option<&str>, obj_name: &str) -> Result<Option<Value>> {
         match self.store.get(&res.key(ns, obj_name)).await? {
-            Some(kv) => decode(&kv).map(Some),
+            Some(kv) => decode_for(res, &kv).map(Some),
             None => Ok(None),
         }
     }
@@ -65,7 +70,7 @@ impl Objects {
         let prefix = res.key_prefix(ns);
         let page = self.store.list(ListOptions { prefix, start_after, limit, revision }).await?;
         let next_key = if page.more { page.items.last().map(|kv| kv.key.clone()) } else { None };
-        let items = page.items.iter().map(decode).collect::<Result<Vec<_>>>()?;
+        let items = page.items.iter().map(|kv| decode_for(res, kv)).collect::<Result<Vec<_>>>()?;
         Ok(ObjectPage { items, revision: page.revision, next_key })
     }
 
@@ -73,7 +78,7 @@ impl Objects {
     pub async fn create(&self, res: &Resource, ns: Option<&str>, obj: &Value) -> Result<Value> {
         let obj_name = name(obj);
         match self.store.create(&res.key(ns, obj_name), encode(obj)).await {
-            Ok(kv) => decode(&kv),
+            Ok(kv) => decode_for(res, &kv),
             Err(StoreError::AlreadyExists { .. }) => Err(ApiError::already_exists(&res.group, &res.plural, obj_name)),
             Err(e) => Err(e.into()),
         }
@@ -83,7 +88,7 @@ impl Objects {
     pub async fn update(&self, res: &Resource, ns: Option<&str>, obj: &Value, expected: u64) -> Result<Value> {
         let obj_name = name(obj);
         match self.store.update(&res.key(ns, obj_name), encode(obj), expected).await {
-            Ok(kv) => decode(&kv),
+            Ok(kv) => decode_for(res, &kv),
             Err(StoreError::Conflict { .. }) => Err(ApiError::conflict(&res.group, &res.plural, obj_name)),
             Err(StoreError::NotFound(_)) => Err(ApiError::not_found(&res.group, &res.plural, obj_name)),
             Err(e) => Err(e.into()),
@@ -93,7 +98,7 @@ impl Objects {
     /// Deletes an object, checking its resourceVersion when given. Returns the last value.
     pub async fn delete(&self, res: &Resource, ns: Option<&str>, obj_name: &str, expected: Option<u64>) -> Result<Value> {
         match self.store.delete(&res.key(ns, obj_name), expected).await {
-            Ok(kv) => decode(&kv),
+            Ok(kv) => decode_for(res, &kv),
             Err(StoreError::Conflict { .. }) => Err(ApiError::conflict(&res.group, &res.plural, obj_name)),
             Err(StoreError::NotFound(_)) => Err(ApiError::not_found(&res.group, &res.plural, obj_name)),
             Err(e) => Err(e.into()),

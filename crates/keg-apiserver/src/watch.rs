@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use crate::error::{ApiError, Result};
 use crate::filter::Filter;
 use crate::negotiate::Output;
-use crate::objects::{decode, parse_resource_version};
+use crate::objects::parse_resource_version;
+use crate::storage::decode_for;
 use crate::render;
 use crate::request::Query;
 use crate::resources::Resource;
@@ -54,8 +55,8 @@ impl WatchRequest {
 
     /// The event line a store event becomes for this watch, if any.
     fn translate(&self, event: &WatchEvent) -> Option<Bytes> {
-        let new = decode(&event.kv).ok()?;
-        let old_matches = event.prev.as_ref().and_then(|p| decode(p).ok()).is_some_and(|o| self.filter.matches(&o));
+        let new = decode_for(&self.res, &event.kv).ok()?;
+        let old_matches = event.prev.as_ref().and_then(|p| decode_for(&self.res, p).ok()).is_some_and(|o| self.filter.matches(&o));
         match event.kind {
             EventKind::Delete => old_matches.then(|| self.line("DELETED", new)),
             EventKind::Put => match (old_matches, self.filter.matches(&new)) {
