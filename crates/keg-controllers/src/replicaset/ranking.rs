@@ -216,8 +216,8 @@ mod tests {
         let pods = vec![
             pod("running-ready-old", "n1", "Running", true, 100_000, now),
             pod("running-ready-new", "n2", "Running", true, 10, now),
-            pod("running-not-ready", "n1", "Running", false, 100_000, now),
-            pod("pending", "n1", "Pending", false, 100_000, now),
+            pod("running-not-ready", "n3", "Running", false, 100_000, now),
+            pod("pending", "n4", "Pending", false, 100_000, now),
             pod("unscheduled", "", "Pending", false, 100_000, now),
         ];
         let ordered = pods_to_delete(pods.clone(), &pods, 4, now);
