@@ -1,0 +1,127 @@
+//! Running: the pod's containers are watched. Exits are restarted as restartPolicy says,
+//! with CrashLoopBackOff; probe results set readiness and kill containers whose liveness
+//! or startup probe failed; containers that could not start are tried again; logs are
+//! rotated; status is posted when it changes.
+//!
+//! Next: Running again, or Terminated once every container has ended for good.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{State, Terminated};
+use crate::events::EventType::Warning;
+use crate::pod::PodContext;
+use crate::pod::containers::{kill, restart_or_back_off, should_restart, start};
+use crate::pod::probes::{ProbeKind, ProbeOutcome};
+
+/// How often log sizes are checked for rotation.
+const LOG_CHECK: Duration = Duration::from_secs(10);
+
+/// Watching a running pod.
+#[derive(Default)]
+pub(crate) struct Running {
+    next_log_check: Option<Instant>,
+}
+
+impl Running {
+    /// One look at the pod.
+    pub(crate) async fn next(mut self, ctx: &mut PodContext) -> State {
+        ctx.observe_all();
+        handle_probes(ctx);
+        let policy = ctx.restart_policy().to_string();
+        for i in 0..ctx.slots.len() {
+            if ctx.stopping() {
+                break;
+            }
+            let slot = &ctx.slots[i];
+            if slot.init || slot.is_running() {
+                continue;
+            }
+            let restart = match slot.terminated() {
+                Some(t) => should_restart(&policy, t.exit_code),
+                None => false,
+            };
+            if restart || slot.waiting_reason() == Some("CrashLoopBackOff") {
+                restart_or_back_off(ctx, i).await;
+            } else if slot.state.waiting.is_some() {
+                start(ctx, i).await;
+            }
+        }
+        if self.next_log_check.is_none_or(|t| t <= Instant::now()) {
+            rotate_logs(ctx);
+            self.next_log_check = Some(Instant::now() + LOG_CHECK);
+        }
+        let finished = ctx.slots.iter().filter(|s| !s.init).all(|s| {
+            s.terminated()
+                .is_some_and(|t| !should_restart(&policy, t.exit_code))
+        });
+        if finished {
+            ctx.terminal = true;
+            return State::Terminated(Terminated::default());
+        }
+        ctx.publish().await;
+        ctx.wait(ctx.shared.config.sync_interval).await;
+        State::Running(self)
+    }
+}
+
+/// Applies the probe reports that came in.
+fn handle_probes(ctx: &mut PodContext) {
+    for report in std::mem::take(&mut ctx.probe_reports) {
+        let i = report.slot;
+        if ctx.slots[i].id.as_deref() != Some(report.container_id.as_str())
+            || !ctx.slots[i].is_running()
+        {
+            continue; // about an instance that is gone
+        }
+        let name = ctx.slots[i].name().to_string();
+        match (report.kind, report.outcome) {
+            (kind, ProbeOutcome::Failed(message)) => {
+                ctx.event_for(
+                    &name,
+                    Warning,
+                    "Unhealthy",
+                    &format!("{} probe failed: {message}", kind.title()),
+                );
+            }
+            (ProbeKind::Readiness, ProbeOutcome::Verdict(ready)) => {
+                let slot = &mut ctx.slots[i];
+                slot.ready = ready && slot.started;
+            }
+            (ProbeKind::Startup, ProbeOutcome::Verdict(true)) => {
+                let slot = &mut ctx.slots[i];
+                slot.started = true;
+                slot.ready = slot.spec.readiness_probe.is_none();
+            }
+            (ProbeKind::Liveness, ProbeOutcome::Verdict(true)) => {}
+            (kind, ProbeOutcome::Verdict(false)) => {
+                let which = if kind == ProbeKind::Startup {
+                    "startup"
+                } else {
+                    "liveness"
+                };
+                kill(
+                    ctx,
+                    i,
+                    &format!("Container {name} failed {which} probe, will be restarted"),
+                );
+            }
+        }
+    }
+}
+
+/// Rotates the logs of running containers that grew past the limit.
+fn rotate_logs(ctx: &PodContext) {
+    let config = &ctx.shared.config;
+    for slot in ctx.slots.iter().filter(|s| s.is_running()) {
+        let path = ctx.log_path(slot.name(), slot.restart_count);
+        if let Err(e) = ctx.shared.logs.rotate_if_needed(
+            &path,
+            config.container_log_max_size,
+            config.container_log_max_files,
+        ) {
+            tracing::warn!(pod = %ctx.pod_ref(), container = slot.name(), error = %e, "log rotation");
+        }
+    }
+}

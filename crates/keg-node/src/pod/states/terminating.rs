@@ -1,0 +1,28 @@
+//! Terminating: the pod is being deleted (or is gone, or its node is). Every running
+//! container gets its preStop hook and stop signal, then SIGKILL once the grace period
+//! (the deletion's, else terminationGracePeriodSeconds) has passed, all at once.
+//!
+//! Next: Terminated.
+
+use super::{State, Terminated};
+use crate::pod::PodContext;
+use crate::pod::containers::stop;
+
+/// Stopping the pod's containers.
+pub(crate) struct Terminating;
+
+impl Terminating {
+    /// Stops everything and waits for it.
+    pub(crate) async fn next(self, ctx: &mut PodContext) -> State {
+        ctx.observe_all();
+        let grace = ctx.grace_period();
+        for slot in &mut ctx.slots {
+            slot.probes = None;
+        }
+        let stops = (0..ctx.slots.len()).map(|i| stop(ctx, i, grace));
+        futures::future::join_all(stops).await;
+        ctx.observe_all();
+        ctx.terminal = true;
+        State::Terminated(Terminated::default())
+    }
+}

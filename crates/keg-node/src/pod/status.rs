@@ -1,0 +1,345 @@
+//! A pod's status as the kubelet generates it (`generateAPIPodStatus`): phase by upstream's
+//! `getPhase`, the PodReadyToStartContainers, Initialized, ContainersReady, Ready and
+//! PodScheduled conditions with upstream's reasons and messages, and container statuses.
+
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStatus, HostIP, Pod, PodCondition, PodIP, PodStatus, VolumeMountStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::resources::qos_class;
+use super::slot::{ID_PREFIX, Slot};
+
+/// What a status is made from.
+pub(crate) struct StatusInput<'a> {
+    /// The pod (spec, and the conditions of other writers).
+    pub(crate) pod: &'a Pod,
+    /// The status last posted, whose transition times are kept.
+    pub(crate) previous: Option<&'a PodStatus>,
+    /// Its containers, init containers first.
+    pub(crate) slots: &'a [Slot],
+    /// The sandbox's address, while it has one.
+    pub(crate) pod_ip: Option<String>,
+    /// Whether the sandbox (network, cgroup) is in place.
+    pub(crate) sandbox_ready: bool,
+    /// The node's address.
+    pub(crate) host_ip: Option<String>,
+    /// When the agent took the pod on.
+    pub(crate) start_time: Time,
+    /// No container will run again (the pod finished or was stopped).
+    pub(crate) terminal: bool,
+    /// Now.
+    pub(crate) now: Time,
+}
+
+/// The status to post.
+pub(crate) fn build(input: &StatusInput<'_>) -> PodStatus {
+    let spec = input.pod.spec.clone().unwrap_or_default();
+    let init: Vec<ContainerStatus> = input
+        .slots
+        .iter()
+        .filter(|s| s.init)
+        .map(container_status)
+        .collect();
+    let app: Vec<ContainerStatus> = input
+        .slots
+        .iter()
+        .filter(|s| !s.init)
+        .map(container_status)
+        .collect();
+    let old = input.previous.or(input.pod.status.as_ref());
+    let old_phase = old.and_then(|s| s.phase.as_deref());
+    let phase = match old_phase {
+        // A pod never leaves a terminal phase.
+        Some(p @ ("Succeeded" | "Failed")) => p,
+        _ => phase(input.pod, &init, &app, input.terminal),
+    };
+    let conditions = conditions(input, &init, &app, phase, old);
+    PodStatus {
+        phase: Some(phase.into()),
+        conditions: Some(conditions),
+        host_ip: input.host_ip.clone(),
+        host_ips: input.host_ip.clone().map(|ip| vec![HostIP { ip }]),
+        pod_ip: input.pod_ip.clone(),
+        pod_ips: input.pod_ip.clone().map(|ip| vec![PodIP { ip }]),
+        start_time: Some(input.start_time.clone()),
+        qos_class: Some(qos_class(&spec).into()),
+        init_container_statuses: (!init.is_empty()).then_some(init),
+        container_statuses: Some(app),
+        // Kept as other writers (the scheduler, evictions) left them.
+        nominated_node_name: old.and_then(|s| s.nominated_node_name.clone()),
+        reason: old.and_then(|s| s.reason.clone()),
+        message: old.and_then(|s| s.message.clone()),
+        ..Default::default()
+    }
+}
+
+fn container_status(slot: &Slot) -> ContainerStatus {
+    let spec = &slot.spec;
+    let (image, image_id) = match &slot.image {
+        Some(i) => (
+            i.repo_tags
+                .first()
+                .cloned()
+                .unwrap_or_else(|| spec.image.clone().unwrap_or_default()),
+            i.repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| i.id.clone()),
+        ),
+        None => (spec.image.clone().unwrap_or_default(), String::new()),
+    };
+    let container_id = match (&slot.state, &slot.id) {
+        (
+            ContainerState {
+                waiting: Some(_), ..
+            },
+            _,
+        ) => None,
+        (_, Some(id)) => Some(format!("{ID_PREFIX}{id}")),
+        _ => None,
+    };
+    let volume_mounts: Vec<VolumeMountStatus> = spec
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| VolumeMountStatus {
+            name: m.name.clone(),
+            mount_path: m.mount_path.clone(),
+            read_only: m.read_only.filter(|r| *r),
+            recursive_read_only: m.read_only.filter(|r| *r).map(|_| "Disabled".into()),
+        })
+        .collect();
+    ContainerStatus {
+        name: spec.name.clone(),
+        state: Some(slot.state.clone()),
+        last_state: Some(ContainerState {
+            terminated: slot.last_state.clone(),
+            ..Default::default()
+        }),
+        ready: slot.ready && slot.is_running(),
+        started: Some(slot.started && slot.is_running()),
+        restart_count: slot.restart_count,
+        image,
+        image_id,
+        container_id,
+        volume_mounts: (!volume_mounts.is_empty()).then_some(volume_mounts),
+        ..Default::default()
+    }
+}
+
+/// Upstream `getPhase` (without restartable init containers).
+fn phase(
+    pod: &Pod,
+    init: &[ContainerStatus],
+    app: &[ContainerStatus],
+    terminal: bool,
+) -> &'static str {
+    let policy = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        .unwrap_or("Always");
+    let (mut pending_init, mut failed_init) = (0, 0);
+    for status in init {
+        let state = status.state.clone().unwrap_or_default();
+        let last = status
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref());
+        match (&state.running, &state.terminated, &state.waiting) {
+            (Some(_), _, _) => pending_init += 1,
+            (_, Some(t), _) => failed_init += usize::from(t.exit_code != 0),
+            (_, _, Some(_)) if last.is_some_and(|t| t.exit_code != 0) => failed_init += 1,
+            _ => pending_init += 1,
+        }
+    }
+    let (mut running, mut waiting, mut stopped, mut succeeded) = (0, 0, 0, 0);
+    for status in app {
+        let state = status.state.clone().unwrap_or_default();
+        let last = status
+            .last_state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref());
+        match (&state.running, &state.terminated) {
+            (Some(_), _) => running += 1,
+            (_, Some(t)) => {
+                stopped += 1;
+                succeeded += usize::from(t.exit_code == 0);
+            }
+            _ if last.is_some() => stopped += 1,
+            _ => waiting += 1,
+        }
+    }
+    if failed_init > 0 && policy == "Never" {
+        return "Failed";
+    }
+    if pending_init > 0 || waiting > 0 {
+        return "Pending";
+    }
+    if running > 0 {
+        return "Running";
+    }
+    if stopped == 0 {
+        return "Pending";
+    }
+    match (terminal, policy) {
+        (true, _) | (false, "Never") if stopped == succeeded => "Succeeded",
+        (true, _) | (false, "Never") => "Failed",
+        (false, "Always") => "Running",
+        _ if stopped == succeeded => "Succeeded",
+        _ => "Running",
+    }
+}
+
+/// Go's `fmt.Sprintf("%s", []string{...})`: `[a b]`.
+fn go_list(names: &[String]) -> String {
+    format!("[{}]", names.join(" "))
+}
+
+fn conditions(
+    input: &StatusInput<'_>,
+    init: &[ContainerStatus],
+    app: &[ContainerStatus],
+    phase: &str,
+    old: Option<&PodStatus>,
+) -> Vec<PodCondition> {
+    let pod = input.pod;
+    let completed_or_failed = match phase {
+        "Succeeded" => Some("PodCompleted"),
+        "Failed" => Some("PodFailed"),
+        _ => None,
+    };
+    let ready_to_start = (input.sandbox_ready && input.pod_ip.is_some(), None, None);
+    let incomplete: Vec<String> = init
+        .iter()
+        .filter(|s| {
+            s.state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .is_none_or(|t| t.exit_code != 0)
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    let any_started = app.iter().any(|s| {
+        s.state
+            .as_ref()
+            .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+            || s.last_state
+                .as_ref()
+                .is_some_and(|l| l.terminated.is_some())
+    });
+    let initialized = if init.is_empty() || any_started {
+        (true, None, None)
+    } else if phase == "Succeeded" {
+        (true, Some("PodCompleted"), None)
+    } else if incomplete.is_empty() {
+        (true, None, None)
+    } else {
+        let message = format!(
+            "containers with incomplete status: {}",
+            go_list(&incomplete)
+        );
+        (false, Some("ContainersNotInitialized"), Some(message))
+    };
+    let unready: Vec<String> = app
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.clone())
+        .collect();
+    let containers_ready = match completed_or_failed {
+        Some(reason) => (false, Some(reason), None),
+        None if unready.is_empty() => (true, None, None),
+        None => {
+            let message = format!("containers with unready status: {}", go_list(&unready));
+            (false, Some("ContainersNotReady"), Some(message))
+        }
+    };
+    let ready = match containers_ready {
+        (true, ..) => readiness_gates(pod),
+        ref other => other.clone(),
+    };
+    let mine = [
+        ("PodReadyToStartContainers", ready_to_start),
+        ("Initialized", initialized),
+        ("Ready", ready),
+        ("ContainersReady", containers_ready),
+        ("PodScheduled", (true, None, None)),
+    ];
+    let previous: Vec<PodCondition> = old.and_then(|s| s.conditions.clone()).unwrap_or_default();
+    let scheduled = previous.iter().find(|c| c.type_ == "PodScheduled").cloned();
+    let mut out: Vec<PodCondition> = Vec::new();
+    for (type_, (ok, reason, message)) in mine {
+        if type_ == "PodScheduled"
+            && let Some(c) = scheduled.clone()
+        {
+            out.push(c);
+            continue;
+        }
+        let status = if ok { "True" } else { "False" };
+        let since = previous
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .and_then(|c| c.last_transition_time.clone())
+            .unwrap_or_else(|| input.now.clone());
+        out.push(PodCondition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: reason.map(Into::into),
+            message,
+            last_transition_time: Some(since),
+            ..Default::default()
+        });
+    }
+    // Conditions of other writers (readiness gates, DisruptionTarget) are kept.
+    let known = |t: &str| out.iter().any(|c| c.type_ == t);
+    let others: Vec<PodCondition> = pod
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .filter(|c| !known(&c.type_))
+        .cloned()
+        .collect();
+    out.extend(others);
+    out
+}
+
+/// The Ready condition when all containers are ready: the readiness gates decide.
+fn readiness_gates(pod: &Pod) -> (bool, Option<&'static str>, Option<String>) {
+    let conditions: Vec<&PodCondition> = pod
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .collect();
+    let mut unready = Vec::new();
+    for gate in pod
+        .spec
+        .iter()
+        .flat_map(|s| s.readiness_gates.iter().flatten())
+    {
+        let t = &gate.condition_type;
+        match conditions.iter().find(|c| &c.type_ == t) {
+            None => unready.push(format!(
+                "corresponding condition of pod readiness gate \"{t}\" does not exist."
+            )),
+            Some(c) if c.status != "True" => unready.push(format!(
+                "the status of pod readiness gate \"{t}\" is not \"True\", but {}",
+                c.status
+            )),
+            Some(_) => {}
+        }
+    }
+    if unready.is_empty() {
+        (true, None, None)
+    } else {
+        (
+            false,
+            Some("ReadinessGatesNotReady"),
+            Some(unready.join(", ")),
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "status_tests.rs"]
+mod tests;
