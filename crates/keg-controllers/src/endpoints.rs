@@ -226,16 +226,22 @@ async fn reconcile(service: Arc<Service>, ctx: Arc<Context>) -> Result<Action> {
     Ok(Action::await_change())
 }
 
+/// A service port resolved for a pod: (name, number, protocol, appProtocol).
+type PortKey = (Option<String>, i32, Option<String>, Option<String>);
+/// An address: (ip, pod uid).
+type AddressKey = (String, String);
+/// Addresses offering one port, with whether each is ready.
+type Addresses = BTreeMap<AddressKey, (EndpointAddress, bool)>;
+/// Addresses and the ports they all offer.
+type Subset = (Addresses, Vec<EndpointPort>);
+
 /// The address and port of every pod in endpoints, packed: addresses offering the same
 /// ports share a subset (upstream's RepackSubsets), everything sorted.
 fn subsets(service: &Service, selected: &[Pod]) -> Vec<EndpointSubset> {
     let spec = service.spec.clone().unwrap_or_default();
     let publish_not_ready = spec.publish_not_ready_addresses == Some(true);
     let ports = spec.ports.unwrap_or_default();
-    // Port (name, number, protocol, appProtocol) -> addresses (ip, uid) -> (address, ready).
-    type Addresses = BTreeMap<(String, String), (EndpointAddress, bool)>;
-    let mut by_port: BTreeMap<(Option<String>, i32, Option<String>, Option<String>), Addresses> =
-        BTreeMap::new();
+    let mut by_port: BTreeMap<PortKey, Addresses> = BTreeMap::new();
     for pod in selected
         .iter()
         .filter(|p| in_endpoints(p, publish_not_ready))
@@ -278,8 +284,7 @@ fn subsets(service: &Service, selected: &[Pod]) -> Vec<EndpointSubset> {
             }
         }
     }
-    let mut by_addresses: BTreeMap<Vec<((String, String), bool)>, (Addresses, Vec<EndpointPort>)> =
-        BTreeMap::new();
+    let mut by_addresses: BTreeMap<Vec<(AddressKey, bool)>, Subset> = BTreeMap::new();
     for ((name, port, protocol, app_protocol), addresses) in by_port {
         let key: Vec<_> = addresses
             .iter()

@@ -41,7 +41,7 @@ struct Kind {
 
 /// A change the watches report.
 enum Change {
-    Upsert(Identity, ObjectMeta),
+    Upsert(Box<(Identity, ObjectMeta)>),
     Remove(String),
     /// A full relist of one kind: (group, kind, uids listed).
     Relisted(String, String, HashSet<String>),
@@ -114,7 +114,7 @@ impl Collector {
         let work = {
             let mut graph = self.graph.lock().expect("graph lock");
             match change {
-                Change::Upsert(identity, meta) => graph.upsert(identity, &meta),
+                Change::Upsert(upsert) => graph.upsert(upsert.0, &upsert.1),
                 Change::Remove(uid) => graph.remove(&uid),
                 Change::Relisted(group, kind, present) => graph.resync(&group, &kind, &present),
             }
@@ -230,7 +230,9 @@ async fn monitor(client: Client, resource: ApiResource, changes: mpsc::Unbounded
         .boxed();
     while let Some(event) = events.next().await {
         let change = match event {
-            Ok(watcher::Event::Apply(obj)) => Change::Upsert(identity(&obj.metadata), obj.metadata),
+            Ok(watcher::Event::Apply(obj)) => {
+                Change::Upsert(Box::new((identity(&obj.metadata), obj.metadata)))
+            }
             Ok(watcher::Event::Delete(obj)) => Change::Remove(obj.metadata.uid.unwrap_or_default()),
             Ok(watcher::Event::Init) => {
                 relisted = Some(HashSet::new());
@@ -240,7 +242,7 @@ async fn monitor(client: Client, resource: ApiResource, changes: mpsc::Unbounded
                 relisted
                     .get_or_insert_with(HashSet::new)
                     .insert(obj.metadata.uid.clone().unwrap_or_default());
-                Change::Upsert(identity(&obj.metadata), obj.metadata)
+                Change::Upsert(Box::new((identity(&obj.metadata), obj.metadata)))
             }
             Ok(watcher::Event::InitDone) => Change::Relisted(
                 resource.group.clone(),

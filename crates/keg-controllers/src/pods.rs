@@ -90,17 +90,20 @@ mod tests {
     use super::*;
 
     fn ready_pod(since: Timestamp) -> Pod {
-        let mut pod = Pod::default();
-        pod.status = Some(k8s_openapi::api::core::v1::PodStatus {
-            conditions: Some(vec![PodCondition {
-                type_: "Ready".into(),
-                status: "True".into(),
-                last_transition_time: Some(Time(since)),
-                ..Default::default()
-            }]),
+        let condition = PodCondition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            last_transition_time: Some(Time(since)),
             ..Default::default()
-        });
-        pod
+        };
+        let status = k8s_openapi::api::core::v1::PodStatus {
+            conditions: Some(vec![condition]),
+            ..Default::default()
+        };
+        Pod {
+            status: Some(status),
+            ..Default::default()
+        }
     }
 
     #[test]

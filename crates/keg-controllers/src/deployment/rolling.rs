@@ -57,7 +57,7 @@ impl Sync<'_> {
     async fn reconcile_old_rss(
         &mut self,
         new_rs: &ReplicaSet,
-        old: &mut Vec<ReplicaSet>,
+        old: &mut [ReplicaSet],
     ) -> Result<bool> {
         let mut active_old = active(&old.iter().collect::<Vec<_>>());
         let old_pods = util::spec_replicas(&active_old.iter().collect::<Vec<_>>());

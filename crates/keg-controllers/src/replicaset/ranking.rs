@@ -144,16 +144,20 @@ fn compare(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Timestamp) -> Or
         a.metadata.uid.as_deref().unwrap_or_default(),
         b.metadata.uid.as_deref().unwrap_or_default(),
     );
-    if pods::is_ready(a) && pods::is_ready(b) {
-        if let Some(order) = newer_first(
-            pods::ready_since(a),
-            pods::ready_since(b),
-            uid_a,
-            uid_b,
-            now,
-        ) {
-            return order;
-        }
+    let both_ready = pods::is_ready(a) && pods::is_ready(b);
+    if let Some(order) = both_ready
+        .then(|| {
+            newer_first(
+                pods::ready_since(a),
+                pods::ready_since(b),
+                uid_a,
+                uid_b,
+                now,
+            )
+        })
+        .flatten()
+    {
+        return order;
     }
     let (restarts_a, restarts_b) = (max_restarts(a), max_restarts(b));
     if restarts_a != restarts_b {
