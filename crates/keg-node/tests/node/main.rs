@@ -1,0 +1,6 @@
+//! keg-node's integration tests: a real in-process API server, a real runtime and real
+//! containers. They need root; off root they are skipped with a reason, except in CI.
+
+mod common;
+mod lifecycle;
+mod nodes;
