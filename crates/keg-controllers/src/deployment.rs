@@ -28,7 +28,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::events::Events;
-use crate::{Clock, RETRY, Result, owners};
+use crate::{Clock, Result, owners};
 
 struct Context {
     client: Client,
@@ -64,10 +64,7 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) {
         )
         .run(
             reconcile,
-            |_, error, _| {
-                tracing::warn!("deployment controller: {error}");
-                Action::requeue(RETRY)
-            },
+            |_, error, _| crate::retry_after_error("deployment", error),
             Arc::new(Context {
                 client,
                 events,

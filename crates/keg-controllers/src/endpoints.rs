@@ -21,7 +21,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use crate::{RETRY, Result, gone_is_fine, pods};
+use crate::{Result, gone_is_fine, pods};
 
 /// The label marking the endpoints of a headless Service.
 pub const HEADLESS: &str = "service.kubernetes.io/headless";
@@ -56,10 +56,7 @@ pub async fn run(client: Client) {
         )
         .run(
             reconcile,
-            |_, error, _| {
-                tracing::warn!("endpoints controller: {error}");
-                Action::requeue(RETRY)
-            },
+            |_, error, _| crate::retry_after_error("endpoints", error),
             ctx,
         )
         .for_each(|_| async {});

@@ -15,7 +15,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use crate::endpoints::{self, HEADLESS};
-use crate::{RETRY, Result, gone_is_fine, owners, pods};
+use crate::{Result, gone_is_fine, owners, pods};
 
 /// The label naming a slice's Service.
 pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
@@ -49,10 +49,7 @@ pub async fn run(client: Client) {
         )
         .run(
             reconcile,
-            |_, error, _| {
-                tracing::warn!("endpointslice controller: {error}");
-                Action::requeue(RETRY)
-            },
+            |_, error, _| crate::retry_after_error("endpointslice", error),
             Arc::new(Context { client }),
         )
         .for_each(|_| async {})

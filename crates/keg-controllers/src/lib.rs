@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
+use kube::runtime::controller::Action;
 
 /// How long a failed reconcile waits before it is tried again.
 pub(crate) const RETRY: Duration = Duration::from_secs(2);
@@ -68,6 +69,19 @@ impl Clock for SystemClock {
     fn now(&self) -> jiff::Timestamp {
         jiff::Timestamp::now()
     }
+}
+
+/// What a controller does after a failed reconcile: log it and try again after [`RETRY`].
+/// Conflicts (someone wrote first) and objects gone meanwhile are part of normal operation,
+/// so they are only logged at debug level.
+pub(crate) fn retry_after_error(controller: &str, error: &Error) -> Action {
+    match error {
+        Error::Api(kube::Error::Api(s)) if s.code == 409 || s.code == 404 => {
+            tracing::debug!("{controller} controller: {}", s.message)
+        }
+        other => tracing::warn!("{controller} controller: {other}"),
+    }
+    Action::requeue(RETRY)
 }
 
 /// Results of reconcilers.

@@ -20,7 +20,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::events::Events;
-use crate::{Clock, Error, RETRY, Result, api_message, owners, pods};
+use crate::{Clock, Error, Result, api_message, owners, pods};
 
 /// At most this many pods are created or deleted in one sync (upstream's burstReplicas).
 const BURST: usize = 500;
@@ -57,10 +57,7 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) {
         })
         .run(
             reconcile,
-            |_, error, _| {
-                tracing::warn!("replicaset controller: {error}");
-                Action::requeue(RETRY)
-            },
+            |_, error, _| crate::retry_after_error("replicaset", error),
             Arc::new(Context {
                 client,
                 events,

@@ -313,12 +313,10 @@ async fn scaling_resizes_the_replica_set_and_deletes_pods() -> anyhow::Result<()
         .await?;
     rolled_out(&deployments, "svc").await;
 
+    // As `kubectl scale deployment svc --replicas=4`: through the scale subresource.
+    let scale = json!({"spec": {"replicas": 4}});
     deployments
-        .patch(
-            "svc",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"replicas": 4}})),
-        )
+        .patch_scale("svc", &PatchParams::default(), &Patch::Merge(&scale))
         .await?;
     let d = rolled_out(&deployments, "svc").await;
     assert_eq!(
