@@ -438,3 +438,71 @@ async fn a_rollout_without_ready_pods_exceeds_its_progress_deadline() -> anyhow:
     assert_eq!(pods.list(&Default::default()).await?.items.len(), 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn min_ready_seconds_delay_availability_but_not_forever() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start().await?;
+    cluster.namespace("minready").await?;
+    cluster.kubelet("minready");
+    let deployments: Api<Deployment> = cluster.api("minready");
+    let spec = json!({"minReadySeconds": 1});
+    deployments
+        .create(&PostParams::default(), &deployment("slow", 2, "s:1", spec)?)
+        .await?;
+    // Nothing but time makes the ready pods available: the controllers must look again.
+    let d = rolled_out(&deployments, "slow").await;
+    assert_eq!(
+        d.status.as_ref().and_then(|s| s.available_replicas),
+        Some(2)
+    );
+    let rs = replica_sets(&cluster.client, "minready").await?.remove(0);
+    assert_eq!(rs.spec.as_ref().and_then(|s| s.min_ready_seconds), Some(1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deployment_adopts_the_replica_set_an_orphaning_delete_left() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start().await?;
+    cluster.namespace("adopt").await?;
+    cluster.kubelet("adopt");
+    let deployments: Api<Deployment> = cluster.api("adopt");
+    let web = deployment("web", 2, "web:1", json!({}))?;
+    deployments.create(&PostParams::default(), &web).await?;
+    rolled_out(&deployments, "web").await;
+    let pods_before: Vec<String> = live_pods(&cluster.client, "adopt")
+        .await?
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    deployments
+        .delete("web", &kube::api::DeleteParams::orphan())
+        .await?;
+    eventually("the Deployment to go", || async {
+        Ok(deployments.get_opt("web").await?.is_none().then_some(()))
+    })
+    .await;
+
+    let again = deployments.create(&PostParams::default(), &web).await?;
+    rolled_out(&deployments, "web").await;
+    let sets = eventually("the ReplicaSet to be adopted", || async {
+        let sets = replica_sets(&cluster.client, "adopt").await?;
+        let adopted = sets.iter().all(|rs| {
+            rs.owner_references()
+                .iter()
+                .any(|r| Some(&r.uid) == again.metadata.uid.as_ref())
+        });
+        Ok(adopted.then_some(sets))
+    })
+    .await;
+    assert_eq!(sets.len(), 1, "the same template needs no new ReplicaSet");
+    let mut pods_after: Vec<String> = live_pods(&cluster.client, "adopt")
+        .await?
+        .iter()
+        .map(|p| p.name_any())
+        .collect();
+    pods_after.sort();
+    let mut pods_before = pods_before;
+    pods_before.sort();
+    assert_eq!(pods_after, pods_before, "the pods kept running");
+    Ok(())
+}
