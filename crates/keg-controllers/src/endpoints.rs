@@ -235,54 +235,8 @@ type Subset = (Addresses, Vec<EndpointPort>);
 /// The address and port of every pod in endpoints, packed: addresses offering the same
 /// ports share a subset (upstream's RepackSubsets), everything sorted.
 fn subsets(service: &Service, selected: &[Pod]) -> Vec<EndpointSubset> {
-    let spec = service.spec.clone().unwrap_or_default();
-    let publish_not_ready = spec.publish_not_ready_addresses == Some(true);
-    let ports = spec.ports.unwrap_or_default();
-    let mut by_port: BTreeMap<PortKey, Addresses> = BTreeMap::new();
-    for pod in selected
-        .iter()
-        .filter(|p| in_endpoints(p, publish_not_ready))
-    {
-        let ip = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.pod_ip.clone())
-            .unwrap_or_default();
-        let address = EndpointAddress {
-            ip: ip.clone(),
-            hostname: hostname(pod, service),
-            node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-            target_ref: Some(pod_ref(pod)),
-        };
-        let ready = publish_not_ready || pods::is_ready(pod);
-        let key = (ip, pod.uid().unwrap_or_default());
-        if ports.is_empty() {
-            // Only a headless Service may have no ports; its addresses still count.
-            if is_headless(service) {
-                by_port
-                    .entry((None, -1, None, None))
-                    .or_default()
-                    .insert(key, (address, ready));
-            }
-            continue;
-        }
-        for port in &ports {
-            if let Some(number) = find_port(pod, port) {
-                let port_key = (
-                    port.name.clone(),
-                    number,
-                    port.protocol.clone(),
-                    port.app_protocol.clone(),
-                );
-                by_port
-                    .entry(port_key)
-                    .or_default()
-                    .insert(key.clone(), (address.clone(), ready));
-            }
-        }
-    }
     let mut by_addresses: BTreeMap<Vec<(AddressKey, bool)>, Subset> = BTreeMap::new();
-    for ((name, port, protocol, app_protocol), addresses) in by_port {
+    for ((name, port, protocol, app_protocol), addresses) in addresses_by_port(service, selected) {
         let key: Vec<_> = addresses
             .iter()
             .map(|(k, (_, ready))| (k.clone(), *ready))
@@ -314,6 +268,54 @@ fn subsets(service: &Service, selected: &[Pod]) -> Vec<EndpointSubset> {
             }
         })
         .collect()
+}
+
+/// Each service port, resolved per pod, with the addresses offering it. A headless Service
+/// without ports gets its addresses under a port-less key (number -1).
+fn addresses_by_port(service: &Service, selected: &[Pod]) -> BTreeMap<PortKey, Addresses> {
+    let spec = service.spec.clone().unwrap_or_default();
+    let publish_not_ready = spec.publish_not_ready_addresses == Some(true);
+    let ports = spec.ports.unwrap_or_default();
+    let mut by_port: BTreeMap<PortKey, Addresses> = BTreeMap::new();
+    for pod in selected
+        .iter()
+        .filter(|p| in_endpoints(p, publish_not_ready))
+    {
+        let ip = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        let address = EndpointAddress {
+            ip: ip.clone(),
+            hostname: hostname(pod, service),
+            node_name: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            target_ref: Some(pod_ref(pod)),
+        };
+        let ready = publish_not_ready || pods::is_ready(pod);
+        let key = (ip, pod.uid().unwrap_or_default());
+        if ports.is_empty() && is_headless(service) {
+            by_port
+                .entry((None, -1, None, None))
+                .or_default()
+                .insert(key.clone(), (address.clone(), ready));
+        }
+        for port in &ports {
+            if let Some(number) = find_port(pod, port) {
+                let port_key = (
+                    port.name.clone(),
+                    number,
+                    port.protocol.clone(),
+                    port.app_protocol.clone(),
+                );
+                by_port
+                    .entry(port_key)
+                    .or_default()
+                    .insert(key.clone(), (address.clone(), ready));
+            }
+        }
+    }
+    by_port
 }
 
 /// Deletes Endpoints whose Service is gone: when the Service's deletion is seen, and for

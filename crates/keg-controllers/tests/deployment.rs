@@ -75,20 +75,12 @@ async fn rollout_undo(client: &kube::Client, ns: &str, name: &str) -> anyhow::Re
     Ok(())
 }
 
-#[tokio::test]
-async fn image_change_rolls_out_and_undo_brings_the_old_template_back() -> anyhow::Result<()> {
-    let mut cluster = Cluster::start().await?;
-    cluster.namespace("roll").await?;
-    cluster.kubelet("roll");
-    let deployments: Api<Deployment> = cluster.api("roll");
-    deployments
-        .create(
-            &PostParams::default(),
-            &deployment("web", 3, "nginx:1.25", json!({}))?,
-        )
-        .await?;
-
-    let d = rolled_out(&deployments, "web").await;
+/// The first rollout: revision 1, the ReplicaSet named by its hash, conditions, events.
+async fn check_first_rollout(
+    cluster: &Cluster,
+    deployments: &Api<Deployment>,
+) -> anyhow::Result<ReplicaSet> {
+    let d = rolled_out(deployments, "web").await;
     assert_eq!(annotation(&d, REVISION).as_deref(), Some("1"));
     let (status, reason, message) = condition(&d, "Available").expect("Available condition");
     assert_eq!(
@@ -154,9 +146,16 @@ async fn image_change_rolls_out_and_undo_brings_the_old_template_back() -> anyho
             .iter()
             .all(|m| m.starts_with(&format!("Created pod: web-{hash}-")))
     );
+    Ok(first)
+}
 
-    set_image(&deployments, "web", "nginx:1.26").await?;
-    let d = rolled_out(&deployments, "web").await;
+/// A rollout after an image change: revision 2, old pods replaced, old ReplicaSet at zero.
+async fn check_image_change(
+    cluster: &Cluster,
+    deployments: &Api<Deployment>,
+) -> anyhow::Result<()> {
+    set_image(deployments, "web", "nginx:1.26").await?;
+    let d = rolled_out(deployments, "web").await;
     assert_eq!(annotation(&d, REVISION).as_deref(), Some("2"));
     let sets = replica_sets(&cluster.client, "roll").await?;
     assert_eq!(sets.len(), 2);
@@ -188,6 +187,24 @@ async fn image_change_rolls_out_and_undo_brings_the_old_template_back() -> anyho
         &format!("Scaled down replica set {} from 1 to 0", old.name_any()),
     )
     .await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn image_change_rolls_out_and_undo_brings_the_old_template_back() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start().await?;
+    cluster.namespace("roll").await?;
+    cluster.kubelet("roll");
+    let deployments: Api<Deployment> = cluster.api("roll");
+    deployments
+        .create(
+            &PostParams::default(),
+            &deployment("web", 3, "nginx:1.25", json!({}))?,
+        )
+        .await?;
+
+    let first = check_first_rollout(&cluster, &deployments).await?;
+    check_image_change(&cluster, &deployments).await?;
 
     rollout_undo(&cluster.client, "roll", "web").await?;
     let d = rolled_out(&deployments, "web").await;

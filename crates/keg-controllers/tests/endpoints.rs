@@ -73,9 +73,9 @@ fn ip(pod: &Pod) -> String {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn endpoints_follow_readiness_and_resolve_named_ports() -> anyhow::Result<()> {
-    let cluster = Cluster::start().await?;
+/// Service "web" (named targetPort "http") over pod a (ready, http=8080) and pod b (not
+/// ready, http=9090), in namespace "svc".
+async fn web_service_over_two_pods(cluster: &Cluster) -> anyhow::Result<(Service, Pod, Pod)> {
     cluster.namespace("svc").await?;
     let services: Api<Service> = cluster.api("svc");
     let service = serde_json::from_value(json!({
@@ -91,6 +91,15 @@ async fn endpoints_follow_readiness_and_resolve_named_ports() -> anyhow::Result<
     // The kubelet stand-in: pod a ready, pod b running but not ready.
     let a = set_pod_status(&pods, "a", true).await?;
     let b = set_pod_status(&pods, "b", false).await?;
+    Ok((service, a, b))
+}
+
+#[tokio::test]
+async fn endpoints_follow_readiness_and_resolve_named_ports() -> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let (service, a, b) = web_service_over_two_pods(&cluster).await?;
+    let services: Api<Service> = cluster.api("svc");
+    let pods: Api<Pod> = cluster.api("svc");
 
     let eps: Api<Endpoints> = cluster.api("svc");
     let slices: Api<EndpointSlice> = cluster.api("svc");
