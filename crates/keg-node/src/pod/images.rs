@@ -38,6 +38,24 @@ pub(crate) fn registry_of(image: &str) -> String {
     }
 }
 
+/// A reference as the image store names images: `busybox` is
+/// `docker.io/library/busybox:latest`.
+pub(crate) fn normalize(image: &str) -> String {
+    let registry = registry_of(image);
+    let mut full = if image.starts_with(&format!("{registry}/")) {
+        image.to_string()
+    } else if image.contains('/') {
+        format!("docker.io/{image}")
+    } else {
+        format!("docker.io/library/{image}")
+    };
+    let last = full.rsplit('/').next().unwrap_or_default();
+    if !last.contains(':') && !full.contains('@') {
+        full.push_str(":latest");
+    }
+    full
+}
+
 /// Finds credentials for `registry` in a `.dockerconfigjson` or `.dockercfg` document.
 pub(crate) fn credentials_in(doc: &Value, registry: &str) -> Option<(String, String)> {
     let auths = doc.get("auths").unwrap_or(doc).as_object()?;
@@ -116,11 +134,9 @@ pub(crate) async fn ensure_image(ctx: &mut PodContext, i: usize) -> bool {
         }
         _ => {}
     }
-    if ctx.slots[i]
-        .pull_backoff
-        .remaining(Instant::now())
-        .is_some()
-    {
+    if let Some(left) = ctx.slots[i].pull_backoff.remaining(Instant::now()) {
+        // Looked at again when the back-off ends, not before.
+        ctx.slots[i].retry_at = Some(Instant::now() + left);
         let previous = ctx.slots[i].pull_error.clone().unwrap_or_default();
         // Once per back-off, not on every look at the pod.
         if ctx.slots[i].waiting_reason() != Some("ImagePullBackOff") {
@@ -169,6 +185,9 @@ pub(crate) async fn ensure_image(ctx: &mut PodContext, i: usize) -> bool {
             ctx.event_for(&name, Warning, "Failed", "Error: ErrImagePull");
             let slot = &mut ctx.slots[i];
             slot.pull_backoff.next(Instant::now());
+            // ErrImagePull shows for half the back-off, ImagePullBackOff for the rest, as
+            // the kubelet's pod worker (re-syncing after an error) shows them in turn.
+            slot.retry_at = Some(Instant::now() + slot.pull_backoff.delay() / 2);
             slot.pull_error = Some(error.clone());
             slot.wait_for("ErrImagePull", Some(error));
             false
@@ -197,6 +216,13 @@ mod tests {
         assert_eq!(registry_of("library/busybox"), "docker.io");
         assert_eq!(registry_of("127.0.0.1:5000/app:v1"), "127.0.0.1:5000");
         assert_eq!(registry_of("ghcr.io/x/y"), "ghcr.io");
+        assert_eq!(normalize("busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(normalize("me/app:v1"), "docker.io/me/app:v1");
+        assert_eq!(normalize("127.0.0.1:5000/a/b"), "127.0.0.1:5000/a/b:latest");
+        assert_eq!(
+            normalize("docker.io/library/x@sha256:ab"),
+            "docker.io/library/x@sha256:ab"
+        );
         let doc = serde_json::json!({"auths": {
             "https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNz"},
             "127.0.0.1:5000": {"username": "u", "password": "p"}

@@ -77,16 +77,7 @@ pub(crate) fn build(input: &StatusInput<'_>) -> PodStatus {
 fn container_status(slot: &Slot) -> ContainerStatus {
     let spec = &slot.spec;
     let (image, image_id) = match &slot.image {
-        Some(i) => (
-            i.repo_tags
-                .first()
-                .cloned()
-                .unwrap_or_else(|| spec.image.clone().unwrap_or_default()),
-            i.repo_digests
-                .first()
-                .cloned()
-                .unwrap_or_else(|| i.id.clone()),
-        ),
+        Some(i) => image_names(i, spec.image.as_deref().unwrap_or_default()),
         None => (spec.image.clone().unwrap_or_default(), String::new()),
     };
     let container_id = match (&slot.state, &slot.id) {
@@ -126,6 +117,34 @@ fn container_status(slot: &Slot) -> ContainerStatus {
         volume_mounts: (!volume_mounts.is_empty()).then_some(volume_mounts),
         ..Default::default()
     }
+}
+
+/// The image as status shows it: the image's tag the spec named (normalised), and its
+/// digest in the same repository, as containerd reports them.
+fn image_names(image: &keg_runtime::Image, wanted: &str) -> (String, String) {
+    let normalized = super::images::normalize(wanted);
+    let repository = normalized
+        .rsplit_once('@')
+        .map(|(r, _)| r.to_string())
+        .unwrap_or_else(|| match normalized.rsplit_once(':') {
+            Some((r, tag)) if !tag.contains('/') => r.to_string(),
+            _ => normalized.clone(),
+        });
+    let tag = image
+        .repo_tags
+        .iter()
+        .find(|t| **t == normalized)
+        .or(image.repo_tags.first())
+        .cloned()
+        .unwrap_or_else(|| wanted.to_string());
+    let digest = image
+        .repo_digests
+        .iter()
+        .find(|d| d.split('@').next() == Some(repository.as_str()))
+        .or(image.repo_digests.first())
+        .cloned()
+        .unwrap_or_else(|| image.id.clone());
+    (tag, digest)
 }
 
 /// Upstream `getPhase` (without restartable init containers).

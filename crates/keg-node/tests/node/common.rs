@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,15 +30,12 @@ pub struct Cluster {
     pub runtime_config: RuntimeConfig,
     pub agent: Arc<NodeAgent>,
     pub agent_name: String,
+    pub config: Config,
     pub image: testing::TestImage,
     task: Option<JoinHandle<()>>,
 }
 
 impl Cluster {
-    fn agent_config(&self) -> Config {
-        agent_config(&self.agent_name, &self.dir.path().join("agent"))
-    }
-
     /// Stops the agent (its containers go on running).
     pub async fn stop_agent(&mut self) {
         if let Some(task) = self.task.take() {
@@ -50,6 +46,12 @@ impl Cluster {
 
     /// A new agent on a new runtime over the same directories, as after a restart of keg.
     pub async fn restart_agent(&mut self) {
+        self.restart_agent_with(|_| {}).await;
+    }
+
+    /// Like [`Cluster::restart_agent`], with changed settings.
+    pub async fn restart_agent_with(&mut self, change: impl FnOnce(&mut Config)) {
+        change(&mut self.config);
         self.stop_agent().await;
         let runtime = Runtime::new(self.runtime_config.clone(), self.images.clone())
             .await
@@ -58,7 +60,7 @@ impl Cluster {
         let agent = NodeAgent::new(
             self.client.clone(),
             self.runtime.clone(),
-            self.agent_config(),
+            self.config.clone(),
         )
         .expect("make the node agent");
         self.agent = Arc::new(agent);
@@ -279,12 +281,9 @@ where
             .expect("start the runtime"),
     );
     let agent_name = format!("test-{}", &uuid_like()[..8]);
-    let agent = NodeAgent::new(
-        client.clone(),
-        runtime.clone(),
-        agent_config(&agent_name, &dir.path().join("agent")),
-    )
-    .expect("make the node agent");
+    let config = agent_config(&agent_name, &dir.path().join("agent"));
+    let agent = NodeAgent::new(client.clone(), runtime.clone(), config.clone())
+        .expect("make the node agent");
     let mut cluster = Cluster {
         dir,
         server,
@@ -294,6 +293,7 @@ where
         runtime_config,
         agent: Arc::new(agent),
         agent_name,
+        config,
         image,
         task: None,
     };
@@ -488,9 +488,4 @@ pub fn condition(pod: &Pod, type_: &str) -> (String, Option<String>, Option<Stri
         .find(|c| c.type_ == type_)
         .unwrap_or_else(|| panic!("no {type_} condition"));
     (c.status, c.reason, c.message)
-}
-
-/// The test directory of a cluster.
-pub fn path(cluster: &Cluster, rel: &str) -> PathBuf {
-    cluster.dir.path().join(rel)
 }

@@ -1,7 +1,10 @@
 //! keg-node's integration tests: a real in-process API server, a real runtime and real
 //! containers. They need root; off root they are skipped with a reason, except in CI.
 
+mod adopt;
 mod common;
+mod config;
+mod images;
 mod lifecycle;
 mod nodes;
 mod probes;

@@ -36,7 +36,7 @@ impl CreatingSandbox {
                 ctx.sandbox = Some(sandbox);
                 ctx.publish().await;
                 if ctx.slots.iter().any(|s| s.init) {
-                    State::Initializing(Initializing::default())
+                    State::Initializing(Initializing)
                 } else {
                     State::Pulling(Pulling)
                 }
@@ -155,10 +155,10 @@ fn host_dns() -> DnsConfig {
         Some(dns)
     };
     let host = parse("/etc/resolv.conf").unwrap_or_default();
-    if host.servers.iter().all(|s| s.starts_with("127.")) {
-        if let Some(upstream) = parse("/run/systemd/resolve/resolv.conf") {
-            return upstream;
-        }
+    if host.servers.iter().all(|s| s.starts_with("127."))
+        && let Some(upstream) = parse("/run/systemd/resolve/resolv.conf")
+    {
+        return upstream;
     }
     host
 }

@@ -10,7 +10,6 @@ use crate::pod::PodContext;
 use crate::pod::containers::{restart_or_back_off, start};
 
 /// Running init containers.
-#[derive(Default)]
 pub(crate) struct Initializing;
 
 impl Initializing {

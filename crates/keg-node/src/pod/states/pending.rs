@@ -116,6 +116,6 @@ async fn adopt(ctx: &mut PodContext) -> Option<State> {
     Some(if initialized {
         State::Running(Running::default())
     } else {
-        State::Initializing(Initializing::default())
+        State::Initializing(Initializing)
     })
 }
