@@ -115,12 +115,8 @@ pub(crate) async fn start(ctx: &mut PodContext, i: usize) -> bool {
     slot.id = Some(id.clone());
     slot.restart_count = attempt;
     slot.retry_at = None;
-    ctx.event_for(
-        &name,
-        Normal,
-        "Created",
-        &format!("Created container: {name}"),
-    );
+    let created = format!("Created container: {name}");
+    ctx.event_for(&name, Normal, "Created", &created);
     if let Err(e) = runtime.start_container(&id).await {
         return fail(ctx, i, "RunContainerError", e.to_string());
     }
@@ -130,39 +126,53 @@ pub(crate) async fn start(ctx: &mut PodContext, i: usize) -> bool {
         "Started",
         &format!("Started container {name}"),
     );
+    after_start(ctx, i, &id).await
+}
+
+/// A started instance: it shows running, its postStart hook runs (a failure kills it),
+/// its probes start.
+async fn after_start(ctx: &mut PodContext, i: usize, id: &str) -> bool {
     let slot = &mut ctx.slots[i];
+    let running = ContainerStateRunning {
+        started_at: Some(now()),
+    };
     slot.state = ContainerState {
-        running: Some(ContainerStateRunning {
-            started_at: Some(now()),
-        }),
+        running: Some(running),
         ..Default::default()
     };
     slot.ready = slot.spec.readiness_probe.is_none() && slot.spec.startup_probe.is_none();
     slot.started = slot.spec.startup_probe.is_none();
     slot.exited_at = None;
-    if let Some(hook) = slot
+    let hook = slot
         .spec
         .lifecycle
         .as_ref()
-        .and_then(|l| l.post_start.clone())
-        && let Err(message) = run_hook(ctx, &id, i, &hook, ctx.grace_period()).await
+        .and_then(|l| l.post_start.clone());
+    if let Some(hook) = hook
+        && let Err(message) = run_hook(ctx, id, i, &hook, ctx.grace_period()).await
     {
+        let name = ctx.slots[i].name().to_string();
         let text = format!("PostStartHook failed: {message}");
         ctx.event_for(&name, Warning, "FailedPostStartHook", &text);
         kill(ctx, i, &format!("FailedPostStartHook: {message}"));
         return false;
     }
-    if let Some(pod_ip) = ctx.pod_ip() {
+    start_probes(ctx, i);
+    true
+}
+
+/// Starts the probes of slot `i`'s running instance.
+pub(crate) fn start_probes(ctx: &mut PodContext, i: usize) {
+    if let (Some(id), Some(pod_ip)) = (ctx.slots[i].id.clone(), ctx.pod_ip()) {
         let target = probes::Target {
             slot: i,
             container_id: id,
             pod_ip,
-            runtime: runtime.clone(),
+            runtime: ctx.shared.runtime.clone(),
             tx: ctx.probe_sender(),
         };
         ctx.slots[i].probes = probes::start(target, &ctx.slots[i].spec);
     }
-    true
 }
 
 /// A failed start: the waiting reason, and the kubelet's `Error: ...` event.

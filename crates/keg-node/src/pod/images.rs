@@ -140,28 +140,27 @@ pub(crate) async fn ensure_image(ctx: &mut PodContext, i: usize) -> bool {
         let previous = ctx.slots[i].pull_error.clone().unwrap_or_default();
         // Once per back-off, not on every look at the pod.
         if ctx.slots[i].waiting_reason() != Some("ImagePullBackOff") {
-            ctx.event_for(
-                &name,
-                Normal,
-                "BackOff",
-                &format!("Back-off pulling image {image:?}"),
-            );
+            let backoff = format!("Back-off pulling image {image:?}");
+            ctx.event_for(&name, Normal, "BackOff", &backoff);
             ctx.event_for(&name, Warning, "Failed", "Error: ImagePullBackOff");
         }
         let message = format!("Back-off pulling image {image:?}: ErrImagePull: {previous}");
         ctx.slots[i].wait_for("ImagePullBackOff", Some(message));
         return false;
     }
-    ctx.event_for(
-        &name,
-        Normal,
-        "Pulling",
-        &format!("Pulling image {image:?}"),
-    );
-    let auth = pull_credentials(ctx, &image).await;
+    pull(ctx, i, &image).await
+}
+
+/// Pulls slot `i`'s image, with the Pulling and Pulled (or Failed) events.
+async fn pull(ctx: &mut PodContext, i: usize, image: &str) -> bool {
+    let name = ctx.slots[i].name().to_string();
+    let pulling = format!("Pulling image {image:?}");
+    ctx.event_for(&name, Normal, "Pulling", &pulling);
+    let auth = pull_credentials(ctx, image).await;
     let started = StdInstant::now();
     let insecure = ctx.shared.config.insecure_registries.clone();
-    match store.pull(&image, auth, &insecure).await {
+    let store = ctx.shared.runtime.images().clone();
+    match store.pull(image, auth, &insecure).await {
         Ok(pulled) => {
             let took = started.elapsed().as_secs_f64();
             let message = format!(
@@ -176,12 +175,8 @@ pub(crate) async fn ensure_image(ctx: &mut PodContext, i: usize) -> bool {
         }
         Err(e) => {
             let error = e.to_string();
-            ctx.event_for(
-                &name,
-                Warning,
-                "Failed",
-                &format!("Failed to pull image {image:?}: {error}"),
-            );
+            let failed = format!("Failed to pull image {image:?}: {error}");
+            ctx.event_for(&name, Warning, "Failed", &failed);
             ctx.event_for(&name, Warning, "Failed", "Error: ErrImagePull");
             let slot = &mut ctx.slots[i];
             slot.pull_backoff.next(Instant::now());

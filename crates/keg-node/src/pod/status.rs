@@ -216,6 +216,9 @@ fn go_list(names: &[String]) -> String {
     format!("[{}]", names.join(" "))
 }
 
+/// A condition's verdict: status, reason, message.
+type Verdict = (bool, Option<&'static str>, Option<String>);
+
 fn conditions(
     input: &StatusInput<'_>,
     init: &[ContainerStatus],
@@ -223,82 +226,33 @@ fn conditions(
     phase: &str,
     old: Option<&PodStatus>,
 ) -> Vec<PodCondition> {
-    let pod = input.pod;
-    let completed_or_failed = match phase {
-        "Succeeded" => Some("PodCompleted"),
-        "Failed" => Some("PodFailed"),
-        _ => None,
-    };
     let ready_to_start = (input.sandbox_ready && input.pod_ip.is_some(), None, None);
-    let incomplete: Vec<String> = init
-        .iter()
-        .filter(|s| {
-            s.state
-                .as_ref()
-                .and_then(|s| s.terminated.as_ref())
-                .is_none_or(|t| t.exit_code != 0)
-        })
-        .map(|s| s.name.clone())
-        .collect();
-    let any_started = app.iter().any(|s| {
-        s.state
-            .as_ref()
-            .is_some_and(|st| st.running.is_some() || st.terminated.is_some())
-            || s.last_state
-                .as_ref()
-                .is_some_and(|l| l.terminated.is_some())
-    });
-    let initialized = if init.is_empty() || any_started {
-        (true, None, None)
-    } else if phase == "Succeeded" {
-        (true, Some("PodCompleted"), None)
-    } else if incomplete.is_empty() {
-        (true, None, None)
-    } else {
-        let message = format!(
-            "containers with incomplete status: {}",
-            go_list(&incomplete)
-        );
-        (false, Some("ContainersNotInitialized"), Some(message))
-    };
-    let unready: Vec<String> = app
-        .iter()
-        .filter(|s| !s.ready)
-        .map(|s| s.name.clone())
-        .collect();
-    let containers_ready = match completed_or_failed {
-        Some(reason) => (false, Some(reason), None),
-        None if unready.is_empty() => (true, None, None),
-        None => {
-            let message = format!("containers with unready status: {}", go_list(&unready));
-            (false, Some("ContainersNotReady"), Some(message))
-        }
-    };
+    let containers_ready = containers_ready(app, phase);
     let ready = match containers_ready {
-        (true, ..) => readiness_gates(pod),
+        (true, ..) => readiness_gates(input.pod),
         ref other => other.clone(),
     };
     let mine = [
         ("PodReadyToStartContainers", ready_to_start),
-        ("Initialized", initialized),
+        ("Initialized", initialized(init, app, phase)),
         ("Ready", ready),
         ("ContainersReady", containers_ready),
         ("PodScheduled", (true, None, None)),
     ];
     let previous: Vec<PodCondition> = old.and_then(|s| s.conditions.clone()).unwrap_or_default();
-    let scheduled = previous.iter().find(|c| c.type_ == "PodScheduled").cloned();
     let mut out: Vec<PodCondition> = Vec::new();
     for (type_, (ok, reason, message)) in mine {
+        let status = if ok { "True" } else { "False" };
+        let earlier = previous.iter().find(|c| c.type_ == type_);
+        // The scheduler's PodScheduled stays as it wrote it.
         if type_ == "PodScheduled"
-            && let Some(c) = scheduled.clone()
+            && let Some(c) = earlier
         {
-            out.push(c);
+            out.push(c.clone());
             continue;
         }
-        let status = if ok { "True" } else { "False" };
-        let since = previous
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
+        let since = earlier
+            .filter(|c| c.status == status)
             .and_then(|c| c.last_transition_time.clone())
             .unwrap_or_else(|| input.now.clone());
         out.push(PodCondition {
@@ -312,7 +266,8 @@ fn conditions(
     }
     // Conditions of other writers (readiness gates, DisruptionTarget) are kept.
     let known = |t: &str| out.iter().any(|c| c.type_ == t);
-    let others: Vec<PodCondition> = pod
+    let others: Vec<PodCondition> = input
+        .pod
         .status
         .iter()
         .flat_map(|s| s.conditions.iter().flatten())
@@ -323,8 +278,58 @@ fn conditions(
     out
 }
 
+/// Upstream `GeneratePodInitializedCondition`.
+fn initialized(init: &[ContainerStatus], app: &[ContainerStatus], phase: &str) -> Verdict {
+    let incomplete: Vec<String> = init
+        .iter()
+        .filter(|s| {
+            let terminated = s.state.as_ref().and_then(|s| s.terminated.as_ref());
+            terminated.is_none_or(|t| t.exit_code != 0)
+        })
+        .map(|s| s.name.clone())
+        .collect();
+    let any_started = app.iter().any(|s| {
+        let state = s.state.as_ref();
+        state.is_some_and(|st| st.running.is_some() || st.terminated.is_some())
+            || s.last_state
+                .as_ref()
+                .is_some_and(|l| l.terminated.is_some())
+    });
+    if init.is_empty() {
+        (true, None, None)
+    } else if phase == "Succeeded" {
+        (true, Some("PodCompleted"), None)
+    } else if any_started || incomplete.is_empty() {
+        (true, None, None)
+    } else {
+        let message = format!(
+            "containers with incomplete status: {}",
+            go_list(&incomplete)
+        );
+        (false, Some("ContainersNotInitialized"), Some(message))
+    }
+}
+
+/// Upstream `GenerateContainersReadyCondition`.
+fn containers_ready(app: &[ContainerStatus], phase: &str) -> Verdict {
+    let unready: Vec<String> = app
+        .iter()
+        .filter(|s| !s.ready)
+        .map(|s| s.name.clone())
+        .collect();
+    match phase {
+        "Succeeded" => (false, Some("PodCompleted"), None),
+        "Failed" => (false, Some("PodFailed"), None),
+        _ if unready.is_empty() => (true, None, None),
+        _ => {
+            let message = format!("containers with unready status: {}", go_list(&unready));
+            (false, Some("ContainersNotReady"), Some(message))
+        }
+    }
+}
+
 /// The Ready condition when all containers are ready: the readiness gates decide.
-fn readiness_gates(pod: &Pod) -> (bool, Option<&'static str>, Option<String>) {
+fn readiness_gates(pod: &Pod) -> Verdict {
     let conditions: Vec<&PodCondition> = pod
         .status
         .iter()

@@ -251,52 +251,7 @@ where
     if !testing::require_root(test) {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = keg_apiserver::ApiServer::open(
-        keg_apiserver::Config {
-            data_dir: dir.path().join("api"),
-            bind_address: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            extra_names: vec![],
-            compaction_interval: Duration::from_secs(300),
-        },
-        keg_apiserver::admission::Admission::standard(),
-    )
-    .await
-    .expect("open the API server");
-    let client = keg_apiserver::client::in_process_client(server.router(), server.tokens.admin());
-    let image =
-        testing::build_busybox_image(&dir.path().join("image"), IMAGE).expect("build the image");
-    let images = ImageStore::open(dir.path().join("images")).expect("open the image store");
-    images
-        .import_archive(&image.oci_archive)
-        .await
-        .expect("import the image");
-    let mut runtime_config = RuntimeConfig::new(dir.path().join("runtime"));
-    runtime_config.network = testing::unique_network();
-    runtime_config.cgroup_root = testing::unique_cgroup_root();
-    let runtime = Arc::new(
-        Runtime::new(runtime_config.clone(), images.clone())
-            .await
-            .expect("start the runtime"),
-    );
-    let agent_name = format!("test-{}", &uuid_like()[..8]);
-    let config = agent_config(&agent_name, &dir.path().join("agent"));
-    let agent = NodeAgent::new(client.clone(), runtime.clone(), config.clone())
-        .expect("make the node agent");
-    let mut cluster = Cluster {
-        dir,
-        server,
-        client,
-        images,
-        runtime,
-        runtime_config,
-        agent: Arc::new(agent),
-        agent_name,
-        config,
-        image,
-        task: None,
-    };
+    let mut cluster = Cluster::open().await;
     cluster.start_agent();
     let root = cluster.runtime_config.root_dir.clone();
     let (runtime_config, images) = (cluster.runtime_config.clone(), cluster.images.clone());
@@ -312,21 +267,64 @@ where
     cluster.stop_agent().await;
     let monitors = monitors(&root);
     let sandboxes = sandbox_ids(&root);
-    cluster
-        .agent
-        .remove_everything()
-        .await
-        .expect("remove everything");
-    let left = testing::leftovers(
-        &root,
-        &cluster.runtime_config.network,
-        &cluster.runtime_config.cgroup_root,
-        &sandboxes,
-        &monitors,
-    );
+    let removed = cluster.agent.remove_everything().await;
+    removed.expect("remove everything");
+    let network = &cluster.runtime_config.network;
+    let cgroup_root = &cluster.runtime_config.cgroup_root;
+    let left = testing::leftovers(&root, network, cgroup_root, &sandboxes, &monitors);
     assert!(left.is_empty(), "left behind: {left:?}");
-    let agent_root = cluster.dir.path().join("agent");
     assert!(!agent_root.exists(), "agent directory left behind");
+}
+
+impl Cluster {
+    /// A fresh API server, image store (with the busybox image), runtime and agent.
+    async fn open() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = keg_apiserver::Config {
+            data_dir: dir.path().join("api"),
+            bind_address: "127.0.0.1".parse().unwrap(),
+            port: 0,
+            extra_names: vec![],
+            compaction_interval: Duration::from_secs(300),
+        };
+        let admission = keg_apiserver::admission::Admission::standard();
+        let server = keg_apiserver::ApiServer::open(config, admission)
+            .await
+            .expect("open the API server");
+        let client =
+            keg_apiserver::client::in_process_client(server.router(), server.tokens.admin());
+        let image = testing::build_busybox_image(&dir.path().join("image"), IMAGE)
+            .expect("build the image");
+        let images = ImageStore::open(dir.path().join("images")).expect("open the image store");
+        images
+            .import_archive(&image.oci_archive)
+            .await
+            .expect("import the image");
+        let mut runtime_config = RuntimeConfig::new(dir.path().join("runtime"));
+        runtime_config.network = testing::unique_network();
+        runtime_config.cgroup_root = testing::unique_cgroup_root();
+        let runtime = Runtime::new(runtime_config.clone(), images.clone())
+            .await
+            .expect("start the runtime");
+        let runtime = Arc::new(runtime);
+        let agent_name = format!("test-{}", &uuid_like()[..8]);
+        let config = agent_config(&agent_name, &dir.path().join("agent"));
+        let agent = NodeAgent::new(client.clone(), runtime.clone(), config.clone())
+            .expect("make the node agent");
+        Cluster {
+            dir,
+            server,
+            client,
+            images,
+            runtime,
+            runtime_config,
+            agent: Arc::new(agent),
+            agent_name,
+            config,
+            image,
+            task: None,
+        }
+    }
 }
 
 /// Ids under a runtime directory (`containers` or `sandboxes`).

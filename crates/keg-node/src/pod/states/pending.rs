@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use keg_runtime::{ContainerStatus, SandboxState};
 
 use super::{Initializing, Mounting, Running, State, Terminated};
-use crate::pod::{POD_UID_LABEL, PodContext, probes, volumes};
+use crate::pod::containers::start_probes;
+use crate::pod::{POD_UID_LABEL, PodContext, volumes};
 
 /// The pod's first state.
 pub(crate) struct Pending;
@@ -97,19 +98,8 @@ async fn adopt(ctx: &mut PodContext) -> Option<State> {
     }
     ctx.observe_all();
     for i in 0..ctx.slots.len() {
-        if let (true, Some(id), Some(ip)) = (
-            ctx.slots[i].is_running(),
-            ctx.slots[i].id.clone(),
-            ctx.pod_ip(),
-        ) {
-            let target = probes::Target {
-                slot: i,
-                container_id: id,
-                pod_ip: ip,
-                runtime: runtime.clone(),
-                tx: ctx.probe_sender(),
-            };
-            ctx.slots[i].probes = probes::start(target, &ctx.slots[i].spec);
+        if ctx.slots[i].is_running() {
+            start_probes(ctx, i);
         }
     }
     let initialized = ctx.slots.iter().filter(|s| s.init).all(|s| s.succeeded());
