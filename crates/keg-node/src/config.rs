@@ -24,6 +24,8 @@ pub struct Config {
     pub node_status_report_interval: Duration,
     /// How often a pod's containers are looked at for exits.
     pub sync_interval: Duration,
+    /// How often configMap, secret, downwardAPI and projected volumes are brought up to date.
+    pub volume_refresh_interval: Duration,
     /// Log files larger than this are rotated.
     pub container_log_max_size: u64,
     /// Rotated log files kept per container, the live one included.
@@ -43,6 +45,7 @@ impl Config {
             lease_duration_seconds: 40,
             node_status_report_interval: Duration::from_secs(60),
             sync_interval: Duration::from_secs(1),
+            volume_refresh_interval: Duration::from_secs(60),
             container_log_max_size: 10 << 20,
             container_log_max_files: 5,
         }

@@ -69,31 +69,6 @@ impl NodeLogs {
         }
     }
 
-    /// Renames a live log past `max_size` to `<file>.<timestamp>` (the container's monitor
-    /// then reopens the path) and keeps at most `max_files` files of it.
-    pub(crate) fn rotate_if_needed(
-        &self,
-        live: &Path,
-        max_size: u64,
-        max_files: usize,
-    ) -> std::io::Result<()> {
-        let size = match std::fs::metadata(live) {
-            Ok(m) => m.len(),
-            Err(_) => return Ok(()),
-        };
-        if size < max_size {
-            return Ok(());
-        }
-        let stamp = Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string();
-        let rotated = PathBuf::from(format!("{}.{stamp}", live.display()));
-        std::fs::rename(live, &rotated)?;
-        let mut old = rotated_files(live);
-        while old.len() + 1 > max_files.max(1) {
-            std::fs::remove_file(old.remove(0))?;
-        }
-        Ok(())
-    }
-
     /// The log of a container of `pod` as a stream of text, as `kubectl logs` shows it.
     pub async fn stream(
         &self,
@@ -190,6 +165,30 @@ impl NodeLogs {
             r => format!("container {container:?} in pod {pod_name:?} is waiting to start: {r}"),
         })
     }
+}
+
+/// Renames a live log past `max_size` to `<file>.<timestamp>` (the container's monitor
+/// then reopens the path) and keeps at most `max_files` files of it.
+pub(crate) fn rotate_if_needed(
+    live: &Path,
+    max_size: u64,
+    max_files: usize,
+) -> std::io::Result<()> {
+    let size = match std::fs::metadata(live) {
+        Ok(m) => m.len(),
+        Err(_) => return Ok(()),
+    };
+    if size < max_size {
+        return Ok(());
+    }
+    let stamp = Timestamp::now().strftime("%Y%m%d-%H%M%S").to_string();
+    let rotated = PathBuf::from(format!("{}.{stamp}", live.display()));
+    std::fs::rename(live, &rotated)?;
+    let mut old = rotated_files(live);
+    while old.len() + 1 > max_files.max(1) {
+        std::fs::remove_file(old.remove(0))?;
+    }
+    Ok(())
 }
 
 /// Rotated files of a live log, oldest first.
@@ -312,4 +311,36 @@ fn within(mut bytes: Vec<u8>, budget: &mut u64) -> Vec<u8> {
     bytes.truncate(take);
     *budget -= take as u64;
     bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotates_and_keeps_a_bounded_number_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("0.log");
+        std::fs::write(&live, "small").unwrap();
+        rotate_if_needed(&live, 100, 3).unwrap();
+        assert!(live.exists(), "under the limit: left alone");
+        for n in 0..4 {
+            std::fs::write(&live, vec![b'x'; 200]).unwrap();
+            // Distinct names, as rotations a second apart would have.
+            for old in rotated_files(&live) {
+                let renamed = format!("{}.{n}", old.display());
+                std::fs::rename(&old, renamed).unwrap();
+            }
+            rotate_if_needed(&live, 100, 3).unwrap();
+            assert!(!live.exists(), "rotated away; the monitor makes it anew");
+        }
+        assert_eq!(rotated_files(&live).len(), 2, "with the live file, three");
+        let other = dir.path().join("10.log.20240101-000000");
+        std::fs::write(&other, "x").unwrap();
+        assert_eq!(
+            rotated_files(&live).len(),
+            2,
+            "another attempt's files are not ours"
+        );
+    }
 }

@@ -9,3 +9,4 @@ mod lifecycle;
 mod nodes;
 mod probes;
 mod restarts;
+mod updates;

@@ -79,3 +79,16 @@ impl Mounting {
         }
     }
 }
+
+/// Brings the pod's volumes up to date (config maps and secrets change); a failure keeps
+/// what the volumes hold, as the kubelet does.
+pub(crate) async fn refresh_volumes(ctx: &mut PodContext) {
+    let allocatable = ctx.allocatable();
+    let (pod_ip, host_ip) = (ctx.pod_ip(), ctx.host_ip());
+    let mut cx = volume_context(ctx, &allocatable);
+    cx.pod_ip = pod_ip.as_deref();
+    cx.host_ip = host_ip.as_deref();
+    if let Err(e) = volumes::prepare(&cx).await {
+        tracing::warn!(pod = %ctx.pod_ref(), error = %e, "refreshing volumes");
+    }
+}

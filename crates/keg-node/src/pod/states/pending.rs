@@ -11,7 +11,7 @@ use keg_runtime::{ContainerStatus, SandboxState};
 
 use super::{Initializing, Mounting, Running, State, Terminated};
 use crate::pod::containers::start_probes;
-use crate::pod::{POD_UID_LABEL, PodContext, volumes};
+use crate::pod::{ID_PREFIX, POD_UID_LABEL, PodContext, volumes};
 
 /// The pod's first state.
 pub(crate) struct Pending;
@@ -98,9 +98,20 @@ async fn adopt(ctx: &mut PodContext) -> Option<State> {
     }
     ctx.observe_all();
     for i in 0..ctx.slots.len() {
-        if ctx.slots[i].is_running() {
-            start_probes(ctx, i);
+        if !ctx.slots[i].is_running() {
+            continue;
         }
+        // What the last agent knew of this very instance stays true until probes say else,
+        // so an agent restart does not take ready pods out of their Services.
+        let id = ctx.slots[i].id.clone().map(|id| format!("{ID_PREFIX}{id}"));
+        if let Some(p) = previous
+            .iter()
+            .find(|p| p.name == ctx.slots[i].name() && p.container_id == id)
+        {
+            ctx.slots[i].ready = p.ready;
+            ctx.slots[i].started = p.started == Some(true);
+        }
+        start_probes(ctx, i);
     }
     let initialized = ctx.slots.iter().filter(|s| s.init).all(|s| s.succeeded());
     Some(if initialized {

@@ -22,6 +22,7 @@ const LOG_CHECK: Duration = Duration::from_secs(10);
 #[derive(Default)]
 pub(crate) struct Running {
     next_log_check: Option<Instant>,
+    next_volume_refresh: Option<Instant>,
 }
 
 impl Running {
@@ -29,6 +30,7 @@ impl Running {
     pub(crate) async fn next(mut self, ctx: &mut PodContext) -> State {
         ctx.observe_all();
         handle_probes(ctx);
+        restart_changed(ctx);
         let policy = ctx.restart_policy().to_string();
         for i in 0..ctx.slots.len() {
             if ctx.stopping() {
@@ -48,10 +50,7 @@ impl Running {
                 start(ctx, i).await;
             }
         }
-        if self.next_log_check.is_none_or(|t| t <= Instant::now()) {
-            rotate_logs(ctx);
-            self.next_log_check = Some(Instant::now() + LOG_CHECK);
-        }
+        self.housekeeping(ctx).await;
         let finished = ctx.slots.iter().filter(|s| !s.init).all(|s| {
             s.terminated()
                 .is_some_and(|t| !should_restart(&policy, t.exit_code))
@@ -63,6 +62,55 @@ impl Running {
         ctx.publish().await;
         ctx.wait(ctx.shared.config.sync_interval).await;
         State::Running(self)
+    }
+}
+
+impl Running {
+    /// Log rotation and volume refreshes, each on its own period.
+    async fn housekeeping(&mut self, ctx: &mut PodContext) {
+        let now = Instant::now();
+        if self.next_log_check.is_none_or(|t| t <= now) {
+            rotate_logs(ctx);
+            self.next_log_check = Some(now + LOG_CHECK);
+        }
+        // The first refresh is a period after start: the volumes were just made.
+        let period = ctx.shared.config.volume_refresh_interval;
+        let refresh = *self.next_volume_refresh.get_or_insert(now + period);
+        if refresh <= now {
+            super::mounting::refresh_volumes(ctx).await;
+            self.next_volume_refresh = Some(now + period);
+        }
+    }
+}
+
+/// A container whose image was changed in the pod (the one field of a running container
+/// that may change) is stopped, to be started again from the new image.
+fn restart_changed(ctx: &mut PodContext) {
+    let Some(spec) = ctx.pod.spec.clone() else {
+        return;
+    };
+    for i in 0..ctx.slots.len() {
+        let slot = &ctx.slots[i];
+        let Some(new) = spec.containers.iter().find(|c| c.name == slot.name()) else {
+            continue;
+        };
+        if slot.init || new.image == slot.spec.image {
+            continue;
+        }
+        let running = slot.is_running();
+        let slot = &mut ctx.slots[i];
+        slot.spec = new.clone();
+        slot.image = None;
+        slot.pull_backoff = Default::default();
+        slot.crash_backoff = Default::default();
+        if running {
+            let name = slot.name().to_string();
+            kill(
+                ctx,
+                i,
+                &format!("Container {name} definition changed, will be restarted"),
+            );
+        }
     }
 }
 
@@ -116,7 +164,7 @@ fn rotate_logs(ctx: &PodContext) {
     let config = &ctx.shared.config;
     for slot in ctx.slots.iter().filter(|s| s.is_running()) {
         let path = ctx.log_path(slot.name(), slot.restart_count);
-        if let Err(e) = ctx.shared.logs.rotate_if_needed(
+        if let Err(e) = crate::logs::rotate_if_needed(
             &path,
             config.container_log_max_size,
             config.container_log_max_files,
