@@ -23,7 +23,9 @@ pub const WAIT: Duration = Duration::from_secs(60);
 /// What a test works with.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
-    pub server: keg_apiserver::ApiServer,
+    server: Option<keg_apiserver::ApiServer>,
+    pub state: Arc<keg_apiserver::ApiState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     pub client: kube::Client,
     pub images: ImageStore,
     pub runtime: Arc<Runtime>,
@@ -68,7 +70,7 @@ impl Cluster {
     }
 
     fn start_agent(&mut self) {
-        *self.server.state.pod_logs.write().unwrap() = Some(self.agent.pod_logs());
+        *self.state.pod_logs.write().unwrap() = Some(self.agent.pod_logs());
         let agent = self.agent.clone();
         self.task = Some(tokio::spawn(async move {
             if let Err(e) = agent.run().await {
@@ -200,6 +202,31 @@ impl Cluster {
         }
     }
 
+    /// Serves the API over HTTPS on loopback for the real kubectl; returns its kubeconfig.
+    pub async fn serve_https(&mut self) -> std::path::PathBuf {
+        // As the keg binary does at start: rustls needs its crypto provider chosen.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let server = self.server.take().expect("served once");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.shutdown = Some(tx);
+        let kubeconfig = self.dir.path().join("api/kubeconfig");
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = rx.await;
+            };
+            if let Err(e) = server.serve(stop).await {
+                eprintln!("API server: {e:#}");
+            }
+        });
+        for _ in 0..200 {
+            if kubeconfig.exists() {
+                return kubeconfig;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the API server never wrote its kubeconfig");
+    }
+
     /// `kubectl logs` through the API server.
     pub async fn logs(&self, pod: &str, params: LogParams) -> String {
         self.pods().logs(pod, &params).await.expect("read logs")
@@ -313,7 +340,9 @@ impl Cluster {
             .expect("make the node agent");
         Cluster {
             dir,
-            server,
+            state: server.state.clone(),
+            server: Some(server),
+            shutdown: None,
             client,
             images,
             runtime,
@@ -381,6 +410,9 @@ async fn clean_after_panic(
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
         if let Some(task) = self.task.take() {
             task.abort();
         }

@@ -5,6 +5,7 @@ mod adopt;
 mod common;
 mod config;
 mod images;
+mod kubectl;
 mod lifecycle;
 mod nodes;
 mod probes;
