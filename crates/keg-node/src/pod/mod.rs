@@ -106,6 +106,8 @@ pub(crate) struct PodContext {
     pub(crate) start_time: Time,
     /// No container will run again.
     pub(crate) terminal: bool,
+    /// The agent failed the pod itself: (reason, message).
+    pub(crate) failure: Option<(String, String)>,
     posted: Option<PodStatus>,
     probe_tx: mpsc::UnboundedSender<ProbeReport>,
     probe_rx: mpsc::UnboundedReceiver<ProbeReport>,
@@ -151,6 +153,7 @@ impl PodContext {
             volumes: PodVolumes::default(),
             start_time,
             terminal: false,
+            failure: None,
             posted: None,
             probe_tx,
             probe_rx,
@@ -300,9 +303,28 @@ impl PodContext {
         }
     }
 
-    /// Whether the pod is to be stopped: deleted, being deleted, or its node unserved.
+    /// Whether the pod is to be stopped: deleted, being deleted, its node unserved, or
+    /// failed by the agent.
     pub(crate) fn stopping(&self) -> bool {
-        self.gone || self.pod.metadata.deletion_timestamp.is_some()
+        self.gone || self.pod.metadata.deletion_timestamp.is_some() || self.failure.is_some()
+    }
+
+    /// Fails the pod if it has been active longer than its activeDeadlineSeconds.
+    pub(crate) fn check_deadline(&mut self) {
+        let deadline = self
+            .pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.active_deadline_seconds);
+        let Some(seconds) = deadline.filter(|_| self.failure.is_none() && !self.terminal) else {
+            return;
+        };
+        let active = jiff::Timestamp::now().duration_since(self.start_time.0);
+        if active.as_secs() >= seconds {
+            let message = "Pod was active on the node longer than the specified deadline";
+            self.event(EventType::Normal, "DeadlineExceeded", message);
+            self.failure = Some(("DeadlineExceeded".into(), message.into()));
+        }
     }
 
     /// Waits up to `timeout` for news of the pod or a probe report.
@@ -342,6 +364,7 @@ impl PodContext {
             host_ip: self.host_ip(),
             start_time: self.start_time.clone(),
             terminal: self.terminal,
+            failure: self.failure.clone(),
             now: now(),
         };
         let status = status::build(&input);

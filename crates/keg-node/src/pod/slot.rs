@@ -94,6 +94,21 @@ impl Slot {
         self.state.terminated.as_ref()
     }
 
+    /// A restartable init container (a sidecar): started in init order, then kept running
+    /// beside the app containers.
+    pub(crate) fn sidecar(&self) -> bool {
+        self.init && self.spec.restart_policy.as_deref() == Some("Always")
+    }
+
+    /// An init container that let initialization go on: completed, or (a sidecar) started.
+    pub(crate) fn init_done(&self) -> bool {
+        if self.sidecar() {
+            self.is_running() && self.started
+        } else {
+            self.succeeded()
+        }
+    }
+
     /// An init container that completed.
     pub(crate) fn succeeded(&self) -> bool {
         self.terminated().is_some_and(|t| t.exit_code == 0)

@@ -28,6 +28,8 @@ pub(crate) struct StatusInput<'a> {
     pub(crate) start_time: Time,
     /// No container will run again (the pod finished or was stopped).
     pub(crate) terminal: bool,
+    /// Why the agent failed the pod itself (reason, message), e.g. DeadlineExceeded.
+    pub(crate) failure: Option<(String, String)>,
     /// Now.
     pub(crate) now: Time,
 }
@@ -49,10 +51,18 @@ pub(crate) fn build(input: &StatusInput<'_>) -> PodStatus {
         .collect();
     let old = input.previous.or(input.pod.status.as_ref());
     let old_phase = old.and_then(|s| s.phase.as_deref());
-    let phase = match old_phase {
+    let phase = match (old_phase, &input.failure) {
         // A pod never leaves a terminal phase.
-        Some(p @ ("Succeeded" | "Failed")) => p,
+        (Some(p @ ("Succeeded" | "Failed")), _) => p,
+        (_, Some(_)) => "Failed",
         _ => phase(input.pod, &init, &app, input.terminal),
+    };
+    let (reason, message) = match &input.failure {
+        Some((r, m)) => (Some(r.clone()), Some(m.clone())),
+        None => (
+            old.and_then(|s| s.reason.clone()),
+            old.and_then(|s| s.message.clone()),
+        ),
     };
     let conditions = conditions(input, &init, &app, phase, old);
     PodStatus {
@@ -68,8 +78,8 @@ pub(crate) fn build(input: &StatusInput<'_>) -> PodStatus {
         container_statuses: Some(app),
         // Kept as other writers (the scheduler, evictions) left them.
         nominated_node_name: old.and_then(|s| s.nominated_node_name.clone()),
-        reason: old.and_then(|s| s.reason.clone()),
-        message: old.and_then(|s| s.message.clone()),
+        reason,
+        message,
         ..Default::default()
     }
 }
@@ -159,8 +169,19 @@ fn phase(
         .as_ref()
         .and_then(|s| s.restart_policy.as_deref())
         .unwrap_or("Always");
-    let (mut pending_init, mut failed_init) = (0, 0);
+    let (mut pending_init, mut failed_init, mut pending_sidecars) = (0, 0, 0);
     for status in init {
+        if is_sidecar(pod, &status.name) {
+            // A sidecar holds the pod pending only until it first started.
+            let state = status.state.as_ref();
+            let ran = status
+                .last_state
+                .as_ref()
+                .is_some_and(|l| l.terminated.is_some());
+            let never_started = state.is_none_or(|s| s.waiting.is_some()) && !ran;
+            pending_sidecars += usize::from(never_started);
+            continue;
+        }
         let state = status.state.clone().unwrap_or_default();
         let last = status
             .last_state
@@ -193,7 +214,7 @@ fn phase(
     if failed_init > 0 && policy == "Never" {
         return "Failed";
     }
-    if pending_init > 0 || waiting > 0 {
+    if pending_init > 0 || (pending_sidecars > 0 && running == 0) || waiting > 0 {
         return "Pending";
     }
     if running > 0 {
@@ -209,6 +230,14 @@ fn phase(
         _ if stopped == succeeded => "Succeeded",
         _ => "Running",
     }
+}
+
+/// Whether the pod's init container `name` is a sidecar (restartPolicy Always).
+fn is_sidecar(pod: &Pod, name: &str) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
 }
 
 /// Go's `fmt.Sprintf("%s", []string{...})`: `[a b]`.
@@ -227,14 +256,14 @@ fn conditions(
     old: Option<&PodStatus>,
 ) -> Vec<PodCondition> {
     let ready_to_start = (input.sandbox_ready && input.pod_ip.is_some(), None, None);
-    let containers_ready = containers_ready(app, phase);
+    let containers_ready = containers_ready(input.pod, init, app, phase);
     let ready = match containers_ready {
         (true, ..) => readiness_gates(input.pod),
         ref other => other.clone(),
     };
     let mine = [
         ("PodReadyToStartContainers", ready_to_start),
-        ("Initialized", initialized(init, app, phase)),
+        ("Initialized", initialized(input.pod, init, app, phase)),
         ("Ready", ready),
         ("ContainersReady", containers_ready),
         ("PodScheduled", (true, None, None)),
@@ -279,10 +308,18 @@ fn conditions(
 }
 
 /// Upstream `GeneratePodInitializedCondition`.
-fn initialized(init: &[ContainerStatus], app: &[ContainerStatus], phase: &str) -> Verdict {
+fn initialized(
+    pod: &Pod,
+    init: &[ContainerStatus],
+    app: &[ContainerStatus],
+    phase: &str,
+) -> Verdict {
     let incomplete: Vec<String> = init
         .iter()
         .filter(|s| {
+            if is_sidecar(pod, &s.name) {
+                return s.started != Some(true);
+            }
             let terminated = s.state.as_ref().and_then(|s| s.terminated.as_ref());
             terminated.is_none_or(|t| t.exit_code != 0)
         })
@@ -311,9 +348,15 @@ fn initialized(init: &[ContainerStatus], app: &[ContainerStatus], phase: &str) -
 }
 
 /// Upstream `GenerateContainersReadyCondition`.
-fn containers_ready(app: &[ContainerStatus], phase: &str) -> Verdict {
-    let unready: Vec<String> = app
-        .iter()
+fn containers_ready(
+    pod: &Pod,
+    init: &[ContainerStatus],
+    app: &[ContainerStatus],
+    phase: &str,
+) -> Verdict {
+    let sidecars = init.iter().filter(|s| is_sidecar(pod, &s.name));
+    let unready: Vec<String> = sidecars
+        .chain(app.iter())
         .filter(|s| !s.ready)
         .map(|s| s.name.clone())
         .collect();

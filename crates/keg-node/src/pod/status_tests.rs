@@ -70,6 +70,7 @@ fn status(pod: &Pod, slots: &[Slot], terminal: bool) -> PodStatus {
         host_ip: Some("192.168.1.1".into()),
         start_time: now(),
         terminal,
+        failure: None,
         now: now(),
     })
 }

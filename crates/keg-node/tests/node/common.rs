@@ -436,8 +436,18 @@ pub fn kubectl_status(pod: &Pod) -> String {
     }
     let inits = status.init_container_statuses.clone().unwrap_or_default();
     let mut initializing = false;
+    let sidecars: Vec<String> = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+        .map(|c| c.name.clone())
+        .collect();
     for (i, c) in inits.iter().enumerate() {
         let state = c.state.clone().unwrap_or_default();
+        if sidecars.contains(&c.name) && c.started == Some(true) {
+            continue;
+        }
         if let Some(t) = &state.terminated {
             if t.exit_code == 0 {
                 continue;

@@ -211,3 +211,68 @@ async fn stubborn_container_is_killed_after_the_grace_period() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn sidecars_serve_the_app_and_end_with_it() {
+    with_cluster("sidecars_serve_the_app_and_end_with_it", |c| async move {
+        c.node(NODE, false).await;
+        let sidecar = "echo ready > /shared/flag; trap 'exit 0' TERM; while true; do sleep 1; done";
+        c.pod("with-sidecar", NODE, json!({
+            "restartPolicy": "Never",
+            "volumes": [{"name": "shared", "emptyDir": {}}],
+            "initContainers": [{"name": "helper", "image": IMAGE, "restartPolicy": "Always",
+                "command": ["sh", "-c", sidecar],
+                "startupProbe": {"exec": {"command": ["test", "-f", "/shared/flag"]}, "periodSeconds": 1},
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}],
+            "containers": [{"name": "app", "image": IMAGE, "command": ["sh", "-c", "sleep 2; cat /shared/flag"],
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}]
+        }))
+        .await;
+        let running = c.wait_pod("with-sidecar", "Running", |p| kubectl_status(p) == "Running").await;
+        let helper = &running.status.clone().unwrap().init_container_statuses.unwrap()[0];
+        assert_eq!(helper.started, Some(true));
+        let pod = c.wait_pod("with-sidecar", "Succeeded", |p| status_phase(p) == "Succeeded").await;
+        assert_eq!(kubectl_status(&pod), "Completed");
+        assert_eq!(c.logs("with-sidecar", LogParams::default()).await, "ready\n");
+        let helper = &pod.status.clone().unwrap().init_container_statuses.unwrap()[0];
+        let ended = helper.state.clone().unwrap().terminated.expect("the sidecar was stopped");
+        assert_eq!(ended.exit_code, 0, "it got SIGTERM and exited");
+        c.delete_pod("with-sidecar").await;
+        c.wait_gone("with-sidecar").await;
+        c
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn active_deadline_fails_the_pod() {
+    with_cluster("active_deadline_fails_the_pod", |c| async move {
+        c.node(NODE, false).await;
+        c.pod(
+            "deadline",
+            NODE,
+            json!({"activeDeadlineSeconds": 2, "terminationGracePeriodSeconds": 2,
+            "containers": [{"name": "app", "image": IMAGE,
+                "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"]}]}),
+        )
+        .await;
+        let pod = c
+            .wait_pod("deadline", "Failed", |p| status_phase(p) == "Failed")
+            .await;
+        let status = pod.status.clone().unwrap();
+        assert_eq!(status.reason.as_deref(), Some("DeadlineExceeded"));
+        assert_eq!(
+            status.message.as_deref(),
+            Some("Pod was active on the node longer than the specified deadline")
+        );
+        c.wait_event(
+            "deadline",
+            "DeadlineExceeded: Pod was active on the node longer than the specified deadline",
+        )
+        .await;
+        c.delete_pod("deadline").await;
+        c.wait_gone("deadline").await;
+        c
+    })
+    .await;
+}

@@ -1,6 +1,7 @@
 //! Initializing: the init containers run one after another, each to completion. A failed
 //! one is restarted with back-off, unless the pod's restartPolicy is Never: then the pod
-//! has failed.
+//! has failed. A sidecar (an init container with restartPolicy Always) need only start
+//! (pass its startup probe); it then runs beside the others, restarted whenever it ends.
 //!
 //! Next: Pulling (all init containers succeeded), Terminated (one failed for good), or
 //! Initializing again (one step at a time, so the driver can stop the pod in between).
@@ -16,7 +17,9 @@ impl Initializing {
     /// Looks at the first unfinished init container and moves it on.
     pub(crate) async fn next(self, ctx: &mut PodContext) -> State {
         ctx.observe_all();
-        let Some(i) = ctx.slots.iter().position(|s| s.init && !s.succeeded()) else {
+        super::running::handle_probes(ctx);
+        keep_sidecars_running(ctx).await;
+        let Some(i) = ctx.slots.iter().position(|s| s.init && !s.init_done()) else {
             for slot in ctx.slots.iter_mut().filter(|s| !s.init) {
                 if slot.waiting_reason() == Some("PodInitializing") {
                     slot.wait_for("ContainerCreating", None);
@@ -27,7 +30,7 @@ impl Initializing {
         };
         let slot = &ctx.slots[i];
         if let Some(exit_code) = slot.terminated().map(|t| t.exit_code) {
-            if ctx.restart_policy() == "Never" {
+            if ctx.restart_policy() == "Never" && !slot.sidecar() {
                 tracing::info!(pod = %ctx.pod_ref(), container = slot.name(), exit_code, "init container failed");
                 ctx.terminal = true;
                 return State::Terminated(Terminated::default());
@@ -41,5 +44,17 @@ impl Initializing {
         ctx.publish().await;
         ctx.wait(ctx.shared.config.sync_interval).await;
         State::Initializing(self)
+    }
+}
+
+/// Sidecars started earlier that ended are started again (they always restart).
+async fn keep_sidecars_running(ctx: &mut PodContext) {
+    for i in 0..ctx.slots.len() {
+        let slot = &ctx.slots[i];
+        let ended =
+            slot.terminated().is_some() || slot.waiting_reason() == Some("CrashLoopBackOff");
+        if slot.sidecar() && slot.id.is_some() && ended {
+            restart_or_back_off(ctx, i).await;
+        }
     }
 }

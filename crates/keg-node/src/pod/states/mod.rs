@@ -111,6 +111,7 @@ pub(crate) async fn drive(mut ctx: PodContext) {
     let mut last = "";
     loop {
         ctx.refresh();
+        ctx.check_deadline();
         if ctx.stopping() && !state.is_ending() {
             state = State::Terminating(Terminating);
         }

@@ -113,7 +113,7 @@ async fn adopt(ctx: &mut PodContext) -> Option<State> {
         }
         start_probes(ctx, i);
     }
-    let initialized = ctx.slots.iter().filter(|s| s.init).all(|s| s.succeeded());
+    let initialized = ctx.slots.iter().filter(|s| s.init).all(|s| s.init_done());
     Some(if initialized {
         State::Running(Running::default())
     } else {

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::{State, Terminated};
 use crate::events::EventType::Warning;
 use crate::pod::PodContext;
-use crate::pod::containers::{kill, restart_or_back_off, should_restart, start};
+use crate::pod::containers::{kill, restart_or_back_off, should_restart, start, stop};
 use crate::pod::probes::{ProbeKind, ProbeOutcome};
 
 /// How often log sizes are checked for rotation.
@@ -37,11 +37,17 @@ impl Running {
                 break;
             }
             let slot = &ctx.slots[i];
-            if slot.init || slot.is_running() {
+            if (slot.init && !slot.sidecar()) || slot.is_running() {
                 continue;
             }
+            // Sidecars always restart, whatever the pod's policy.
+            let policy = if slot.sidecar() {
+                "Always"
+            } else {
+                policy.as_str()
+            };
             let restart = match slot.terminated() {
-                Some(t) => should_restart(&policy, t.exit_code),
+                Some(t) => should_restart(policy, t.exit_code),
                 None => false,
             };
             if restart || slot.waiting_reason() == Some("CrashLoopBackOff") {
@@ -56,6 +62,15 @@ impl Running {
                 .is_some_and(|t| !should_restart(&policy, t.exit_code))
         });
         if finished {
+            // The app containers are done: the sidecars go too, last started first.
+            let grace = ctx.grace_period();
+            for i in (0..ctx.slots.len())
+                .rev()
+                .filter(|i| ctx.slots[*i].sidecar())
+            {
+                stop(ctx, i, grace).await;
+            }
+            ctx.observe_all();
             ctx.terminal = true;
             return State::Terminated(Terminated::default());
         }
@@ -115,7 +130,7 @@ fn restart_changed(ctx: &mut PodContext) {
 }
 
 /// Applies the probe reports that came in.
-fn handle_probes(ctx: &mut PodContext) {
+pub(crate) fn handle_probes(ctx: &mut PodContext) {
     for report in std::mem::take(&mut ctx.probe_reports) {
         let i = report.slot;
         if ctx.slots[i].id.as_deref() != Some(report.container_id.as_str())

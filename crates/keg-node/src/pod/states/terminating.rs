@@ -1,6 +1,7 @@
 //! Terminating: the pod is being deleted (or is gone, or its node is). Every running
 //! container gets its preStop hook and stop signal, then SIGKILL once the grace period
-//! (the deletion's, else terminationGracePeriodSeconds) has passed, all at once.
+//! (the deletion's, else terminationGracePeriodSeconds) has passed: the app containers
+//! all at once, then the sidecars in reverse order.
 //!
 //! Next: Terminated.
 
@@ -19,8 +20,18 @@ impl Terminating {
         for slot in &mut ctx.slots {
             slot.probes = None;
         }
-        let stops = (0..ctx.slots.len()).map(|i| stop(ctx, i, grace));
+        // App (and plain init) containers all at once; then sidecars, last started first,
+        // so that they serve the others to the end.
+        let stops = (0..ctx.slots.len())
+            .filter(|i| !ctx.slots[*i].sidecar())
+            .map(|i| stop(ctx, i, grace));
         futures::future::join_all(stops).await;
+        for i in (0..ctx.slots.len())
+            .rev()
+            .filter(|i| ctx.slots[*i].sidecar())
+        {
+            stop(ctx, i, grace).await;
+        }
         ctx.observe_all();
         ctx.terminal = true;
         State::Terminated(Terminated::default())
