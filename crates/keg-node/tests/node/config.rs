@@ -112,6 +112,10 @@ async fn env_and_volumes() {
         assert_eq!(logs.replace("from-pod\n", ""), expected.replace("from-pod\n", ""), "{logs}");
         assert_eq!(std::fs::read_to_string(pv_dir.join("written")).unwrap(), "from-pod\n");
         assert_eq!(std::fs::read_to_string(host_dir.join("written")).unwrap(), "from-pod\n");
+        // On a node-group node the pod cgroup is the sum of its containers' limits.
+        let uid = pod.metadata.uid.clone().unwrap();
+        let cgroup = format!("/{}/pod{uid}", c.runtime_config.cgroup_root.trim_matches('/'));
+        assert_eq!(c.runtime.cgroup_memory_limit(&cgroup), Some(64 << 20));
         let mounts = container_status(&pod, "app").volume_mounts.unwrap();
         assert_eq!(mounts.len(), 6);
         c.delete_pod("configured").await;
