@@ -276,7 +276,18 @@ async fn run_hook(
                 .map_or(0, |p| p.container_port as u16),
         };
         let path = http.path.clone().unwrap_or_else(|| "/".into());
-        return probes::http_get(&host, port, &path, &[], limit).await;
+        let https = http
+            .scheme
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"));
+        let request = super::http::Get {
+            https,
+            host: &host,
+            port,
+            path: &path,
+            headers: &[],
+        };
+        return request.send(limit).await;
     }
     if let Some(sleep) = &hook.sleep {
         tokio::time::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(limit)).await;

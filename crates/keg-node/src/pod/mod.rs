@@ -5,6 +5,7 @@ mod backoff;
 mod containers;
 mod downward;
 mod env;
+mod http;
 mod images;
 mod probes;
 mod resources;

@@ -8,7 +8,6 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use keg_runtime::Runtime;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
@@ -213,10 +212,10 @@ async fn attempt(
         };
     }
     if let Some(http) = &probe.http_get {
-        let scheme = http.scheme.clone().unwrap_or_else(|| "HTTP".into());
-        if scheme.eq_ignore_ascii_case("HTTPS") {
-            return Err("HTTPS probes are not supported by keg's node agent yet".into());
-        }
+        let https = http
+            .scheme
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("HTTPS"));
         let host = http
             .host
             .clone()
@@ -234,7 +233,14 @@ async fn attempt(
             .flatten()
             .map(|h| (h.name.clone(), h.value.clone()))
             .collect();
-        return http_get(&host, port, &path, &headers, timeout).await;
+        let request = super::http::Get {
+            https,
+            host: &host,
+            port,
+            path: &path,
+            headers: &headers,
+        };
+        return request.send(timeout).await;
     }
     if probe.grpc.is_some() {
         return Err("gRPC probes are not supported by keg's node agent".into());
@@ -262,7 +268,7 @@ fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String
 }
 
 /// How Go words common connect errors.
-fn go_errno(e: &std::io::Error) -> String {
+pub(crate) fn go_errno(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
         std::io::ErrorKind::HostUnreachable => "no route to host".into(),
@@ -270,113 +276,9 @@ fn go_errno(e: &std::io::Error) -> String {
     }
 }
 
-/// An HTTP/1.1 GET as the kubelet's prober makes it: 200–399 pass.
-pub(crate) async fn http_get(
-    host: &str,
-    port: u16,
-    path: &str,
-    headers: &[(String, String)],
-    timeout: Duration,
-) -> Result<(), String> {
-    let url = format!("http://{host}:{port}{path}");
-    let exchange = async {
-        let mut stream = TcpStream::connect((host, port)).await.map_err(|e| {
-            format!(
-                "Get {url:?}: dial tcp {host}:{port}: connect: {}",
-                go_errno(&e)
-            )
-        })?;
-        let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n");
-        let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
-        if !has("User-Agent") {
-            request.push_str("User-Agent: kube-probe/1.33\r\n");
-        }
-        if !has("Accept") {
-            request.push_str("Accept: */*\r\n");
-        }
-        for (k, v) in headers {
-            request.push_str(&format!("{k}: {v}\r\n"));
-        }
-        request.push_str("Connection: close\r\n\r\n");
-        let io = |e: std::io::Error| format!("Get {url:?}: {e}");
-        stream.write_all(request.as_bytes()).await.map_err(io)?;
-        let mut head = Vec::new();
-        let mut buf = [0u8; 1024];
-        while !head.windows(2).any(|w| w == b"\r\n") {
-            let n = stream.read(&mut buf).await.map_err(io)?;
-            if n == 0 {
-                return Err(format!("Get {url:?}: EOF"));
-            }
-            head.extend_from_slice(&buf[..n]);
-        }
-        let line = String::from_utf8_lossy(&head);
-        let code: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("Get {url:?}: malformed HTTP response"))?;
-        if (200..400).contains(&code) {
-            Ok(())
-        } else {
-            Err(format!("HTTP probe failed with statuscode: {code}"))
-        }
-    };
-    match tokio::time::timeout(timeout, exchange).await {
-        Ok(result) => result,
-        Err(_) => Err(format!(
-            "Get {url:?}: context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
-
-    async fn serve_once(status: &'static str) -> u16 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
-            let mut buf = [0u8; 1024];
-            let _ = s.read(&mut buf).await;
-            let _ = s
-                .write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n").as_bytes())
-                .await;
-        });
-        port
-    }
-
-    #[tokio::test]
-    async fn http_probe_results() {
-        let t = Duration::from_secs(5);
-        let port = serve_once("200 OK").await;
-        assert_eq!(
-            http_get("127.0.0.1", port, "/healthz", &[], t).await,
-            Ok(())
-        );
-        let port = serve_once("503 Service Unavailable").await;
-        assert_eq!(
-            http_get("127.0.0.1", port, "/", &[], t).await,
-            Err("HTTP probe failed with statuscode: 503".into())
-        );
-        let closed = TcpListener::bind("127.0.0.1:0")
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let err = http_get("127.0.0.1", closed, "/x", &[], t)
-            .await
-            .unwrap_err();
-        assert_eq!(
-            err,
-            format!(
-                "Get \"http://127.0.0.1:{closed}/x\": dial tcp 127.0.0.1:{closed}: connect: connection refused"
-            )
-        );
-    }
 
     #[test]
     fn named_ports() {
