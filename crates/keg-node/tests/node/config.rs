@@ -145,9 +145,20 @@ async fn missing_config_is_reported() {
         c.wait_event("no-env", "Failed: Error: configmap \"nope\" not found").await;
         c.wait_event("no-volume", "FailedMount: MountVolume.SetUp failed for volume \"cfg\" : configmap \"absent\" not found")
             .await;
+        c.node("fargate-ip-192-168-7-10.eu-west-1.compute.internal", true).await;
+        let host = json!({
+            "volumes": [{"name": "h", "hostPath": {"path": "/tmp"}}],
+            "containers": [{"name": "app", "image": IMAGE, "command": ["true"],
+                            "volumeMounts": [{"name": "h", "mountPath": "/h"}]}]});
+        c.pod("no-host", "fargate-ip-192-168-7-10.eu-west-1.compute.internal", host).await;
+        c.wait_event(
+            "no-host",
+            "FailedMount: MountVolume.SetUp failed for volume \"h\" : h is of an unsupported volume Type on Fargate",
+        )
+        .await;
         let pod = c.pods().get("no-volume").await.unwrap();
         assert_eq!(kubectl_status(&pod), "ContainerCreating");
-        for name in ["no-env", "no-volume"] {
+        for name in ["no-env", "no-volume", "no-host"] {
             c.delete_pod(name).await;
             c.wait_gone(name).await;
         }

@@ -37,6 +37,7 @@ pub(crate) fn volume_context<'a>(
         pod_ip: None,
         host_ip: None,
         allocatable,
+        fargate: crate::pod::resources::is_fargate(&ctx.node),
         node_memory: allocatable
             .get("memory")
             .and_then(|m| keg_api::quantity::parse_bytes(m).ok()),

@@ -33,6 +33,8 @@ pub(crate) struct VolumeContext<'a> {
     pub(crate) allocatable: &'a BTreeMap<String, String>,
     /// The node's memory, bounding memory-backed emptyDirs without a size limit.
     pub(crate) node_memory: Option<u64>,
+    /// The node is a Fargate node, where the host's file system is out of reach.
+    pub(crate) fargate: bool,
 }
 
 impl VolumeContext<'_> {
@@ -134,6 +136,13 @@ async fn prepare_one(cx: &VolumeContext<'_>, v: &Volume) -> Result<(PathBuf, boo
             sources::projected_files(cx, sources, p.default_mode).await?,
         )
     } else if let Some(h) = &v.host_path {
+        if cx.fargate {
+            // As Fargate refuses it: a serverless pod has no host to share files with.
+            return Err(format!(
+                "{} is of an unsupported volume Type on Fargate",
+                v.name
+            ));
+        }
         return host::host_path(&h.path, h.type_.as_deref().unwrap_or_default())
             .map(|p| (p, false));
     } else if let Some(claim) = &v.persistent_volume_claim {
