@@ -43,11 +43,20 @@ pub fn region_labels(region: &str, hostname: &str, arch: &str) -> BTreeMap<Strin
 
 /// A fresh private address in eksctl's default VPC (192.168.0.0/16) whose node name
 /// (`name_of(address, region)`) is not in `taken`.
-pub fn free_node_address(region: &str, taken: &[String], name_of: impl Fn(Ipv4Addr, &str) -> String) -> Ipv4Addr {
+pub fn free_node_address(
+    region: &str,
+    taken: &[String],
+    name_of: impl Fn(Ipv4Addr, &str) -> String,
+) -> Ipv4Addr {
     use rand::Rng;
     let mut rng = rand::rng();
     loop {
-        let ip = Ipv4Addr::new(192, 168, rng.random_range(0..=255), rng.random_range(1..=254));
+        let ip = Ipv4Addr::new(
+            192,
+            168,
+            rng.random_range(0..=255),
+            rng.random_range(1..=254),
+        );
         if !taken.contains(&name_of(ip, region)) {
             return ip;
         }
@@ -68,7 +77,10 @@ mod tests {
 
     #[test]
     fn addresses_avoid_taken_names() {
-        let taken: Vec<String> = (1..=254).filter(|d| *d != 7).map(|d| ec2_node_name(Ipv4Addr::new(192, 168, 0, d), "r")).collect();
+        let taken: Vec<String> = (1..=254)
+            .filter(|d| *d != 7)
+            .map(|d| ec2_node_name(Ipv4Addr::new(192, 168, 0, d), "r"))
+            .collect();
         for _ in 0..50 {
             let ip = free_node_address("r", &taken, ec2_node_name);
             assert!(ip.octets()[2] != 0 || ip.octets()[3] == 7, "{ip} is taken");

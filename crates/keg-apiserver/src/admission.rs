@@ -90,11 +90,19 @@ struct NamespaceLifecycle;
 #[async_trait]
 impl AdmissionPlugin for NamespaceLifecycle {
     async fn admit(&self, state: &ApiState, attrs: &mut Attributes<'_>) -> Result<()> {
-        if attrs.operation != Operation::Create || !attrs.resource.namespaced || attrs.subresource.is_some() {
+        if attrs.operation != Operation::Create
+            || !attrs.resource.namespaced
+            || attrs.subresource.is_some()
+        {
             return Ok(());
         }
-        let ns = meta_str(attrs.object, "namespace").unwrap_or_default().to_string();
-        let namespaces = state.registry.get("", "v1", "namespaces").expect("namespaces are built in");
+        let ns = meta_str(attrs.object, "namespace")
+            .unwrap_or_default()
+            .to_string();
+        let namespaces = state
+            .registry
+            .get("", "v1", "namespaces")
+            .expect("namespaces are built in");
         let namespace = state.objects.try_get(&namespaces, None, &ns).await?;
         match namespace {
             None => Err(ApiError::not_found("", "namespaces", &ns)),
@@ -104,7 +112,9 @@ impl AdmissionPlugin for NamespaceLifecycle {
                     &attrs.resource.group,
                     &attrs.resource.plural,
                     name,
-                    &format!("unable to create new content in namespace {ns} because it is being terminated"),
+                    &format!(
+                        "unable to create new content in namespace {ns} because it is being terminated"
+                    ),
                 );
                 if let Some(details) = err.details.as_mut() {
                     details["causes"] = serde_json::json!([{

@@ -33,9 +33,14 @@ impl Tokens {
         }
         let bytes: [u8; 32] = rand::rng().random();
         let token = hex::encode(bytes);
-        use std::os::unix::fs::OpenOptionsExt;
         use std::io::Write;
-        let mut file = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&path)
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
             .with_context(|| format!("writing {}", path.display()))?;
         file.write_all(token.as_bytes())?;
         file.sync_all()?;
@@ -56,9 +61,16 @@ impl Tokens {
 }
 
 /// Middleware: refuses requests without a valid bearer token with a 401 Status.
-pub async fn authenticate(tokens: axum::extract::State<Tokens>, request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    tokens: axum::extract::State<Tokens>,
+    request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path();
-    if PUBLIC_PATHS.iter().any(|p| path == *p || path.starts_with(&format!("{p}/"))) {
+    if PUBLIC_PATHS
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+    {
         return next.run(request).await;
     }
     let presented = request

@@ -14,17 +14,35 @@ use crate::state::ApiState;
 use crate::write::WriteContext;
 
 /// The namespaces every cluster has.
-pub const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
 
 /// Creates an object through the normal write path unless it exists already.
-pub async fn ensure(state: &Arc<ApiState>, group: &str, plural: &str, ns: Option<&str>, obj: Value) -> Result<()> {
-    let res = state.registry.get(group, "v1", plural).expect("built-in resource");
-    let name = obj["metadata"]["name"].as_str().unwrap_or_default().to_string();
+pub async fn ensure(
+    state: &Arc<ApiState>,
+    group: &str,
+    plural: &str,
+    ns: Option<&str>,
+    obj: Value,
+) -> Result<()> {
+    let res = state
+        .registry
+        .get(group, "v1", plural)
+        .expect("built-in resource");
+    let name = obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     if state.objects.try_get(&res, ns, &name).await?.is_some() {
         return Ok(());
     }
     let query = Query::default();
-    let ctx = WriteContext { state, res: &res, ns, query: &query };
+    let ctx = WriteContext {
+        state,
+        res: &res,
+        ns,
+        query: &query,
+    };
     // Boxed: creating a namespace ensures its service account through this same path.
     match Box::pin(ctx.create(&HeaderMap::new(), &Bytes::from(obj.to_string()))).await {
         Ok(_) => Ok(()),
@@ -42,7 +60,14 @@ pub async fn ensure_default_service_account(state: &Arc<ApiState>, ns: &str) -> 
 /// Creates what every cluster has, idempotently.
 pub async fn run(state: &Arc<ApiState>) -> Result<()> {
     for ns in SYSTEM_NAMESPACES {
-        ensure(state, "", "namespaces", None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})).await?;
+        ensure(
+            state,
+            "",
+            "namespaces",
+            None,
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        )
+        .await?;
         ensure_default_service_account(state, ns).await?;
     }
     let kubernetes = json!({
@@ -53,7 +78,14 @@ pub async fn run(state: &Arc<ApiState>) -> Result<()> {
     ensure(state, "", "services", Some("default"), kubernetes).await?;
     for crd in keg_api::crds::custom_resource_definitions() {
         let crd = serde_json::to_value(&crd).expect("CRDs serialize");
-        ensure(state, "apiextensions.k8s.io", "customresourcedefinitions", None, crd).await?;
+        ensure(
+            state,
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            None,
+            crd,
+        )
+        .await?;
     }
     ensure(state, "storage.k8s.io", "storageclasses", None, gp2()).await
 }

@@ -24,10 +24,16 @@ pub fn for_resource(res: &Resource, obj: Value) -> Value {
     if res.kind != "Event" {
         return obj;
     }
-    let Value::Object(mut map) = obj else { return obj };
+    let Value::Object(mut map) = obj else {
+        return obj;
+    };
     let to_events = res.group == "events.k8s.io";
     for (core, events) in RENAMED {
-        let (from, to) = if to_events { (core, events) } else { (events, core) };
+        let (from, to) = if to_events {
+            (core, events)
+        } else {
+            (events, core)
+        };
         if let Some(value) = map.remove(from) {
             map.entry(to.to_string()).or_insert(value);
         }

@@ -31,26 +31,39 @@ impl DeleteOptions {
         let body: Value = if body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         };
-        let grace_period = body["gracePeriodSeconds"]
-            .as_i64()
-            .or(query.number("gracePeriodSeconds").map_err(ApiError::bad_request)?);
-        let mut propagation = body["propagationPolicy"].as_str().or(query.get("propagationPolicy")).map(String::from);
-        if body["orphanDependents"] == json!(true) || query.get("orphanDependents") == Some("true") {
+        let grace_period = body["gracePeriodSeconds"].as_i64().or(query
+            .number("gracePeriodSeconds")
+            .map_err(ApiError::bad_request)?);
+        let mut propagation = body["propagationPolicy"]
+            .as_str()
+            .or(query.get("propagationPolicy"))
+            .map(String::from);
+        if body["orphanDependents"] == json!(true) || query.get("orphanDependents") == Some("true")
+        {
             propagation = Some("Orphan".into());
         }
         Ok(DeleteOptions {
             grace_period,
             propagation,
             uid: body["preconditions"]["uid"].as_str().map(String::from),
-            resource_version: body["preconditions"]["resourceVersion"].as_str().map(String::from),
+            resource_version: body["preconditions"]["resourceVersion"]
+                .as_str()
+                .map(String::from),
         })
     }
 }
 
 /// Removes an object from storage and lets admission release what it held.
-pub async fn remove(state: &Arc<ApiState>, res: &Resource, ns: Option<&str>, name: &str, expected: Option<u64>) -> Result<Value> {
+pub async fn remove(
+    state: &Arc<ApiState>,
+    res: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    expected: Option<u64>,
+) -> Result<Value> {
     let mut deleted = state.objects.delete(res, ns, name, expected).await?;
     let mut attrs = Attributes {
         operation: Operation::Delete,
@@ -68,16 +81,29 @@ pub async fn remove(state: &Arc<ApiState>, res: &Resource, ns: Option<&str>, nam
 /// The grace period a pod gets: the request's, else its spec's; none when never started.
 fn pod_grace(obj: &Value, requested: Option<i64>) -> i64 {
     let unscheduled = obj["spec"]["nodeName"].as_str().is_none_or(str::is_empty);
-    let finished = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+    let finished = matches!(
+        obj["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    );
     if unscheduled || finished {
         return 0;
     }
-    requested.unwrap_or_else(|| obj["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)).max(0)
+    requested
+        .unwrap_or_else(|| {
+            obj["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(30)
+        })
+        .max(0)
 }
 
 /// Deletes one object: at once, or by marking it (deletionTimestamp) when finalizers or a
 /// grace period must run first. Answers 200 with a Status, or 202 with the marked object.
-pub async fn delete(ctx: &WriteContext<'_>, name: &str, options: &DeleteOptions) -> Result<(u16, Value)> {
+pub async fn delete(
+    ctx: &WriteContext<'_>,
+    name: &str,
+    options: &DeleteOptions,
+) -> Result<(u16, Value)> {
     let res = ctx.res;
     loop {
         let obj = ctx.state.objects.get(res, ctx.ns, name).await?;
@@ -86,7 +112,9 @@ pub async fn delete(ctx: &WriteContext<'_>, name: &str, options: &DeleteOptions)
         let mut marked = obj.clone();
         let mut pending_finalizers = finalizers(&obj);
         match options.propagation.as_deref() {
-            Some("Foreground") => add_finalizer(&mut marked, &mut pending_finalizers, "foregroundDeletion"),
+            Some("Foreground") => {
+                add_finalizer(&mut marked, &mut pending_finalizers, "foregroundDeletion")
+            }
             Some("Orphan") => add_finalizer(&mut marked, &mut pending_finalizers, "orphan"),
             Some("Background") | None => {}
             Some(other) => {
@@ -95,8 +123,15 @@ pub async fn delete(ctx: &WriteContext<'_>, name: &str, options: &DeleteOptions)
                 )));
             }
         }
-        let grace = if res.kind == "Pod" && res.group.is_empty() { pod_grace(&obj, options.grace_period) } else { 0 };
-        let namespace_finalizing = res.kind == "Namespace" && obj["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        let grace = if res.kind == "Pod" && res.group.is_empty() {
+            pod_grace(&obj, options.grace_period)
+        } else {
+            0
+        };
+        let namespace_finalizing = res.kind == "Namespace"
+            && obj["spec"]["finalizers"]
+                .as_array()
+                .is_some_and(|f| !f.is_empty());
         if pending_finalizers.is_empty() && grace == 0 && !namespace_finalizing {
             if ctx.query.dry_run() {
                 return Ok((200, success_status(res, &obj)));
@@ -150,7 +185,9 @@ fn check_preconditions(res: &Resource, obj: &Value, options: &DeleteOptions) -> 
                 &res.group,
                 &res.plural,
                 name,
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"
+                ),
             ));
         }
     }
@@ -161,7 +198,9 @@ fn check_preconditions(res: &Resource, obj: &Value, options: &DeleteOptions) -> 
                 &res.group,
                 &res.plural,
                 name,
-                &format!("Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"),
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {actual}"
+                ),
             ));
         }
     }
@@ -184,14 +223,21 @@ fn success_status(res: &Resource, obj: &Value) -> Value {
 }
 
 /// DELETE of a collection: every object the selectors match.
-pub async fn delete_collection(ctx: &WriteContext<'_>, options: &DeleteOptions) -> Result<Response> {
+pub async fn delete_collection(
+    ctx: &WriteContext<'_>,
+    options: &DeleteOptions,
+) -> Result<Response> {
     let filter = Filter::from_query(ctx.res, ctx.query)?;
-    let (items, _, _) = crate::read::select(ctx.state, ctx.res, ctx.ns, &filter, &Query::default()).await?;
+    let (items, _, _) =
+        crate::read::select(ctx.state, ctx.res, ctx.ns, &filter, &Query::default()).await?;
     let mut deleted = Vec::new();
     for obj in items {
         let name = meta_str(&obj, "name").unwrap_or_default().to_string();
         let obj_ns = meta_str(&obj, "namespace").map(String::from);
-        let scoped = WriteContext { ns: obj_ns.as_deref().or(ctx.ns), ..*ctx };
+        let scoped = WriteContext {
+            ns: obj_ns.as_deref().or(ctx.ns),
+            ..*ctx
+        };
         match delete(&scoped, &name, options).await {
             Ok(_) => deleted.push(crate::render::with_type(ctx.res, obj)),
             Err(e) if e.code == 404 => {}

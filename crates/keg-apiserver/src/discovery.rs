@@ -13,17 +13,41 @@ use crate::negotiate::{self, Discovery};
 use crate::resources::{Registry, Resource};
 use crate::rest::json_response;
 
-const VERBS: [&str; 8] = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+const VERBS: [&str; 8] = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
 
 /// The kind and verbs of a subresource, as upstream reports them.
 fn subresource_kind(res: &Resource, sub: &str) -> (String, String, String, Vec<&'static str>) {
     let (g, v) = (res.group.clone(), res.version.clone());
     match sub {
-        "scale" => ("autoscaling".into(), "v1".into(), "Scale".into(), vec!["get", "patch", "update"]),
+        "scale" => (
+            "autoscaling".into(),
+            "v1".into(),
+            "Scale".into(),
+            vec!["get", "patch", "update"],
+        ),
         "binding" => (String::new(), "v1".into(), "Binding".into(), vec!["create"]),
         "log" => (String::new(), "v1".into(), "Pod".into(), vec!["get"]),
-        "exec" => (String::new(), "v1".into(), "PodExecOptions".into(), vec!["create", "get"]),
-        "portforward" => (String::new(), "v1".into(), "PodPortForwardOptions".into(), vec!["create", "get"]),
+        "exec" => (
+            String::new(),
+            "v1".into(),
+            "PodExecOptions".into(),
+            vec!["create", "get"],
+        ),
+        "portforward" => (
+            String::new(),
+            "v1".into(),
+            "PodPortForwardOptions".into(),
+            vec!["create", "get"],
+        ),
         "finalize" => (g, v, res.kind.clone(), vec!["update"]),
         _ => (g, v, res.kind.clone(), vec!["get", "patch", "update"]),
     }
@@ -50,8 +74,11 @@ fn versions_of(resources: &[Arc<Resource>]) -> Vec<String> {
 
 /// The legacy APIResourceList of a group-version, or `None` when it is not served.
 pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
-    let resources: Vec<Arc<Resource>> =
-        registry.all().into_iter().filter(|r| r.group == group && r.version == version).collect();
+    let resources: Vec<Arc<Resource>> = registry
+        .all()
+        .into_iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     if resources.is_empty() {
         return None;
     }
@@ -80,12 +107,21 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
             entries.push(entry);
         }
     }
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": entries}))
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    Some(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": entries}),
+    )
 }
 
 fn api_group(name: &str, versions: &[String]) -> Value {
-    let gvs: Vec<Value> = versions.iter().map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+    let gvs: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
     json!({"name": name, "versions": gvs, "preferredVersion": gvs[0]})
 }
 
@@ -100,7 +136,11 @@ pub fn group(registry: &Registry, name: &str) -> Option<Value> {
 }
 
 fn aggregated(registry: &Registry, core: bool, format: Discovery) -> Response {
-    let version = if format == Discovery::V2 { "v2" } else { "v2beta1" };
+    let version = if format == Discovery::V2 {
+        "v2"
+    } else {
+        "v2beta1"
+    };
     let mut items = Vec::new();
     for (group, resources) in group_versions(registry) {
         if group.is_empty() != core {
@@ -143,7 +183,10 @@ fn aggregated(registry: &Registry, core: bool, format: Discovery) -> Response {
     let body = json!({"kind": "APIGroupDiscoveryList", "apiVersion": format!("apidiscovery.k8s.io/{version}"), "metadata": {}, "items": items});
     Response::builder()
         .status(200)
-        .header(http::header::CONTENT_TYPE, format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"))
+        .header(
+            http::header::CONTENT_TYPE,
+            format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"),
+        )
         .header(http::header::VARY, "Accept")
         .body(Body::from(body.to_string()))
         .expect("valid response")
@@ -169,7 +212,10 @@ pub fn apis(registry: &Registry, headers: &HeaderMap) -> Response {
                 .filter(|(g, _)| !g.is_empty())
                 .map(|(g, resources)| api_group(g, &versions_of(resources)))
                 .collect();
-            json_response(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+            json_response(
+                200,
+                &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+            )
         }
         format => aggregated(registry, false, format),
     }

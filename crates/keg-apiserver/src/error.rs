@@ -32,12 +32,20 @@ impl Cause {
         } else {
             format!("Required value: {detail}")
         };
-        Cause { reason: "FieldValueRequired", message, field: field.into() }
+        Cause {
+            reason: "FieldValueRequired",
+            message,
+            field: field.into(),
+        }
     }
 
     /// A `FieldValueForbidden` cause.
     pub fn forbidden(field: impl Into<String>, detail: &str) -> Cause {
-        Cause { reason: "FieldValueForbidden", message: format!("Forbidden: {detail}"), field: field.into() }
+        Cause {
+            reason: "FieldValueForbidden",
+            message: format!("Forbidden: {detail}"),
+            field: field.into(),
+        }
     }
 
     /// A `FieldValueNotSupported` cause listing the accepted values.
@@ -45,14 +53,22 @@ impl Cause {
         let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
         Cause {
             reason: "FieldValueNotSupported",
-            message: format!("Unsupported value: {}: supported values: {}", go_value(value), list.join(", ")),
+            message: format!(
+                "Unsupported value: {}: supported values: {}",
+                go_value(value),
+                list.join(", ")
+            ),
             field: field.into(),
         }
     }
 
     /// A `FieldValueDuplicate` cause.
     pub fn duplicate(field: impl Into<String>, value: &Value) -> Cause {
-        Cause { reason: "FieldValueDuplicate", message: format!("Duplicate value: {}", go_value(value)), field: field.into() }
+        Cause {
+            reason: "FieldValueDuplicate",
+            message: format!("Duplicate value: {}", go_value(value)),
+            field: field.into(),
+        }
     }
 }
 
@@ -84,12 +100,21 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 /// How a resource is named in messages: `pods`, `deployments.apps`.
 pub fn qualified_resource(group: &str, plural: &str) -> String {
-    if group.is_empty() { plural.to_string() } else { format!("{plural}.{group}") }
+    if group.is_empty() {
+        plural.to_string()
+    } else {
+        format!("{plural}.{group}")
+    }
 }
 
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { code, reason, message: message.into(), details: None }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+            details: None,
+        }
     }
 
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> ApiError {
@@ -105,7 +130,10 @@ impl ApiError {
 
     /// 409 `<resource> "<name>" already exists`.
     pub fn already_exists(group: &str, plural: &str, name: &str) -> ApiError {
-        let message = format!("{} \"{name}\" already exists", qualified_resource(group, plural));
+        let message = format!(
+            "{} \"{name}\" already exists",
+            qualified_resource(group, plural)
+        );
         ApiError::new(409, "AlreadyExists", message).with_details(group, plural, name)
     }
 
@@ -121,18 +149,34 @@ impl ApiError {
 
     /// 409 `Operation cannot be fulfilled on <resource> "<name>": <why>`.
     pub fn conflict_because(group: &str, plural: &str, name: &str, why: &str) -> ApiError {
-        let message = format!("Operation cannot be fulfilled on {} \"{name}\": {why}", qualified_resource(group, plural));
+        let message = format!(
+            "Operation cannot be fulfilled on {} \"{name}\": {why}",
+            qualified_resource(group, plural)
+        );
         ApiError::new(409, "Conflict", message).with_details(group, plural, name)
     }
 
     /// 422 `<Kind.group> "<name>" is invalid: <causes>`.
     pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> ApiError {
-        let qualified_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
-        let joined: Vec<String> = causes.iter().map(|c| format!("{}: {}", c.field, c.message)).collect();
-        let summary = if joined.len() == 1 { joined[0].clone() } else { format!("[{}]", joined.join(", ")) };
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
+        let joined: Vec<String> = causes
+            .iter()
+            .map(|c| format!("{}: {}", c.field, c.message))
+            .collect();
+        let summary = if joined.len() == 1 {
+            joined[0].clone()
+        } else {
+            format!("[{}]", joined.join(", "))
+        };
         let message = format!("{qualified_kind} \"{name}\" is invalid: {summary}");
-        let causes: Vec<Value> =
-            causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+            .collect();
         let mut err = ApiError::new(422, "Invalid", message);
         err.details = Some(json!({"name": name, "group": group, "kind": kind, "causes": causes}));
         err
@@ -150,7 +194,10 @@ impl ApiError {
 
     /// 403 Forbidden for `<resource> "<name>" is forbidden: <why>`.
     pub fn forbidden(group: &str, plural: &str, name: &str, why: &str) -> ApiError {
-        let message = format!("{} \"{name}\" is forbidden: {why}", qualified_resource(group, plural));
+        let message = format!(
+            "{} \"{name}\" is forbidden: {why}",
+            qualified_resource(group, plural)
+        );
         ApiError::new(403, "Forbidden", message).with_details(group, plural, name)
     }
 
@@ -161,7 +208,11 @@ impl ApiError {
 
     /// 404 for a path no resource serves.
     pub fn path_not_found() -> ApiError {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     }
 
     /// 406 NotAcceptable.
@@ -181,12 +232,22 @@ impl ApiError {
 
     /// 415 UnsupportedMediaType.
     pub fn unsupported_media_type(content_type: &str) -> ApiError {
-        ApiError::new(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type})"))
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type})"
+            ),
+        )
     }
 
     /// 500 InternalError.
     pub fn internal(message: impl Into<String>) -> ApiError {
-        ApiError::new(500, "InternalError", format!("Internal error occurred: {}", message.into()))
+        ApiError::new(
+            500,
+            "InternalError",
+            format!("Internal error occurred: {}", message.into()),
+        )
     }
 
     /// 504 Timeout.
@@ -215,9 +276,12 @@ impl ApiError {
 impl From<keg_store::Error> for ApiError {
     fn from(err: keg_store::Error) -> ApiError {
         match err {
-            keg_store::Error::Compacted { requested, compacted } => {
-                ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
-            }
+            keg_store::Error::Compacted {
+                requested,
+                compacted,
+            } => ApiError::expired(format!(
+                "too old resource version: {requested} ({compacted})"
+            )),
             keg_store::Error::FutureRevision { requested, current } => ApiError::timeout(format!(
                 "Too large resource version: {requested}, current resource version: {current}"
             )),
@@ -229,7 +293,12 @@ impl From<keg_store::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let code = StatusCode::from_u16(self.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (code, [(http::header::CONTENT_TYPE, "application/json")], self.status().to_string()).into_response()
+        (
+            code,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            self.status().to_string(),
+        )
+            .into_response()
     }
 }
 
@@ -239,14 +308,31 @@ mod tests {
 
     #[test]
     fn messages_match_upstream() {
-        assert_eq!(ApiError::not_found("apps", "deployments", "x").message, "deployments.apps \"x\" not found");
-        assert_eq!(ApiError::not_found("", "pods", "p").message, "pods \"p\" not found");
+        assert_eq!(
+            ApiError::not_found("apps", "deployments", "x").message,
+            "deployments.apps \"x\" not found"
+        );
+        assert_eq!(
+            ApiError::not_found("", "pods", "p").message,
+            "pods \"p\" not found"
+        );
         assert_eq!(
             ApiError::conflict("", "pods", "p").message,
             "Operation cannot be fulfilled on pods \"p\": the object has been modified; please apply your changes to the latest version and try again"
         );
-        let invalid = ApiError::invalid("", "Pod", "X", vec![Cause::invalid("metadata.name", &json!("X"), "bad")]);
-        assert_eq!(invalid.message, "Pod \"X\" is invalid: metadata.name: Invalid value: \"X\": bad");
-        assert_eq!(invalid.status()["details"]["causes"][0]["field"], "metadata.name");
+        let invalid = ApiError::invalid(
+            "",
+            "Pod",
+            "X",
+            vec![Cause::invalid("metadata.name", &json!("X"), "bad")],
+        );
+        assert_eq!(
+            invalid.message,
+            "Pod \"X\" is invalid: metadata.name: Invalid value: \"X\": bad"
+        );
+        assert_eq!(
+            invalid.status()["details"]["causes"][0]["field"],
+            "metadata.name"
+        );
     }
 }

@@ -14,7 +14,9 @@ fn resolve<'a>(root: &'a Value, node: &'a Value) -> &'a Value {
     let mut node = node;
     // Follow `$ref: #/$defs/<name>` (schemars) and `#/components/schemas/<name>` chains.
     for _ in 0..16 {
-        let Some(reference) = node.get("$ref").and_then(Value::as_str) else { break };
+        let Some(reference) = node.get("$ref").and_then(Value::as_str) else {
+            break;
+        };
         let name = reference.rsplit('/').next().unwrap_or_default();
         match root.get("$defs").and_then(|d| d.get(name)) {
             Some(target) => node = target,
@@ -46,7 +48,11 @@ fn walk(root: &Value, schema: &Value, value: &Value, path: &str, found: &mut Vec
                 return; // free-form object: anything goes
             }
             for (key, child) in map {
-                let child_path = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 match properties.and_then(|p| p.get(key)) {
                     Some(child_schema) => walk(root, child_schema, child, &child_path, found),
                     None => match additional {
@@ -64,33 +70,6 @@ fn walk(root: &Value, schema: &Value, value: &Value, path: &str, found: &mut Vec
             }
         }
         _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn finds_unknown_fields_through_refs_and_lists() {
-        let schema = serde_json::to_value(schemars::schema_for!(k8s_openapi::api::apps::v1::Deployment)).unwrap();
-        let obj = json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "x", "labels": {"a": "b"}, "bogus": 1},
-            "spec": {"replicas": 1, "extra": true, "template": {"spec": {"containers": [{"name": "c", "image": "i", "imagePullPolcy": "Always"}]}}}
-        });
-        assert_eq!(
-            unknown_fields(&schema, &obj),
-            vec!["metadata.bogus", "spec.extra", "spec.template.spec.containers[0].imagePullPolcy"]
-        );
-    }
-
-    #[test]
-    fn free_form_and_preserved_fields_pass() {
-        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}});
-        assert!(unknown_fields(&schema, &json!({"spec": {"anything": 1}})).is_empty());
-        assert_eq!(unknown_fields(&schema, &json!({"other": 1})), vec!["other"]);
     }
 }
 
@@ -120,11 +99,12 @@ fn prune_walk(root: &Value, schema: &Value, value: &mut Value) {
             if properties.is_none() && additional.is_none() {
                 return;
             }
-            map.retain(|key, _| properties.is_some_and(|p| p.contains_key(key)) || additional.is_some());
+            map.retain(|key, _| {
+                properties.is_some_and(|p| p.contains_key(key)) || additional.is_some()
+            });
             for (key, child) in map.iter_mut() {
-                match properties.and_then(|p| p.get(key)).or(additional) {
-                    Some(child_schema) => prune_walk(root, child_schema, child),
-                    None => {}
+                if let Some(child_schema) = properties.and_then(|p| p.get(key)).or(additional) {
+                    prune_walk(root, child_schema, child)
                 }
             }
         }
@@ -136,5 +116,39 @@ fn prune_walk(root: &Value, schema: &Value, value: &mut Value) {
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_unknown_fields_through_refs_and_lists() {
+        let schema = serde_json::to_value(schemars::schema_for!(
+            k8s_openapi::api::apps::v1::Deployment
+        ))
+        .unwrap();
+        let obj = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "x", "labels": {"a": "b"}, "bogus": 1},
+            "spec": {"replicas": 1, "extra": true, "template": {"spec": {"containers": [{"name": "c", "image": "i", "imagePullPolcy": "Always"}]}}}
+        });
+        assert_eq!(
+            unknown_fields(&schema, &obj),
+            vec![
+                "metadata.bogus",
+                "spec.extra",
+                "spec.template.spec.containers[0].imagePullPolcy"
+            ]
+        );
+    }
+
+    #[test]
+    fn free_form_and_preserved_fields_pass() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}});
+        assert!(unknown_fields(&schema, &json!({"spec": {"anything": 1}})).is_empty());
+        assert_eq!(unknown_fields(&schema, &json!({"other": 1})), vec!["other"]);
     }
 }

@@ -25,7 +25,8 @@ impl Filter {
         };
         let fields = match query.get("fieldSelector") {
             Some(s) => {
-                let selector = FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
+                let selector =
+                    FieldSelector::parse(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
                 selector
                     .check_supported(&res.kind, res.custom.is_some())
                     .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -33,7 +34,11 @@ impl Filter {
             }
             None => None,
         };
-        Ok(Filter { kind: res.kind.clone(), labels, fields })
+        Ok(Filter {
+            kind: res.kind.clone(),
+            labels,
+            fields,
+        })
     }
 
     /// Whether there is any selector at all.
@@ -43,15 +48,16 @@ impl Filter {
 
     /// Whether an object passes both selectors.
     pub fn matches(&self, obj: &Value) -> bool {
-        if let Some(selector) = &self.labels {
-            if !selector.matches(&labels(obj)) {
-                return false;
-            }
+        if let Some(selector) = &self.labels
+            && !selector.matches(&labels(obj))
+        {
+            return false;
         }
-        if let Some(selector) = &self.fields {
-            if !selector.matches(|path| keg_apimachinery::fields::field_value(&self.kind, obj, path)) {
-                return false;
-            }
+        if let Some(selector) = &self.fields
+            && !selector
+                .matches(|path| keg_apimachinery::fields::field_value(&self.kind, obj, path))
+        {
+            return false;
         }
         true
     }

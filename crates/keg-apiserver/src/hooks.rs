@@ -27,7 +27,10 @@ pub async fn after_write(state: &Arc<ApiState>, res: &Resource, obj: &Value) {
         return;
     }
     state.registry.install_crd(obj);
-    if obj["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Established")) {
+    if obj["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Established"))
+    {
         return;
     }
     let now = objects::now();
@@ -54,12 +57,19 @@ pub async fn after_delete(state: &Arc<ApiState>, res: &Resource, obj: &Value) {
     let group = obj["spec"]["group"].as_str().unwrap_or_default();
     let plural = obj["spec"]["names"]["plural"].as_str().unwrap_or_default();
     // Custom resources go with their definition, as upstream's CRD finalizer does.
-    if let Some(custom) = state.registry.all().into_iter().find(|r| r.custom.is_some() && r.group == group && r.plural == plural) {
-        if let Ok(page) = state.objects.list(&custom, None, None, None, None).await {
-            for item in page.items {
-                let ns = meta_str(&item, "namespace").map(String::from);
-                let _ = state.objects.delete(&custom, ns.as_deref(), objects::name(&item), None).await;
-            }
+    if let Some(custom) = state
+        .registry
+        .all()
+        .into_iter()
+        .find(|r| r.custom.is_some() && r.group == group && r.plural == plural)
+        && let Ok(page) = state.objects.list(&custom, None, None, None, None).await
+    {
+        for item in page.items {
+            let ns = meta_str(&item, "namespace").map(String::from);
+            let _ = state
+                .objects
+                .delete(&custom, ns.as_deref(), objects::name(&item), None)
+                .await;
         }
     }
     state.registry.remove_crd(group, plural);

@@ -14,7 +14,12 @@ pub fn write(path: &Path, name: &str, server: &str, ca_pem: &str, token: &str) -
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp)
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;

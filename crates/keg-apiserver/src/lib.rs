@@ -81,7 +81,9 @@ impl ApiServer {
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let db = config.data_dir.join("keg.db");
         let store: Arc<dyn Store> = Arc::new(
-            keg_store::RedbStore::open(&db).await.with_context(|| format!("opening the store {}", db.display()))?,
+            keg_store::RedbStore::open(&db)
+                .await
+                .with_context(|| format!("opening the store {}", db.display()))?,
         );
         let pki = pki::Pki::load_or_create(&config.data_dir, &config.extra_names)?;
         let tokens = auth::Tokens::load_or_create(&config.data_dir)?;
@@ -93,8 +95,15 @@ impl ApiServer {
             ready: Default::default(),
         });
         load_crds(&state).await?;
-        bootstrap::run(&state).await.map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;
-        Ok(ApiServer { state, tokens, pki, config })
+        bootstrap::run(&state)
+            .await
+            .map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;
+        Ok(ApiServer {
+            state,
+            tokens,
+            pki,
+            config,
+        })
     }
 
     /// The router serving every endpoint.
@@ -104,21 +113,38 @@ impl ApiServer {
 
     /// The HTTPS URL clients use.
     pub fn url(&self, port: u16) -> String {
-        let host = if self.config.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { self.config.bind_address.to_string() };
+        let host = if self.config.bind_address.is_unspecified() {
+            "127.0.0.1".to_string()
+        } else {
+            self.config.bind_address.to_string()
+        };
         match self.config.bind_address {
-            IpAddr::V6(_) if !self.config.bind_address.is_unspecified() => format!("https://[{host}]:{port}"),
+            IpAddr::V6(_) if !self.config.bind_address.is_unspecified() => {
+                format!("https://[{host}]:{port}")
+            }
             _ => format!("https://{host}:{port}"),
         }
     }
 
     /// Binds the listener, writes `data_dir/kubeconfig`, marks the server ready and serves
     /// until `shutdown` resolves.
-    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+    pub async fn serve(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
         let addr = SocketAddr::new(self.config.bind_address, self.config.port);
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
         let port = listener.local_addr()?.port();
         let url = self.url(port);
-        kubeconfig::write(&self.config.data_dir.join("kubeconfig"), "keg", &url, &self.pki.ca_pem, self.tokens.admin())?;
+        kubeconfig::write(
+            &self.config.data_dir.join("kubeconfig"),
+            "keg",
+            &url,
+            &self.pki.ca_pem,
+            self.tokens.admin(),
+        )?;
         let tls = self.pki.server_config()?;
         let router = self.router();
         spawn_compactor(self.state.clone(), self.config.compaction_interval);
@@ -129,8 +155,15 @@ impl ApiServer {
 }
 
 async fn load_crds(state: &Arc<ApiState>) -> Result<()> {
-    let crds = state.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions").expect("built in");
-    let page = state.objects.list(&crds, None, None, None, None).await.map_err(|e| anyhow::anyhow!(e.message))?;
+    let crds = state
+        .registry
+        .get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        .expect("built in");
+    let page = state
+        .objects
+        .list(&crds, None, None, None, None)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
     for crd in page.items {
         state.registry.install_crd(&crd);
     }
@@ -147,10 +180,10 @@ fn spawn_compactor(state: Arc<ApiState>, interval: Duration) {
             seen.push_back(state.objects.store().current_revision());
             if seen.len() > 5 {
                 let revision = seen.pop_front().unwrap_or(0);
-                if revision > state.objects.store().compacted_revision() {
-                    if let Err(e) = state.objects.store().compact(revision).await {
-                        tracing::warn!("compaction to {revision} failed: {e}");
-                    }
+                if revision > state.objects.store().compacted_revision()
+                    && let Err(e) = state.objects.store().compact(revision).await
+                {
+                    tracing::warn!("compaction to {revision} failed: {e}");
                 }
             }
         }

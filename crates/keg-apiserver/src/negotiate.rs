@@ -30,7 +30,10 @@ struct MediaRange<'a> {
 }
 
 fn media_ranges(headers: &HeaderMap) -> Vec<MediaRange<'_>> {
-    let accept = headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let accept = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     accept
         .split(',')
         .map(|range| {
@@ -59,7 +62,11 @@ pub fn output(headers: &HeaderMap) -> Output {
         }
         match (range.param("as"), range.param("g"), range.param("v")) {
             (Some("Table"), Some("meta.k8s.io"), Some("v1" | "v1beta1")) => return Output::Table,
-            (Some("PartialObjectMetadata" | "PartialObjectMetadataList"), Some("meta.k8s.io"), Some("v1" | "v1beta1")) => {
+            (
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList"),
+                Some("meta.k8s.io"),
+                Some("v1" | "v1beta1"),
+            ) => {
                 return Output::Metadata;
             }
             (None, _, _) => return Output::Object,
@@ -76,8 +83,12 @@ pub fn discovery(headers: &HeaderMap) -> Discovery {
             continue;
         }
         match (range.param("as"), range.param("g"), range.param("v")) {
-            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2")) => return Discovery::V2,
-            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2beta1")) => return Discovery::V2Beta1,
+            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2")) => {
+                return Discovery::V2;
+            }
+            (Some("APIGroupDiscoveryList"), Some("apidiscovery.k8s.io"), Some("v2beta1")) => {
+                return Discovery::V2Beta1;
+            }
             (None, _, _) => return Discovery::Legacy,
             _ => continue,
         }

@@ -9,7 +9,9 @@ use crate::error::{ApiError, Result};
 
 /// The current time as a Kubernetes `Time` (RFC 3339, seconds).
 pub fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// A time `seconds` from now as a Kubernetes `Time`.
@@ -23,7 +25,9 @@ pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
     }
-    obj["metadata"].as_object_mut().expect("metadata is an object")
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object")
 }
 
 /// A metadata string field.
@@ -40,7 +44,11 @@ pub fn name(obj: &Value) -> &str {
 pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
     obj["metadata"]["labels"]
         .as_object()
-        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string()))).collect())
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -48,7 +56,11 @@ pub fn labels(obj: &Value) -> std::collections::BTreeMap<String, String> {
 pub fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|a| a.iter().filter_map(|f| f.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|f| f.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -61,7 +73,10 @@ pub fn is_deleting(obj: &Value) -> bool {
 pub fn decode(kv: &KeyValue) -> Result<Value> {
     let mut obj: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is not JSON: {e}", kv.key)))?;
-    meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(kv.mod_revision.to_string()));
+    meta_mut(&mut obj).insert(
+        "resourceVersion".into(),
+        Value::String(kv.mod_revision.to_string()),
+    );
     Ok(obj)
 }
 
@@ -76,7 +91,8 @@ pub fn encode(obj: &Value) -> Bytes {
 
 /// Parses a resourceVersion string; malformed ones are a 400 as upstream.
 pub fn parse_resource_version(rv: &str) -> Result<u64> {
-    rv.parse().map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))
+    rv.parse()
+        .map_err(|_| ApiError::bad_request(format!("invalid resource version: {rv}")))
 }
 
 /// Removes empty maps and nulls that clients send but that carry no meaning, recursively,
@@ -84,7 +100,10 @@ pub fn parse_resource_version(rv: &str) -> Result<u64> {
 pub fn without_nulls(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
-            map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect(),
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
         ),
         Value::Array(items) => Value::Array(items.iter().map(without_nulls).collect()),
         other => other.clone(),

@@ -16,7 +16,11 @@ fn index_paths(registry: &Registry) -> BTreeMap<String, (String, String)> {
         .all()
         .iter()
         .map(|r| {
-            let path = if r.group.is_empty() { format!("api/{}", r.version) } else { format!("apis/{}/{}", r.group, r.version) };
+            let path = if r.group.is_empty() {
+                format!("api/{}", r.version)
+            } else {
+                format!("apis/{}/{}", r.group, r.version)
+            };
             (path, (r.group.clone(), r.version.clone()))
         })
         .collect()
@@ -28,7 +32,10 @@ pub fn index(registry: &Registry) -> Value {
     for (path, (group, version)) in index_paths(registry) {
         let doc = document(registry, &group, &version);
         let hash = hex::encode(Sha256::digest(doc.to_string().as_bytes()));
-        paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", &hash[..32])}));
+        paths.insert(
+            path.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={}", &hash[..32])}),
+        );
     }
     json!({"paths": paths})
 }
@@ -56,7 +63,12 @@ fn rewrite_refs(value: &mut Value) {
 fn schema_name(res: &Resource) -> String {
     match res.typed {
         Some(typed) => (typed.schema_name)(),
-        None => format!("{}.{}.{}", res.group.split('.').rev().collect::<Vec<_>>().join("."), res.version, res.kind),
+        None => format!(
+            "{}.{}.{}",
+            res.group.split('.').rev().collect::<Vec<_>>().join("."),
+            res.version,
+            res.kind
+        ),
     }
 }
 
@@ -80,19 +92,34 @@ fn operation(res: &Resource, action: &str, verb: &str, schema_ref: &str, params:
         // Strategic merge is left out on purpose: kubectl then builds its patches from its
         // compiled-in types, which carry the merge keys this document does not.
         let types: &[&str] = if action == "patch" {
-            &["application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"]
+            &[
+                "application/json-patch+json",
+                "application/merge-patch+json",
+                "application/apply-patch+yaml",
+            ]
         } else {
             &["application/json"]
         };
-        let content: Map<String, Value> = types.iter().map(|t| (t.to_string(), json!({"schema": {"$ref": schema_ref}}))).collect();
+        let content: Map<String, Value> = types
+            .iter()
+            .map(|t| (t.to_string(), json!({"schema": {"$ref": schema_ref}})))
+            .collect();
         op["requestBody"] = json!({"content": content, "required": true});
     }
     op
 }
 
 fn paths_of(res: &Resource, schema_ref: &str) -> Vec<(String, Value)> {
-    let base = if res.group.is_empty() { format!("/api/{}", res.version) } else { format!("/apis/{}/{}", res.group, res.version) };
-    let scope = if res.namespaced { format!("{base}/namespaces/{{namespace}}/{}", res.plural) } else { format!("{base}/{}", res.plural) };
+    let base = if res.group.is_empty() {
+        format!("/api/{}", res.version)
+    } else {
+        format!("/apis/{}/{}", res.group, res.version)
+    };
+    let scope = if res.namespaced {
+        format!("{base}/namespaces/{{namespace}}/{}", res.plural)
+    } else {
+        format!("{base}/{}", res.plural)
+    };
     let writes = ["dryRun", "fieldManager", "fieldValidation"];
     let collection = json!({
         "get": operation(res, "list", "list", schema_ref, &["labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "watch"]),
@@ -105,7 +132,10 @@ fn paths_of(res: &Resource, schema_ref: &str) -> Vec<(String, Value)> {
         "patch": operation(res, "patch", "patch", schema_ref, &["dryRun", "fieldManager", "fieldValidation", "force"]),
         "delete": operation(res, "delete", "delete", schema_ref, &["dryRun", "gracePeriodSeconds", "propagationPolicy"]),
     });
-    let mut paths = vec![(scope.clone(), collection), (format!("{scope}/{{name}}"), item)];
+    let mut paths = vec![
+        (scope.clone(), collection),
+        (format!("{scope}/{{name}}"), item),
+    ];
     for sub in &res.subresources {
         if sub == "status" {
             let status = json!({
@@ -123,11 +153,17 @@ fn paths_of(res: &Resource, schema_ref: &str) -> Vec<(String, Value)> {
 pub fn document(registry: &Registry, group: &str, version: &str) -> Value {
     let mut schemas = Map::new();
     let mut paths = Map::new();
-    let mut resources: Vec<_> = registry.all().into_iter().filter(|r| r.group == group && r.version == version).collect();
+    let mut resources: Vec<_> = registry
+        .all()
+        .into_iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
     resources.sort_by(|a, b| a.plural.cmp(&b.plural));
     for res in resources {
         let name = schema_name(&res);
-        let mut schema = res.schema().cloned().unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+        let mut schema = res.schema().cloned().unwrap_or_else(
+            || json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}),
+        );
         if let Some(defs) = schema.as_object_mut().and_then(|s| s.remove("$defs")) {
             for (def_name, def) in defs.as_object().into_iter().flatten() {
                 schemas.insert(def_name.clone(), def.clone());

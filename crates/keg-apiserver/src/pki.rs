@@ -6,7 +6,10 @@ use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use rcgen::{BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, SanType,
+};
 
 /// PEM material for serving and for clients.
 pub struct Pki {
@@ -24,14 +27,23 @@ fn ca_params() -> Result<CertificateParams> {
     dn.push(DnType::CommonName, "keg-ca");
     params.distinguished_name = dn;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     Ok(params)
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
     use std::io::Write;
-    let mut file = fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(path)
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     file.sync_all()?;
@@ -45,8 +57,10 @@ impl Pki {
         let ca_cert_path = dir.join("ca.crt");
         let ca_key_path = dir.join("ca.key");
         let (ca_pem, ca_key) = if ca_cert_path.exists() && ca_key_path.exists() {
-            let key_pem = fs::read_to_string(&ca_key_path).with_context(|| format!("reading {}", ca_key_path.display()))?;
-            let key = KeyPair::from_pem(&key_pem).with_context(|| format!("{} is not a valid key", ca_key_path.display()))?;
+            let key_pem = fs::read_to_string(&ca_key_path)
+                .with_context(|| format!("reading {}", ca_key_path.display()))?;
+            let key = KeyPair::from_pem(&key_pem)
+                .with_context(|| format!("{} is not a valid key", ca_key_path.display()))?;
             (fs::read_to_string(&ca_cert_path)?, key)
         } else {
             let key = KeyPair::generate()?;
@@ -58,12 +72,20 @@ impl Pki {
         // The CA's subject comes from the same parameters it was made with, so certificates
         // signed now chain to the stored CA certificate.
         let issuer = Issuer::new(ca_params()?, ca_key);
-        let mut names = vec!["localhost".to_string(), "kubernetes".to_string(), "kubernetes.default".to_string(), "kubernetes.default.svc".to_string(), "kubernetes.default.svc.cluster.local".to_string()];
+        let mut names = vec![
+            "localhost".to_string(),
+            "kubernetes".to_string(),
+            "kubernetes.default".to_string(),
+            "kubernetes.default.svc".to_string(),
+            "kubernetes.default.svc.cluster.local".to_string(),
+        ];
         if let Ok(host) = fs::read_to_string("/proc/sys/kernel/hostname") {
             names.push(host.trim().to_string());
         }
         let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         let mut ips: Vec<IpAddr> = vec!["127.0.0.1".parse()?, "10.43.0.1".parse()?];
         for name in extra_names {
             match name.parse::<IpAddr>() {
@@ -74,7 +96,9 @@ impl Pki {
         names.sort();
         names.dedup();
         for name in names.into_iter().filter(|n| !n.is_empty()) {
-            params.subject_alt_names.push(SanType::DnsName(name.try_into()?));
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(name.try_into()?));
         }
         for ip in ips {
             params.subject_alt_names.push(SanType::IpAddress(ip));
@@ -83,14 +107,22 @@ impl Pki {
         let server_cert = params.signed_by(&server_key, &issuer)?;
         write_private(&dir.join("server.key"), &server_key.serialize_pem())?;
         fs::write(dir.join("server.crt"), server_cert.pem())?;
-        Ok(Pki { ca_pem, server_cert_pem: server_cert.pem(), server_key_pem: server_key.serialize_pem() })
+        Ok(Pki {
+            ca_pem,
+            server_cert_pem: server_cert.pem(),
+            server_key_pem: server_key.serialize_pem(),
+        })
     }
 
     /// A rustls server configuration offering HTTP/2 and HTTP/1.1.
     pub fn server_config(&self) -> Result<rustls::ServerConfig> {
-        let certs = rustls_pemfile::certs(&mut self.server_cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-        let key = rustls_pemfile::private_key(&mut self.server_key_pem.as_bytes())?.context("no private key in PEM")?;
-        let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(certs, key)?;
+        let certs = rustls_pemfile::certs(&mut self.server_cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = rustls_pemfile::private_key(&mut self.server_key_pem.as_bytes())?
+            .context("no private key in PEM")?;
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)
     }

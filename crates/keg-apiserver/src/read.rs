@@ -15,7 +15,14 @@ use crate::rest::json_response;
 use crate::state::ApiState;
 
 /// GET of one object.
-pub async fn get(state: &ApiState, res: &Resource, ns: Option<&str>, name: &str, output: Output, query: &Query) -> Result<Response> {
+pub async fn get(
+    state: &ApiState,
+    res: &Resource,
+    ns: Option<&str>,
+    name: &str,
+    output: Output,
+    query: &Query,
+) -> Result<Response> {
     let obj = state.objects.get(res, ns, name).await?;
     Ok(json_response(200, &render::object(res, obj, output, query)))
 }
@@ -28,7 +35,9 @@ fn encode_continue(revision: u64, key: &str) -> String {
 
 fn decode_continue(token: &str) -> Result<(u64, String)> {
     let bad = || ApiError::bad_request(format!("invalid continue token: {token}"));
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token)
+        .map_err(|_| bad())?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
     let rv = value["rv"].as_u64().ok_or_else(bad)?;
     let start = value["start"].as_str().ok_or_else(bad)?.to_string();
@@ -41,7 +50,9 @@ const EXPIRED_CONTINUE: &str = "The provided continue parameter is too old to di
 fn list_revision(state: &ApiState, query: &Query) -> Result<Option<u64>> {
     let rv = query.get("resourceVersion");
     match (rv, query.get("resourceVersionMatch")) {
-        (None, Some(_)) => Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")),
+        (None, Some(_)) => Err(ApiError::bad_request(
+            "resourceVersionMatch is forbidden unless resourceVersion is provided",
+        )),
         (Some(rv), Some("Exact")) => {
             let rv = parse_resource_version(rv)?;
             Ok(Some(rv))
@@ -50,7 +61,9 @@ fn list_revision(state: &ApiState, query: &Query) -> Result<Option<u64>> {
             let rv = parse_resource_version(rv)?;
             let current = state.objects.store().current_revision();
             if rv > current {
-                return Err(ApiError::timeout(format!("Too large resource version: {rv}, current: {current}")));
+                return Err(ApiError::timeout(format!(
+                    "Too large resource version: {rv}, current: {current}"
+                )));
             }
             Ok(None)
         }
@@ -69,7 +82,11 @@ pub async fn select(
     filter: &Filter,
     query: &Query,
 ) -> Result<(Vec<Value>, u64, Option<String>)> {
-    let limit = query.number("limit").map_err(ApiError::bad_request)?.filter(|l| *l > 0).map(|l| l as usize);
+    let limit = query
+        .number("limit")
+        .map_err(ApiError::bad_request)?
+        .filter(|l| *l > 0)
+        .map(|l| l as usize);
     let (mut revision, mut start) = match query.get("continue") {
         Some(token) => {
             let (rv, start) = decode_continue(token)?;
@@ -80,10 +97,19 @@ pub async fn select(
     let mut items = Vec::new();
     loop {
         // Read in pages so a selective filter with a limit still stops early.
-        let page_size = limit.map(|l| (l - items.len()).max(if filter.is_everything() { 1 } else { 500 }));
-        let page = state.objects.list(res, ns, start.clone(), page_size, revision).await.map_err(|e| {
-            if e.code == 410 && query.get("continue").is_some() { ApiError::expired(EXPIRED_CONTINUE) } else { e }
-        })?;
+        let page_size =
+            limit.map(|l| (l - items.len()).max(if filter.is_everything() { 1 } else { 500 }));
+        let page = state
+            .objects
+            .list(res, ns, start.clone(), page_size, revision)
+            .await
+            .map_err(|e| {
+                if e.code == 410 && query.get("continue").is_some() {
+                    ApiError::expired(EXPIRED_CONTINUE)
+                } else {
+                    e
+                }
+            })?;
         revision = Some(page.revision);
         items.extend(page.items.into_iter().filter(|o| filter.matches(o)));
         if let Some(limit) = limit.filter(|l| items.len() >= *l) {
@@ -91,7 +117,10 @@ pub async fn select(
             items.truncate(limit);
             let cont = more.then(|| {
                 let last = items.last().unwrap_or(&Value::Null);
-                encode_continue(page.revision, &res.key(ns_of(res, Some(last)), crate::objects::name(last)))
+                encode_continue(
+                    page.revision,
+                    &res.key(ns_of(res, Some(last)), crate::objects::name(last)),
+                )
             });
             return Ok((items, page.revision, cont));
         }
@@ -103,14 +132,27 @@ pub async fn select(
 }
 
 fn ns_of<'a>(res: &Resource, obj: Option<&'a Value>) -> Option<&'a str> {
-    if res.namespaced { obj.and_then(|o| crate::objects::meta_str(o, "namespace")) } else { None }
+    if res.namespaced {
+        obj.and_then(|o| crate::objects::meta_str(o, "namespace"))
+    } else {
+        None
+    }
 }
 
 /// GET of a list.
-pub async fn list(state: &ApiState, res: &Resource, ns: Option<&str>, output: Output, query: &Query) -> Result<Response> {
+pub async fn list(
+    state: &ApiState,
+    res: &Resource,
+    ns: Option<&str>,
+    output: Output,
+    query: &Query,
+) -> Result<Response> {
     let filter = Filter::from_query(res, query)?;
     let (items, revision, cont) = select(state, res, ns, &filter, query).await?;
-    Ok(json_response(200, &render::list(res, items, revision, cont, output, query)))
+    Ok(json_response(
+        200,
+        &render::list(res, items, revision, cont, output, query),
+    ))
 }
 
 #[cfg(test)]
@@ -120,7 +162,10 @@ mod tests {
     #[test]
     fn continue_tokens_round_trip() {
         let token = encode_continue(42, "/registry/core/pods/default/web-1");
-        assert_eq!(decode_continue(&token).unwrap(), (42, "/registry/core/pods/default/web-1".to_string()));
+        assert_eq!(
+            decode_continue(&token).unwrap(),
+            (42, "/registry/core/pods/default/web-1".to_string())
+        );
         assert_eq!(decode_continue("!!").unwrap_err().code, 400);
     }
 }

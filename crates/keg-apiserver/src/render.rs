@@ -36,7 +36,9 @@ pub fn table(res: &Resource, items: &[Value], query: &Query) -> Value {
     let include = include_object(query);
     match &res.custom {
         // Every custom resource, with printer columns or without (NAME and AGE then, as upstream).
-        Some(custom) => keg_apimachinery::table::custom_table(&custom.printer_columns, items, now, include),
+        Some(custom) => {
+            keg_apimachinery::table::custom_table(&custom.printer_columns, items, now, include)
+        }
         _ => keg_apimachinery::table::table(&res.kind, items, now, include),
     }
 }
@@ -56,7 +58,14 @@ pub fn object(res: &Resource, obj: Value, output: Output, query: &Query) -> Valu
 }
 
 /// A list in the requested representation.
-pub fn list(res: &Resource, items: Vec<Value>, revision: u64, cont: Option<String>, output: Output, query: &Query) -> Value {
+pub fn list(
+    res: &Resource,
+    items: Vec<Value>,
+    revision: u64,
+    cont: Option<String>,
+    output: Output,
+    query: &Query,
+) -> Value {
     let mut metadata = json!({"resourceVersion": revision.to_string()});
     if let Some(cont) = cont {
         metadata["continue"] = Value::String(cont);

@@ -23,17 +23,27 @@ pub struct RequestInfo {
 impl RequestInfo {
     /// Parses a resource path; `None` when the path is not a resource path.
     pub fn parse(path: &str) -> Option<RequestInfo> {
-        let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+        let parts: Vec<&str> = path
+            .trim_matches('/')
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .collect();
         let (group, version, rest) = match parts.as_slice() {
             ["api", version, rest @ ..] => ("", *version, rest),
             ["apis", group, version, rest @ ..] => (*group, *version, rest),
             _ => return None,
         };
-        let mut info = RequestInfo { group: group.to_string(), version: version.to_string(), ..Default::default() };
+        let mut info = RequestInfo {
+            group: group.to_string(),
+            version: version.to_string(),
+            ..Default::default()
+        };
         let rest: &[&str] = match rest {
             // namespaces/{ns}/{resource}... addresses a namespaced resource; namespaces/{name}[/sub]
             // addresses the namespace object itself.
-            ["namespaces", ns, resource, tail @ ..] if !matches!(*resource, "status" | "finalize") || !tail.is_empty() => {
+            ["namespaces", ns, resource, tail @ ..]
+                if !matches!(*resource, "status" | "finalize") || !tail.is_empty() =>
+            {
                 info.namespace = Some(ns.to_string());
                 info.resource = resource.to_string();
                 tail
@@ -73,7 +83,10 @@ impl Query {
 
     /// A value, if present and non-empty.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     /// A boolean option (`true`, `1`).
@@ -85,7 +98,10 @@ impl Query {
     pub fn number(&self, key: &str) -> Result<Option<i64>, String> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| format!("invalid value for {key}: {v:?}")),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| format!("invalid value for {key}: {v:?}")),
         }
     }
 
@@ -110,7 +126,9 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(decoded)) => {
                 out.push(decoded);
@@ -136,14 +154,34 @@ mod tests {
     #[test]
     fn parses_paths() {
         let i = RequestInfo::parse("/api/v1/namespaces/default/pods/web/status").unwrap();
-        assert_eq!((i.namespace.as_deref(), i.resource.as_str(), i.name.as_deref()), (Some("default"), "pods", Some("web")));
+        assert_eq!(
+            (
+                i.namespace.as_deref(),
+                i.resource.as_str(),
+                i.name.as_deref()
+            ),
+            (Some("default"), "pods", Some("web"))
+        );
         assert_eq!(i.subresource.as_deref(), Some("status"));
         let i = RequestInfo::parse("/api/v1/namespaces/tb-demo").unwrap();
-        assert_eq!((i.namespace, i.resource.as_str(), i.name.as_deref()), (None, "namespaces", Some("tb-demo")));
+        assert_eq!(
+            (i.namespace, i.resource.as_str(), i.name.as_deref()),
+            (None, "namespaces", Some("tb-demo"))
+        );
         let i = RequestInfo::parse("/api/v1/namespaces/tb-demo/finalize").unwrap();
-        assert_eq!((i.resource.as_str(), i.name.as_deref(), i.subresource.as_deref()), ("namespaces", Some("tb-demo"), Some("finalize")));
+        assert_eq!(
+            (
+                i.resource.as_str(),
+                i.name.as_deref(),
+                i.subresource.as_deref()
+            ),
+            ("namespaces", Some("tb-demo"), Some("finalize"))
+        );
         let i = RequestInfo::parse("/apis/apps/v1/deployments").unwrap();
-        assert_eq!((i.group.as_str(), i.resource.as_str(), i.name), ("apps", "deployments", None));
+        assert_eq!(
+            (i.group.as_str(), i.resource.as_str(), i.name),
+            ("apps", "deployments", None)
+        );
         let i = RequestInfo::parse("/api/v1/namespaces/ns/pods").unwrap();
         assert_eq!((i.namespace.as_deref(), i.name), (Some("ns"), None));
         assert!(RequestInfo::parse("/healthz").is_none());
@@ -151,7 +189,9 @@ mod tests {
 
     #[test]
     fn decodes_queries() {
-        let q = Query::parse(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&limit=5"));
+        let q = Query::parse(Some(
+            "labelSelector=app%3Dweb%2Ctier+in+(a)&watch=1&limit=5",
+        ));
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert!(q.flag("watch"));
         assert_eq!(q.number("limit"), Ok(Some(5)));

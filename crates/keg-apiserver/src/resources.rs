@@ -41,7 +41,11 @@ fn schema_name_of<T: schemars::JsonSchema>() -> String {
 }
 
 fn typed<T: DeserializeOwned + schemars::JsonSchema>() -> Option<Typed> {
-    Some(Typed { check: check_as::<T>, schema: schema_of::<T>, schema_name: schema_name_of::<T> })
+    Some(Typed {
+        check: check_as::<T>,
+        schema: schema_of::<T>,
+        schema_name: schema_name_of::<T>,
+    })
 }
 
 /// What a custom resource's CRD says beyond names.
@@ -86,7 +90,11 @@ pub struct Resource {
 impl Resource {
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// The storage key prefix of a namespace (or of all namespaces when `None`).
@@ -112,7 +120,10 @@ impl Resource {
     /// The kind's JSON schema as a value, computed once.
     pub fn schema(&self) -> Option<&Value> {
         if let Some(typed) = self.typed {
-            return Some(self.schema_cache.get_or_init(|| serde_json::to_value((typed.schema)()).unwrap_or(Value::Null)));
+            return Some(
+                self.schema_cache
+                    .get_or_init(|| serde_json::to_value((typed.schema)()).unwrap_or(Value::Null)),
+            );
         }
         self.custom.as_ref().and_then(|c| c.schema.as_ref())
     }
@@ -122,7 +133,12 @@ impl Resource {
         self.custom.is_some()
             || matches!(
                 self.kind.as_str(),
-                "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "CustomResourceDefinition" | "Pod"
+                "Deployment"
+                    | "ReplicaSet"
+                    | "StatefulSet"
+                    | "DaemonSet"
+                    | "CustomResourceDefinition"
+                    | "Pod"
             )
     }
 }
@@ -139,38 +155,219 @@ struct Builtin {
 }
 
 fn builtins() -> Vec<Builtin> {
-    let b = |group, kind, plural, namespaced, short_names, categories, subresources, typed| Builtin {
-        group,
-        kind,
-        plural,
-        namespaced,
-        short_names,
-        categories,
-        subresources,
-        typed,
-    };
+    let b =
+        |group, kind, plural, namespaced, short_names, categories, subresources, typed| Builtin {
+            group,
+            kind,
+            plural,
+            namespaced,
+            short_names,
+            categories,
+            subresources,
+            typed,
+        };
     const ALL: &[&str] = &["all"];
     vec![
-        b("", "Namespace", "namespaces", false, &["ns"], &[], &["status", "finalize"], typed::<core::Namespace>()),
-        b("", "Pod", "pods", true, &["po"], ALL, &["status", "binding", "log"], typed::<core::Pod>()),
-        b("", "Node", "nodes", false, &["no"], &[], &["status"], typed::<core::Node>()),
-        b("", "Service", "services", true, &["svc"], ALL, &["status"], typed::<core::Service>()),
-        b("", "Endpoints", "endpoints", true, &["ep"], &[], &[], typed::<core::Endpoints>()),
-        b("", "Event", "events", true, &["ev"], &[], &[], typed::<core::Event>()),
-        b("", "ConfigMap", "configmaps", true, &["cm"], &[], &[], typed::<core::ConfigMap>()),
-        b("", "Secret", "secrets", true, &[], &[], &[], typed::<core::Secret>()),
-        b("", "ServiceAccount", "serviceaccounts", true, &["sa"], &[], &[], typed::<core::ServiceAccount>()),
-        b("", "PersistentVolume", "persistentvolumes", false, &["pv"], &[], &["status"], typed::<core::PersistentVolume>()),
-        b("", "PersistentVolumeClaim", "persistentvolumeclaims", true, &["pvc"], &[], &["status"], typed::<core::PersistentVolumeClaim>()),
-        b("", "ResourceQuota", "resourcequotas", true, &["quota"], &[], &["status"], typed::<core::ResourceQuota>()),
-        b("", "LimitRange", "limitranges", true, &["limits"], &[], &[], typed::<core::LimitRange>()),
-        b("apps", "Deployment", "deployments", true, &["deploy"], ALL, &["status", "scale"], typed::<apps::v1::Deployment>()),
-        b("apps", "ReplicaSet", "replicasets", true, &["rs"], ALL, &["status", "scale"], typed::<apps::v1::ReplicaSet>()),
-        b("apps", "ControllerRevision", "controllerrevisions", true, &[], &[], &[], typed::<apps::v1::ControllerRevision>()),
-        b("storage.k8s.io", "StorageClass", "storageclasses", false, &["sc"], &[], &[], typed::<storage::v1::StorageClass>()),
-        b("coordination.k8s.io", "Lease", "leases", true, &[], &[], &[], typed::<coordination::v1::Lease>()),
-        b("discovery.k8s.io", "EndpointSlice", "endpointslices", true, &[], &[], &[], typed::<discovery::v1::EndpointSlice>()),
-        b("events.k8s.io", "Event", "events", true, &["ev"], &[], &[], typed::<events::v1::Event>()),
+        b(
+            "",
+            "Namespace",
+            "namespaces",
+            false,
+            &["ns"],
+            &[],
+            &["status", "finalize"],
+            typed::<core::Namespace>(),
+        ),
+        b(
+            "",
+            "Pod",
+            "pods",
+            true,
+            &["po"],
+            ALL,
+            &["status", "binding", "log"],
+            typed::<core::Pod>(),
+        ),
+        b(
+            "",
+            "Node",
+            "nodes",
+            false,
+            &["no"],
+            &[],
+            &["status"],
+            typed::<core::Node>(),
+        ),
+        b(
+            "",
+            "Service",
+            "services",
+            true,
+            &["svc"],
+            ALL,
+            &["status"],
+            typed::<core::Service>(),
+        ),
+        b(
+            "",
+            "Endpoints",
+            "endpoints",
+            true,
+            &["ep"],
+            &[],
+            &[],
+            typed::<core::Endpoints>(),
+        ),
+        b(
+            "",
+            "Event",
+            "events",
+            true,
+            &["ev"],
+            &[],
+            &[],
+            typed::<core::Event>(),
+        ),
+        b(
+            "",
+            "ConfigMap",
+            "configmaps",
+            true,
+            &["cm"],
+            &[],
+            &[],
+            typed::<core::ConfigMap>(),
+        ),
+        b(
+            "",
+            "Secret",
+            "secrets",
+            true,
+            &[],
+            &[],
+            &[],
+            typed::<core::Secret>(),
+        ),
+        b(
+            "",
+            "ServiceAccount",
+            "serviceaccounts",
+            true,
+            &["sa"],
+            &[],
+            &[],
+            typed::<core::ServiceAccount>(),
+        ),
+        b(
+            "",
+            "PersistentVolume",
+            "persistentvolumes",
+            false,
+            &["pv"],
+            &[],
+            &["status"],
+            typed::<core::PersistentVolume>(),
+        ),
+        b(
+            "",
+            "PersistentVolumeClaim",
+            "persistentvolumeclaims",
+            true,
+            &["pvc"],
+            &[],
+            &["status"],
+            typed::<core::PersistentVolumeClaim>(),
+        ),
+        b(
+            "",
+            "ResourceQuota",
+            "resourcequotas",
+            true,
+            &["quota"],
+            &[],
+            &["status"],
+            typed::<core::ResourceQuota>(),
+        ),
+        b(
+            "",
+            "LimitRange",
+            "limitranges",
+            true,
+            &["limits"],
+            &[],
+            &[],
+            typed::<core::LimitRange>(),
+        ),
+        b(
+            "apps",
+            "Deployment",
+            "deployments",
+            true,
+            &["deploy"],
+            ALL,
+            &["status", "scale"],
+            typed::<apps::v1::Deployment>(),
+        ),
+        b(
+            "apps",
+            "ReplicaSet",
+            "replicasets",
+            true,
+            &["rs"],
+            ALL,
+            &["status", "scale"],
+            typed::<apps::v1::ReplicaSet>(),
+        ),
+        b(
+            "apps",
+            "ControllerRevision",
+            "controllerrevisions",
+            true,
+            &[],
+            &[],
+            &[],
+            typed::<apps::v1::ControllerRevision>(),
+        ),
+        b(
+            "storage.k8s.io",
+            "StorageClass",
+            "storageclasses",
+            false,
+            &["sc"],
+            &[],
+            &[],
+            typed::<storage::v1::StorageClass>(),
+        ),
+        b(
+            "coordination.k8s.io",
+            "Lease",
+            "leases",
+            true,
+            &[],
+            &[],
+            &[],
+            typed::<coordination::v1::Lease>(),
+        ),
+        b(
+            "discovery.k8s.io",
+            "EndpointSlice",
+            "endpointslices",
+            true,
+            &[],
+            &[],
+            &[],
+            typed::<discovery::v1::EndpointSlice>(),
+        ),
+        b(
+            "events.k8s.io",
+            "Event",
+            "events",
+            true,
+            &["ev"],
+            &[],
+            &[],
+            typed::<events::v1::Event>(),
+        ),
         b(
             "apiextensions.k8s.io",
             "CustomResourceDefinition",
@@ -199,10 +396,17 @@ impl Default for Registry {
 impl Registry {
     /// A registry of the built-in kinds.
     pub fn new() -> Registry {
-        let registry = Registry { resources: RwLock::new(Vec::new()), index: RwLock::new(HashMap::new()) };
+        let registry = Registry {
+            resources: RwLock::new(Vec::new()),
+            index: RwLock::new(HashMap::new()),
+        };
         for b in builtins() {
             // events.k8s.io Events are kept with core Events, as upstream does, and converted.
-            let storage_group = if b.group == "events.k8s.io" { "" } else { b.group };
+            let storage_group = if b.group == "events.k8s.io" {
+                ""
+            } else {
+                b.group
+            };
             let storage = (storage_group.to_string(), b.plural.to_string());
             registry.insert(Resource {
                 group: b.group.to_string(),
@@ -225,11 +429,21 @@ impl Registry {
 
     fn insert(&self, resource: Resource) {
         let resource = Arc::new(resource);
-        let key = (resource.group.clone(), resource.version.clone(), resource.plural.clone());
+        let key = (
+            resource.group.clone(),
+            resource.version.clone(),
+            resource.plural.clone(),
+        );
         let mut resources = self.resources.write().expect("registry lock");
-        resources.retain(|r| (r.group.as_str(), r.version.as_str(), r.plural.as_str()) != (&key.0[..], &key.1[..], &key.2[..]));
+        resources.retain(|r| {
+            (r.group.as_str(), r.version.as_str(), r.plural.as_str())
+                != (&key.0[..], &key.1[..], &key.2[..])
+        });
         resources.push(resource.clone());
-        self.index.write().expect("registry lock").insert(key, resource);
+        self.index
+            .write()
+            .expect("registry lock")
+            .insert(key, resource);
     }
 
     /// The resource served at `group/version/plural`.
@@ -240,7 +454,12 @@ impl Registry {
 
     /// The resource of a kind in a group (any served version; the first found).
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<Resource>> {
-        self.resources.read().expect("registry lock").iter().find(|r| r.group == group && r.kind == kind).cloned()
+        self.resources
+            .read()
+            .expect("registry lock")
+            .iter()
+            .find(|r| r.group == group && r.kind == kind)
+            .cloned()
     }
 
     /// Every served resource.
@@ -256,7 +475,13 @@ impl Registry {
         let plural = names["plural"].as_str().unwrap_or_default().to_string();
         self.remove_crd(&group, &plural);
         let strings = |v: &Value| -> Vec<String> {
-            v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
         };
         for version in spec["versions"].as_array().into_iter().flatten() {
             if version["served"] == Value::Bool(false) {
@@ -273,7 +498,10 @@ impl Registry {
             self.insert(Resource {
                 group: group.clone(),
                 version: version["name"].as_str().unwrap_or_default().to_string(),
-                singular: names["singular"].as_str().map(String::from).unwrap_or_else(|| kind.to_lowercase()),
+                singular: names["singular"]
+                    .as_str()
+                    .map(String::from)
+                    .unwrap_or_else(|| kind.to_lowercase()),
                 kind,
                 plural: plural.clone(),
                 namespaced: spec["scope"] == "Namespaced",
@@ -282,7 +510,10 @@ impl Registry {
                 subresources,
                 typed: None,
                 custom: Some(CustomInfo {
-                    printer_columns: version["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
+                    printer_columns: version["additionalPrinterColumns"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default(),
                     schema: version["schema"].get("openAPIV3Schema").cloned(),
                 }),
                 storage: (group.clone(), plural.clone()),
@@ -295,6 +526,9 @@ impl Registry {
     pub fn remove_crd(&self, group: &str, plural: &str) {
         let mut resources = self.resources.write().expect("registry lock");
         resources.retain(|r| !(r.custom.is_some() && r.group == group && r.plural == plural));
-        self.index.write().expect("registry lock").retain(|(g, _, p), r| !(r.custom.is_some() && g == group && p == plural));
+        self.index
+            .write()
+            .expect("registry lock")
+            .retain(|(g, _, p), r| !(r.custom.is_some() && g == group && p == plural));
     }
 }

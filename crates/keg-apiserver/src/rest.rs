@@ -26,16 +26,27 @@ pub fn json_response(code: u16, body: &Value) -> Response {
 
 /// A JSON response with `Warning` headers (e.g. unknown fields under fieldValidation=Warn).
 pub fn json_response_with_warnings(code: u16, body: &Value, warnings: &[String]) -> Response {
-    let mut builder = Response::builder().status(code).header(http::header::CONTENT_TYPE, "application/json");
+    let mut builder = Response::builder()
+        .status(code)
+        .header(http::header::CONTENT_TYPE, "application/json");
     for warning in warnings {
         let escaped = warning.replace('\\', "\\\\").replace('"', "\\\"");
         builder = builder.header("Warning", format!("299 - \"{escaped}\""));
     }
-    builder.body(Body::from(body.to_string())).expect("valid response")
+    builder
+        .body(Body::from(body.to_string()))
+        .expect("valid response")
 }
 
 /// Serves one resource request.
-pub async fn handle(state: Arc<ApiState>, method: Method, info: RequestInfo, raw_query: Option<&str>, headers: HeaderMap, body: Body) -> Response {
+pub async fn handle(
+    state: Arc<ApiState>,
+    method: Method,
+    info: RequestInfo,
+    raw_query: Option<&str>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let query = Query::parse(raw_query);
     match serve(&state, &method, &info, &query, &headers, body).await {
         Ok(response) => response,
@@ -46,42 +57,88 @@ pub async fn handle(state: Arc<ApiState>, method: Method, info: RequestInfo, raw
 async fn read_body(body: Body) -> Result<Bytes> {
     axum::body::to_bytes(body, MAX_REQUEST_BYTES)
         .await
-        .map_err(|_| ApiError::too_large(format!("Request entity too large: limit is {MAX_REQUEST_BYTES}")))
+        .map_err(|_| {
+            ApiError::too_large(format!(
+                "Request entity too large: limit is {MAX_REQUEST_BYTES}"
+            ))
+        })
 }
 
-async fn serve(state: &Arc<ApiState>, method: &Method, info: &RequestInfo, query: &Query, headers: &HeaderMap, body: Body) -> Result<Response> {
-    let res = state.registry.get(&info.group, &info.version, &info.resource).ok_or_else(ApiError::path_not_found)?;
+async fn serve(
+    state: &Arc<ApiState>,
+    method: &Method,
+    info: &RequestInfo,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response> {
+    let res = state
+        .registry
+        .get(&info.group, &info.version, &info.resource)
+        .ok_or_else(ApiError::path_not_found)?;
     if info.namespace.is_some() && !res.namespaced {
         return Err(ApiError::path_not_found());
     }
-    let ns = if res.namespaced { info.namespace.as_deref() } else { None };
+    let ns = if res.namespaced {
+        info.namespace.as_deref()
+    } else {
+        None
+    };
     let output = negotiate::output(headers);
-    let ctx = WriteContext { state, res: &res, ns, query };
+    let ctx = WriteContext {
+        state,
+        res: &res,
+        ns,
+        query,
+    };
     let name = info.name.as_deref();
     match (method.as_str(), name, info.subresource.as_deref()) {
         ("GET", None, None) if query.flag("watch") => {
-            watch::watch(state.clone(), res.clone(), ns.map(String::from), output, query.clone()).await
+            watch::watch(
+                state.clone(),
+                res.clone(),
+                ns.map(String::from),
+                output,
+                query.clone(),
+            )
+            .await
         }
         ("GET", None, None) => read::list(state, &res, ns, output, query).await,
-        ("GET", Some(name), None | Some("status")) => read::get(state, &res, ns, name, output, query).await,
+        ("GET", Some(name), None | Some("status")) => {
+            read::get(state, &res, ns, name, output, query).await
+        }
         ("POST", None, None) => {
             if res.namespaced && ns.is_none() {
-                return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ));
             }
             ctx.create(headers, &read_body(body).await?).await
         }
-        ("PUT", Some(name), None) => ctx.update(name, None, headers, &read_body(body).await?).await,
-        ("PUT", Some(name), Some("status")) if res.has_subresource("status") => {
-            ctx.update(name, Some("status"), headers, &read_body(body).await?).await
+        ("PUT", Some(name), None) => {
+            ctx.update(name, None, headers, &read_body(body).await?)
+                .await
         }
-        ("PATCH", Some(name), None) => ctx.patch(name, None, headers, &read_body(body).await?).await,
+        ("PUT", Some(name), Some("status")) if res.has_subresource("status") => {
+            ctx.update(name, Some("status"), headers, &read_body(body).await?)
+                .await
+        }
+        ("PATCH", Some(name), None) => {
+            ctx.patch(name, None, headers, &read_body(body).await?)
+                .await
+        }
         ("PATCH", Some(name), Some("status")) if res.has_subresource("status") => {
-            ctx.patch(name, Some("status"), headers, &read_body(body).await?).await
+            ctx.patch(name, Some("status"), headers, &read_body(body).await?)
+                .await
         }
         ("DELETE", Some(name), None) => {
             let options = DeleteOptions::parse(&read_body(body).await?, query)?;
             let (code, obj) = delete::delete(&ctx, name, &options).await?;
-            let rendered = if obj["kind"] == "Status" { obj } else { crate::render::with_type(&res, obj) };
+            let rendered = if obj["kind"] == "Status" {
+                obj
+            } else {
+                crate::render::with_type(&res, obj)
+            };
             Ok(json_response(code, &rendered))
         }
         ("DELETE", None, None) => {
@@ -94,11 +151,15 @@ async fn serve(state: &Arc<ApiState>, method: &Method, info: &RequestInfo, query
         ("POST", Some(name), Some("binding")) if res.has_subresource("binding") => {
             subresources::bind(state, &ctx, name, headers, &read_body(body).await?).await
         }
-        ("GET", Some(name), Some("log")) if res.has_subresource("log") => subresources::log(state, &ctx, name, query).await,
+        ("GET", Some(name), Some("log")) if res.has_subresource("log") => {
+            subresources::log(state, &ctx, name, query).await
+        }
         ("PUT", Some(name), Some("finalize")) if res.has_subresource("finalize") => {
             subresources::finalize(state, &ctx, name, headers, &read_body(body).await?).await
         }
         (_, Some(_), Some(sub)) if !res.has_subresource(sub) => Err(ApiError::path_not_found()),
-        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+        _ => Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        )),
     }
 }

@@ -27,7 +27,11 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
         (http::StatusCode::OK, "ok").into_response()
     } else {
-        (http::StatusCode::SERVICE_UNAVAILABLE, "[-]startup failed: not finished").into_response()
+        (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "[-]startup failed: not finished",
+        )
+            .into_response()
     }
 }
 
@@ -57,12 +61,25 @@ async fn resources(State(state): State<Arc<ApiState>>, request: Request) -> Resp
         }
     }
     match RequestInfo::parse(path) {
-        Some(info) => rest::handle(state.clone(), parts.method, info, parts.uri.query(), parts.headers, body).await,
+        Some(info) => {
+            rest::handle(
+                state.clone(),
+                parts.method,
+                info,
+                parts.uri.query(),
+                parts.headers,
+                body,
+            )
+            .await
+        }
         None => ApiError::path_not_found().into_response(),
     }
 }
 
-async fn openapi_document(State(state): State<Arc<ApiState>>, Path(path): Path<String>) -> Response {
+async fn openapi_document(
+    State(state): State<Arc<ApiState>>,
+    Path(path): Path<String>,
+) -> Response {
     match openapi::document_for_path(&state.registry, &path) {
         Some(doc) => json_response(200, &doc),
         None => ApiError::path_not_found().into_response(),
@@ -75,10 +92,32 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens) -> Router {
         .route("/healthz", get(health))
         .route("/livez", get(health))
         .route("/readyz", get(health))
-        .route("/version", get(|| async { json_response(200, &version::info()) }))
-        .route("/api", get(|State(s): State<Arc<ApiState>>, h: http::HeaderMap| async move { discovery::api(&s.registry, &h) }))
-        .route("/apis", get(|State(s): State<Arc<ApiState>>, h: http::HeaderMap| async move { discovery::apis(&s.registry, &h) }))
-        .route("/openapi/v3", get(|State(s): State<Arc<ApiState>>| async move { json_response(200, &openapi::index(&s.registry)) }))
+        .route(
+            "/version",
+            get(|| async { json_response(200, &version::info()) }),
+        )
+        .route(
+            "/api",
+            get(
+                |State(s): State<Arc<ApiState>>, h: http::HeaderMap| async move {
+                    discovery::api(&s.registry, &h)
+                },
+            ),
+        )
+        .route(
+            "/apis",
+            get(
+                |State(s): State<Arc<ApiState>>, h: http::HeaderMap| async move {
+                    discovery::apis(&s.registry, &h)
+                },
+            ),
+        )
+        .route(
+            "/openapi/v3",
+            get(|State(s): State<Arc<ApiState>>| async move {
+                json_response(200, &openapi::index(&s.registry))
+            }),
+        )
         .route("/openapi/v3/{*path}", get(openapi_document))
         .fallback(resources)
         .layer(axum::middleware::from_fn_with_state(tokens, authenticate))
@@ -106,10 +145,11 @@ pub async fn serve_tls(
                 tracing::debug!(%peer, "TLS handshake failed");
                 return;
             };
-            let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                let mut router = router.clone();
-                async move { router.call(request.map(Body::new)).await }
-            });
+            let service =
+                hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let mut router = router.clone();
+                    async move { router.call(request.map(Body::new)).await }
+                });
             if let Err(err) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
                 .await

@@ -51,7 +51,12 @@ impl Objects {
     }
 
     /// Reads one object if it exists.
-    pub async fn try_get(&self, res: &Resource, ns: Option<&str>, obj_name: &str) -> Result<Option<Value>> {
+    pub async fn try_get(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        obj_name: &str,
+    ) -> Result<Option<Value>> {
         match self.store.get(&res.key(ns, obj_name)).await? {
             Some(kv) => decode_for(res, &kv).map(Some),
             None => Ok(None),
@@ -68,10 +73,30 @@ impl Objects {
         revision: Option<u64>,
     ) -> Result<ObjectPage> {
         let prefix = res.key_prefix(ns);
-        let page = self.store.list(ListOptions { prefix, start_after, limit, revision }).await?;
-        let next_key = if page.more { page.items.last().map(|kv| kv.key.clone()) } else { None };
-        let items = page.items.iter().map(|kv| decode_for(res, kv)).collect::<Result<Vec<_>>>()?;
-        Ok(ObjectPage { items, revision: page.revision, next_key })
+        let page = self
+            .store
+            .list(ListOptions {
+                prefix,
+                start_after,
+                limit,
+                revision,
+            })
+            .await?;
+        let next_key = if page.more {
+            page.items.last().map(|kv| kv.key.clone())
+        } else {
+            None
+        };
+        let items = page
+            .items
+            .iter()
+            .map(|kv| decode_for(res, kv))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ObjectPage {
+            items,
+            revision: page.revision,
+            next_key,
+        })
     }
 
     /// Creates an object; 409 AlreadyExists when the name is taken.
@@ -79,28 +104,54 @@ impl Objects {
         let obj_name = name(obj);
         match self.store.create(&res.key(ns, obj_name), encode(obj)).await {
             Ok(kv) => decode_for(res, &kv),
-            Err(StoreError::AlreadyExists { .. }) => Err(ApiError::already_exists(&res.group, &res.plural, obj_name)),
+            Err(StoreError::AlreadyExists { .. }) => {
+                Err(ApiError::already_exists(&res.group, &res.plural, obj_name))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Replaces an object whose resourceVersion must be `expected`; 409 Conflict otherwise.
-    pub async fn update(&self, res: &Resource, ns: Option<&str>, obj: &Value, expected: u64) -> Result<Value> {
+    pub async fn update(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        obj: &Value,
+        expected: u64,
+    ) -> Result<Value> {
         let obj_name = name(obj);
-        match self.store.update(&res.key(ns, obj_name), encode(obj), expected).await {
+        match self
+            .store
+            .update(&res.key(ns, obj_name), encode(obj), expected)
+            .await
+        {
             Ok(kv) => decode_for(res, &kv),
-            Err(StoreError::Conflict { .. }) => Err(ApiError::conflict(&res.group, &res.plural, obj_name)),
-            Err(StoreError::NotFound(_)) => Err(ApiError::not_found(&res.group, &res.plural, obj_name)),
+            Err(StoreError::Conflict { .. }) => {
+                Err(ApiError::conflict(&res.group, &res.plural, obj_name))
+            }
+            Err(StoreError::NotFound(_)) => {
+                Err(ApiError::not_found(&res.group, &res.plural, obj_name))
+            }
             Err(e) => Err(e.into()),
         }
     }
 
     /// Deletes an object, checking its resourceVersion when given. Returns the last value.
-    pub async fn delete(&self, res: &Resource, ns: Option<&str>, obj_name: &str, expected: Option<u64>) -> Result<Value> {
+    pub async fn delete(
+        &self,
+        res: &Resource,
+        ns: Option<&str>,
+        obj_name: &str,
+        expected: Option<u64>,
+    ) -> Result<Value> {
         match self.store.delete(&res.key(ns, obj_name), expected).await {
             Ok(kv) => decode_for(res, &kv),
-            Err(StoreError::Conflict { .. }) => Err(ApiError::conflict(&res.group, &res.plural, obj_name)),
-            Err(StoreError::NotFound(_)) => Err(ApiError::not_found(&res.group, &res.plural, obj_name)),
+            Err(StoreError::Conflict { .. }) => {
+                Err(ApiError::conflict(&res.group, &res.plural, obj_name))
+            }
+            Err(StoreError::NotFound(_)) => {
+                Err(ApiError::not_found(&res.group, &res.plural, obj_name))
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -43,7 +43,15 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) {
 /// Carries over what an update may not change, given which part of the object it targets.
 /// `subresource` is `None` for the main resource and `Some("status")` for status writes.
 pub fn prepare_update(res: &Resource, subresource: Option<&str>, new: &mut Value, old: &Value) {
-    let keep_meta = ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation", "namespace", "name"];
+    let keep_meta = [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "namespace",
+        "name",
+    ];
     match subresource {
         Some("status") => {
             // A status write changes status only (and nothing of metadata but what it must).

@@ -16,11 +16,11 @@ use crate::error::{ApiError, Result};
 use crate::filter::Filter;
 use crate::negotiate::Output;
 use crate::objects::parse_resource_version;
-use crate::storage::decode_for;
 use crate::render;
 use crate::request::Query;
 use crate::resources::Resource;
 use crate::state::ApiState;
+use crate::storage::decode_for;
 
 /// How often an idle watch that allows bookmarks gets one.
 const BOOKMARK_INTERVAL: Duration = Duration::from_secs(15);
@@ -50,13 +50,20 @@ impl WatchRequest {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
         }
         let object = json!({"kind": self.res.kind, "apiVersion": self.res.api_version(), "metadata": metadata});
-        Bytes::from(format!("{}\n", json!({"type": "BOOKMARK", "object": object})))
+        Bytes::from(format!(
+            "{}\n",
+            json!({"type": "BOOKMARK", "object": object})
+        ))
     }
 
     /// The event line a store event becomes for this watch, if any.
     fn translate(&self, event: &WatchEvent) -> Option<Bytes> {
         let new = decode_for(&self.res, &event.kv).ok()?;
-        let old_matches = event.prev.as_ref().and_then(|p| decode_for(&self.res, p).ok()).is_some_and(|o| self.filter.matches(&o));
+        let old_matches = event
+            .prev
+            .as_ref()
+            .and_then(|p| decode_for(&self.res, p).ok())
+            .is_some_and(|o| self.filter.matches(&o));
         match event.kind {
             EventKind::Delete => old_matches.then(|| self.line("DELETED", new)),
             EventKind::Put => match (old_matches, self.filter.matches(&new)) {
@@ -70,7 +77,10 @@ impl WatchRequest {
 }
 
 fn error_line(err: &ApiError) -> Bytes {
-    Bytes::from(format!("{}\n", json!({"type": "ERROR", "object": err.status()})))
+    Bytes::from(format!(
+        "{}\n",
+        json!({"type": "ERROR", "object": err.status()})
+    ))
 }
 
 /// Starts a watch; the response streams until the timeout, the client leaves, or the server ends.
@@ -82,23 +92,39 @@ pub async fn watch(
     query: Query,
 ) -> Result<Response> {
     let filter = Filter::from_query(&res, &query)?;
-    let timeout = match query.number("timeoutSeconds").map_err(ApiError::bad_request)? {
+    let timeout = match query
+        .number("timeoutSeconds")
+        .map_err(ApiError::bad_request)?
+    {
         Some(secs) if secs > 0 => Duration::from_secs(secs as u64),
         _ => DEFAULT_TIMEOUT,
     };
-    let rv = query.get("resourceVersion").map(parse_resource_version).transpose()?;
+    let rv = query
+        .get("resourceVersion")
+        .map(parse_resource_version)
+        .transpose()?;
     let send_initial = match query.get("sendInitialEvents") {
         Some("true") => true,
         Some(_) => false,
         None => matches!(rv, None | Some(0)),
     };
-    let req = WatchRequest { bookmarks: query.flag("allowWatchBookmarks"), res, ns, filter, output, query };
+    let req = WatchRequest {
+        bookmarks: query.flag("allowWatchBookmarks"),
+        res,
+        ns,
+        filter,
+        output,
+        query,
+    };
     let prefix = req.res.key_prefix(req.ns.as_deref());
 
     // Initial state: list at a revision, then watch from it so nothing falls in between.
     let mut initial = Vec::new();
     let start = if send_initial {
-        let page = state.objects.list(&req.res, req.ns.as_deref(), None, None, None).await?;
+        let page = state
+            .objects
+            .list(&req.res, req.ns.as_deref(), None, None, None)
+            .await?;
         for obj in page.items.into_iter().filter(|o| req.filter.matches(o)) {
             initial.push(req.line("ADDED", obj));
         }
@@ -115,7 +141,10 @@ pub async fn watch(
         Err(e) => {
             // A compacted resourceVersion is reported in-band, as upstream does.
             let err = ApiError::from(e);
-            return Ok(stream_response(futures::stream::once(async move { Ok::<_, std::io::Error>(error_line(&err)) }).boxed()));
+            return Ok(stream_response(
+                futures::stream::once(async move { Ok::<_, std::io::Error>(error_line(&err)) })
+                    .boxed(),
+            ));
         }
     };
 
@@ -156,17 +185,21 @@ fn async_stream(
                     Some(Err(e)) => Some(error_line(&ApiError::from(e))),
                 },
             };
-            if let Some(line) = line {
-                if tx.send(line).await.is_err() {
-                    return;
-                }
+            if let Some(line) = line
+                && tx.send(line).await.is_err()
+            {
+                return;
             }
         }
     });
-    tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok).boxed()
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+        .map(Ok)
+        .boxed()
 }
 
-fn stream_response(stream: futures::stream::BoxStream<'static, std::io::Result<Bytes>>) -> Response {
+fn stream_response(
+    stream: futures::stream::BoxStream<'static, std::io::Result<Bytes>>,
+) -> Response {
     Response::builder()
         .status(200)
         .header(http::header::CONTENT_TYPE, "application/json")

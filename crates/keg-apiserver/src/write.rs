@@ -13,8 +13,8 @@ use crate::admission::{Attributes, Operation};
 use crate::error::{ApiError, Result};
 use crate::fieldcheck::unknown_fields;
 use crate::objects::{self, finalizers, is_deleting, meta_mut, name, parse_resource_version};
-use crate::resources::Resource;
 use crate::request::Query;
+use crate::resources::Resource;
 use crate::rest::json_response_with_warnings;
 use crate::state::ApiState;
 use crate::strategy;
@@ -36,15 +36,21 @@ pub struct WriteContext<'a> {
 
 /// Decodes a request body as JSON (or YAML when the content type says so) into an object.
 pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value> {
-    let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let value: Value = if content_type.contains("yaml") {
         serde_yaml_ng::from_slice(body).map_err(|e| ApiError::bad_request(format!("yaml: {e}")))?
     } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}")))?
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("couldn't get version/kind; json parse error: {e}"))
+        })?
     };
     if !value.is_object() {
-        return Err(ApiError::bad_request("Object 'Kind' is missing in the request body"));
+        return Err(ApiError::bad_request(
+            "Object 'Kind' is missing in the request body",
+        ));
     }
     Ok(value)
 }
@@ -52,7 +58,10 @@ pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value> {
 impl WriteContext<'_> {
     fn cannot_handle(&self, detail: &str) -> ApiError {
         let kind = &self.res.kind;
-        ApiError::bad_request(format!("{kind} in version \"{}\" cannot be handled as a {kind}: {detail}", self.res.version))
+        ApiError::bad_request(format!(
+            "{kind} in version \"{}\" cannot be handled as a {kind}: {detail}",
+            self.res.version
+        ))
     }
 
     /// Checks the object's type and fields; returns warnings for unknown fields (Warn mode).
@@ -77,12 +86,22 @@ impl WriteContext<'_> {
             }
             _ => {}
         }
-        let unknown = self.res.schema().map(|s| unknown_fields(s, obj)).unwrap_or_default();
+        let unknown = self
+            .res
+            .schema()
+            .map(|s| unknown_fields(s, obj))
+            .unwrap_or_default();
         let mut warnings = Vec::new();
         if !unknown.is_empty() {
-            let listed: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+            let listed: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
             match self.query.get("fieldValidation").unwrap_or("Warn") {
-                "Strict" => return Err(self.cannot_handle(&format!("strict decoding error: {}", listed.join(", ")))),
+                "Strict" => {
+                    return Err(self
+                        .cannot_handle(&format!("strict decoding error: {}", listed.join(", "))));
+                }
                 "Ignore" => {}
                 _ => warnings = listed,
             }
@@ -97,7 +116,9 @@ impl WriteContext<'_> {
     fn check_size(&self, obj: &Value) -> Result<()> {
         let size = serde_json::to_vec(obj).map(|b| b.len()).unwrap_or(0);
         if size > MAX_OBJECT_BYTES {
-            return Err(ApiError::too_large(format!("Request entity too large: limit is {MAX_OBJECT_BYTES}")));
+            return Err(ApiError::too_large(format!(
+                "Request entity too large: limit is {MAX_OBJECT_BYTES}"
+            )));
         }
         Ok(())
     }
@@ -126,13 +147,25 @@ impl WriteContext<'_> {
         } else {
             meta.remove("namespace");
         }
-        let generate_name = meta.get("generateName").and_then(Value::as_str).map(String::from);
-        if meta.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
-            if let Some(prefix) = generate_name {
-                meta.insert("name".into(), json!(format!("{prefix}{}", random_suffix())));
-            }
+        let generate_name = meta
+            .get("generateName")
+            .and_then(Value::as_str)
+            .map(String::from);
+        if meta
+            .get("name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+            && let Some(prefix) = generate_name
+        {
+            meta.insert("name".into(), json!(format!("{prefix}{}", random_suffix())));
         }
-        for field in ["resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"] {
+        for field in [
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "managedFields",
+        ] {
             meta.remove(field);
         }
         meta.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -166,7 +199,13 @@ impl WriteContext<'_> {
     }
 
     /// PUT of an object (or of its status with `subresource = Some("status")`).
-    pub async fn update(&self, obj_name: &str, subresource: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Result<Response> {
+    pub async fn update(
+        &self,
+        obj_name: &str,
+        subresource: Option<&str>,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Response> {
         let mut obj = decode_body(headers, body)?;
         let warnings = self.check_fields(&mut obj)?;
         let body_name = name(&obj).to_string();
@@ -175,24 +214,47 @@ impl WriteContext<'_> {
                 "the name of the object ({body_name}) does not match the name on the URL ({obj_name})"
             )));
         }
-        let precondition = objects::meta_str(&obj, "resourceVersion").map(parse_resource_version).transpose()?;
-        let stored = self.store_update(obj_name, subresource, precondition, |_| Ok(obj.clone())).await?;
+        let precondition = objects::meta_str(&obj, "resourceVersion")
+            .map(parse_resource_version)
+            .transpose()?;
+        let stored = self
+            .store_update(obj_name, subresource, precondition, |_| Ok(obj.clone()))
+            .await?;
         Ok(json_response_with_warnings(200, &stored, &warnings))
     }
 
     /// PATCH of an object or its status.
-    pub async fn patch(&self, obj_name: &str, subresource: Option<&str>, headers: &HeaderMap, body: &Bytes) -> Result<Response> {
-        let content_type = headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    pub async fn patch(
+        &self,
+        obj_name: &str,
+        subresource: Option<&str>,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Response> {
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let media = content_type.split(';').next().unwrap_or_default().trim();
-        let patch_type = PatchType::from_content_type(media).ok_or_else(|| ApiError::unsupported_media_type(media))?;
+        let patch_type = PatchType::from_content_type(media)
+            .ok_or_else(|| ApiError::unsupported_media_type(media))?;
         let patch: Value = serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-        let precondition = patch["metadata"]["resourceVersion"].as_str().map(parse_resource_version).transpose()?;
+        let precondition = patch["metadata"]["resourceVersion"]
+            .as_str()
+            .map(parse_resource_version)
+            .transpose()?;
         let mut warnings = Vec::new();
         let stored = self
             .store_update(obj_name, subresource, precondition, |current| {
-                let mut patched = apply_patch(&self.res.kind, current, &patch, patch_type, self.res.custom.is_some())
-                    .map_err(|e| patch_error(self.res, obj_name, e))?;
+                let mut patched = apply_patch(
+                    &self.res.kind,
+                    current,
+                    &patch,
+                    patch_type,
+                    self.res.custom.is_some(),
+                )
+                .map_err(|e| patch_error(self.res, obj_name, e))?;
                 warnings = self.check_fields(&mut patched)?;
                 Ok(patched)
             })
@@ -211,9 +273,14 @@ impl WriteContext<'_> {
     ) -> Result<Value> {
         loop {
             let old = self.state.objects.get(self.res, self.ns, obj_name).await?;
-            let old_rv = parse_resource_version(objects::meta_str(&old, "resourceVersion").unwrap_or("0"))?;
+            let old_rv =
+                parse_resource_version(objects::meta_str(&old, "resourceVersion").unwrap_or("0"))?;
             if precondition.is_some_and(|rv| rv != old_rv) {
-                return Err(ApiError::conflict(&self.res.group, &self.res.plural, obj_name));
+                return Err(ApiError::conflict(
+                    &self.res.group,
+                    &self.res.plural,
+                    obj_name,
+                ));
             }
             let mut new = change(&old)?;
             strategy::prepare_update(self.res, subresource, &mut new, &old);
@@ -239,15 +306,28 @@ impl WriteContext<'_> {
             if objects::without_nulls(&new) == objects::without_nulls(&old) || dry_run {
                 return Ok(new); // no change: nothing written, the resourceVersion stays
             }
-            if is_deleting(&new) && finalizers(&new).is_empty() && new["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) == 0 {
+            if is_deleting(&new)
+                && finalizers(&new).is_empty()
+                && new["metadata"]["deletionGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(0)
+                    == 0
+            {
                 // The last finalizer is gone: the delete that was waiting completes now.
-                let deleted = crate::delete::remove(self.state, self.res, self.ns, obj_name, Some(old_rv)).await;
+                let deleted =
+                    crate::delete::remove(self.state, self.res, self.ns, obj_name, Some(old_rv))
+                        .await;
                 match deleted {
                     Err(e) if e.code == 409 && precondition.is_none() => continue,
                     other => return other,
                 }
             }
-            match self.state.objects.update(self.res, self.ns, &new, old_rv).await {
+            match self
+                .state
+                .objects
+                .update(self.res, self.ns, &new, old_rv)
+                .await
+            {
                 Ok(stored) => {
                     crate::hooks::after_write(self.state, self.res, &stored).await;
                     return Ok(stored);
@@ -262,12 +342,19 @@ impl WriteContext<'_> {
 fn patch_error(res: &Resource, obj_name: &str, err: keg_apimachinery::patch::Error) -> ApiError {
     use keg_apimachinery::patch::Error as E;
     match err {
-        E::UnsupportedStrategicMerge { .. } => ApiError::unsupported_media_type("application/strategic-merge-patch+json"),
-        other => ApiError::invalid(&res.group, &res.kind, obj_name, vec![crate::error::Cause {
-            reason: "FieldValueInvalid",
-            message: other.to_string(),
-            field: String::new(),
-        }]),
+        E::UnsupportedStrategicMerge { .. } => {
+            ApiError::unsupported_media_type("application/strategic-merge-patch+json")
+        }
+        other => ApiError::invalid(
+            &res.group,
+            &res.kind,
+            obj_name,
+            vec![crate::error::Cause {
+                reason: "FieldValueInvalid",
+                message: other.to_string(),
+                field: String::new(),
+            }],
+        ),
     }
 }
 
@@ -276,5 +363,7 @@ fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();
-    (0..5).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..5)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }

@@ -39,7 +39,13 @@ pub async fn run(client: Client, address: IpAddr) {
     let slices: Store<EndpointSlice> = follow(Api::all(client.clone()), changed);
     let _ = services.wait_until_ready().await;
     let _ = slices.wait_until_ready().await;
-    let events = Recorder::new(client.clone(), Reporter { controller: "service-controller".into(), instance: None });
+    let events = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "service-controller".into(),
+            instance: None,
+        },
+    );
     let mut listeners: BTreeMap<Frontend, JoinHandle<()>> = BTreeMap::new();
     loop {
         let wanted = frontends(&services);
@@ -61,7 +67,9 @@ pub async fn run(client: Client, address: IpAddr) {
                     let task = tokio::spawn(serve(listener, frontend.clone(), slices.clone()));
                     listeners.insert(frontend, task);
                 }
-                Err(e) => tracing::warn!(service = %frontend.service, port = frontend.port, "cannot listen: {e}"),
+                Err(e) => {
+                    tracing::warn!(service = %frontend.service, port = frontend.port, "cannot listen: {e}")
+                }
             }
         }
         for service in services.state().iter().filter(|s| is_load_balancer(s)) {
@@ -76,19 +84,33 @@ pub async fn run(client: Client, address: IpAddr) {
 }
 
 fn is_load_balancer(service: &Service) -> bool {
-    service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer") && service.meta().deletion_timestamp.is_none()
+    service.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+        && service.meta().deletion_timestamp.is_none()
 }
 
 fn frontends(services: &Store<Service>) -> Vec<Frontend> {
     let mut out = Vec::new();
     for service in services.state().iter().filter(|s| is_load_balancer(s)) {
-        let key = format!("{}/{}", service.namespace().unwrap_or_default(), service.name_any());
-        for port in service.spec.as_ref().and_then(|s| s.ports.clone()).unwrap_or_default() {
+        let key = format!(
+            "{}/{}",
+            service.namespace().unwrap_or_default(),
+            service.name_any()
+        );
+        for port in service
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.clone())
+            .unwrap_or_default()
+        {
             if port.protocol.as_deref().unwrap_or("TCP") != "TCP" {
                 continue;
             }
             if let Ok(number) = u16::try_from(port.port) {
-                out.push(Frontend { service: key.clone(), port: number, port_name: port.name.clone().unwrap_or_default() });
+                out.push(Frontend {
+                    service: key.clone(),
+                    port: number,
+                    port_name: port.name.clone().unwrap_or_default(),
+                });
             }
         }
     }
@@ -96,22 +118,64 @@ fn frontends(services: &Store<Service>) -> Vec<Frontend> {
 }
 
 /// Sets the ingress address, with upstream's EnsuringLoadBalancer / EnsuredLoadBalancer events.
-async fn ensure_status(client: &Client, events: &Recorder, service: &Service, address: IpAddr) -> crate::Result<()> {
-    let current = service.status.as_ref().and_then(|s| s.load_balancer.as_ref()).and_then(|lb| lb.ingress.as_ref());
-    if current.is_some_and(|ingress| ingress.iter().any(|i| i.ip.as_deref() == Some(address.to_string().as_str()))) {
+async fn ensure_status(
+    client: &Client,
+    events: &Recorder,
+    service: &Service,
+    address: IpAddr,
+) -> crate::Result<()> {
+    let current = service
+        .status
+        .as_ref()
+        .and_then(|s| s.load_balancer.as_ref())
+        .and_then(|lb| lb.ingress.as_ref());
+    if current.is_some_and(|ingress| {
+        ingress
+            .iter()
+            .any(|i| i.ip.as_deref() == Some(address.to_string().as_str()))
+    }) {
         return Ok(());
     }
     let reference = service.object_ref(&());
-    publish(events, &reference, "EnsuringLoadBalancer", "Ensuring load balancer").await;
-    let api: Api<Service> = Api::namespaced(client.clone(), &service.namespace().unwrap_or_default());
+    publish(
+        events,
+        &reference,
+        "EnsuringLoadBalancer",
+        "Ensuring load balancer",
+    )
+    .await;
+    let api: Api<Service> =
+        Api::namespaced(client.clone(), &service.namespace().unwrap_or_default());
     let patch = json!({"status": {"loadBalancer": {"ingress": [{"ip": address.to_string(), "ipMode": "VIP"}]}}});
-    api.patch_status(&service.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
-    publish(events, &reference, "EnsuredLoadBalancer", "Ensured load balancer").await;
+    api.patch_status(
+        &service.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await?;
+    publish(
+        events,
+        &reference,
+        "EnsuredLoadBalancer",
+        "Ensured load balancer",
+    )
+    .await;
     Ok(())
 }
 
-async fn publish(events: &Recorder, reference: &k8s_openapi::api::core::v1::ObjectReference, reason: &str, message: &str) {
-    let event = Event { type_: EventType::Normal, reason: reason.into(), note: Some(message.into()), action: "EnsureLoadBalancer".into(), secondary: None };
+async fn publish(
+    events: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    reason: &str,
+    message: &str,
+) {
+    let event = Event {
+        type_: EventType::Normal,
+        reason: reason.into(),
+        note: Some(message.into()),
+        action: "EnsureLoadBalancer".into(),
+        secondary: None,
+    };
     if let Err(e) = events.publish(&event, reference).await {
         tracing::warn!("recording {reason}: {e}");
     }
@@ -121,7 +185,9 @@ async fn publish(events: &Recorder, reference: &k8s_openapi::api::core::v1::Obje
 async fn serve(listener: TcpListener, frontend: Frontend, slices: Store<EndpointSlice>) {
     let turn = Arc::new(AtomicUsize::new(0));
     loop {
-        let Ok((inbound, peer)) = listener.accept().await else { continue };
+        let Ok((inbound, peer)) = listener.accept().await else {
+            continue;
+        };
         let backends = ready_backends(&slices, &frontend);
         if backends.is_empty() {
             tracing::debug!(service = %frontend.service, %peer, "no ready endpoints; closing connection");
@@ -145,7 +211,11 @@ fn ready_backends(slices: &Store<EndpointSlice>, frontend: &Frontend) -> Vec<Soc
     let (namespace, name) = frontend.service.split_once('/').unwrap_or_default();
     let mut out: HashMap<SocketAddr, ()> = HashMap::new();
     for slice in slices.state().iter().filter(|s| {
-        s.namespace().as_deref() == Some(namespace) && s.labels().get("kubernetes.io/service-name").map(String::as_str) == Some(name)
+        s.namespace().as_deref() == Some(namespace)
+            && s.labels()
+                .get("kubernetes.io/service-name")
+                .map(String::as_str)
+                == Some(name)
     }) {
         let port = slice
             .ports

@@ -25,10 +25,14 @@ pub async fn run(client: Client) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let context = Arc::new(Context { client });
     Controller::new(namespaces, watcher::Config::default())
-        .run(reconcile, |_, error, _| {
-            tracing::warn!("namespace controller: {error}");
-            Action::requeue(RETRY)
-        }, context)
+        .run(
+            reconcile,
+            |_, error, _| {
+                tracing::warn!("namespace controller: {error}");
+                Action::requeue(RETRY)
+            },
+            context,
+        )
         .for_each(|_| async {})
         .await;
 }
@@ -37,7 +41,11 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action> {
     if ns.metadata.deletion_timestamp.is_none() {
         return Ok(Action::await_change());
     }
-    let finalizers = ns.spec.as_ref().and_then(|s| s.finalizers.clone()).unwrap_or_default();
+    let finalizers = ns
+        .spec
+        .as_ref()
+        .and_then(|s| s.finalizers.clone())
+        .unwrap_or_default();
     if !finalizers.iter().any(|f| f == FINALIZER) {
         return Ok(Action::await_change());
     }
@@ -52,7 +60,10 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action> {
         spec.finalizers = Some(finalizers.into_iter().filter(|f| f != FINALIZER).collect());
     }
     let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    match namespaces.replace_subresource("finalize", &name, &PostParams::default(), &finalized).await {
+    match namespaces
+        .replace_subresource("finalize", &name, &PostParams::default(), &finalized)
+        .await
+    {
         Ok(_) => Ok(Action::await_change()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(Action::await_change()),
         Err(e) => Err(e.into()),
@@ -61,12 +72,18 @@ async fn reconcile(ns: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action> {
 
 /// Deletes every namespaced object in `ns`; returns how many still exist.
 async fn delete_contents(client: &Client, ns: &str) -> Result<usize> {
-    let discovery = Discovery::new(client.clone()).run().await.map_err(|e| Error::Discovery(e.to_string()))?;
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(|e| Error::Discovery(e.to_string()))?;
     let mut remaining = 0;
     for group in discovery.groups() {
         for (resource, caps) in group.recommended_resources() {
             let namespaced = matches!(caps.scope, Scope::Namespaced);
-            if !namespaced || !caps.supports_operation(verbs::LIST) || !caps.supports_operation(verbs::DELETE) {
+            if !namespaced
+                || !caps.supports_operation(verbs::LIST)
+                || !caps.supports_operation(verbs::DELETE)
+            {
                 continue;
             }
             // events.k8s.io events are core events seen through another group: one pass is enough.
@@ -80,7 +97,10 @@ async fn delete_contents(client: &Client, ns: &str) -> Result<usize> {
                 if obj.metadata.deletion_timestamp.is_some() {
                     continue;
                 }
-                match api.delete(&obj.name_any(), &DeleteParams::background()).await {
+                match api
+                    .delete(&obj.name_any(), &DeleteParams::background())
+                    .await
+                {
                     Ok(_) => {}
                     Err(kube::Error::Api(e)) if e.code == 404 => remaining -= 1,
                     Err(e) => return Err(e.into()),

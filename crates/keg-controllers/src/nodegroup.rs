@@ -53,12 +53,19 @@ async fn reconcile(group: Arc<NodeGroup>, ctx: Arc<Context>) -> Result<Action> {
     }
     let name = group.name_any();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let mut members = nodes.list(&ListParams::default().labels(&format!("{NODEGROUP_LABEL}={name}"))).await?.items;
+    let mut members = nodes
+        .list(&ListParams::default().labels(&format!("{NODEGROUP_LABEL}={name}")))
+        .await?
+        .items;
     members.retain(|n| n.metadata.deletion_timestamp.is_none());
     let desired = usize::try_from(group.spec.desired_capacity).unwrap_or(0);
     if members.len() < desired {
-        let instance = InstanceType::lookup(&group.spec.instance_type)
-            .ok_or_else(|| Error::Invalid(format!("unknown instance type {}", group.spec.instance_type)))?;
+        let instance = InstanceType::lookup(&group.spec.instance_type).ok_or_else(|| {
+            Error::Invalid(format!(
+                "unknown instance type {}",
+                group.spec.instance_type
+            ))
+        })?;
         let all_nodes = nodes.list(&ListParams::default()).await?.items;
         let mut taken: Vec<String> = all_nodes.iter().map(|n| n.name_any()).collect();
         for _ in members.len()..desired {
@@ -77,11 +84,22 @@ async fn reconcile(group: Arc<NodeGroup>, ctx: Arc<Context>) -> Result<Action> {
     let status = NodeGroupStatus {
         replicas: i32::try_from(members.len()).unwrap_or(i32::MAX),
         ready_replicas: i32::try_from(ready).unwrap_or(i32::MAX),
-        status: if ready == desired { STATUS_ACTIVE } else { STATUS_CREATING }.to_owned(),
+        status: if ready == desired {
+            STATUS_ACTIVE
+        } else {
+            STATUS_CREATING
+        }
+        .to_owned(),
     };
     if group.status.as_ref() != Some(&status) {
         let groups: Api<NodeGroup> = Api::all(ctx.client.clone());
-        groups.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
+        groups
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            )
+            .await?;
     }
     Ok(Action::await_change())
 }
@@ -91,40 +109,79 @@ pub fn is_ready(node: &Node) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|conditions| conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        })
 }
 
 /// The `count` nodes with the fewest pods (newest first among equals), as scale-in picks.
-async fn choose_for_removal(client: &Client, members: &[Node], count: usize) -> Result<Vec<String>> {
+async fn choose_for_removal(
+    client: &Client,
+    members: &[Node],
+    count: usize,
+) -> Result<Vec<String>> {
     let pods: Api<Pod> = Api::all(client.clone());
     let all = pods.list(&ListParams::default()).await?.items;
     let mut ranked: Vec<(usize, String, String)> = members
         .iter()
         .map(|node| {
             let name = node.name_any();
-            let load = all.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name)).count();
-            let created = node.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+            let load = all
+                .iter()
+                .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name))
+                .count();
+            let created = node
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default();
             (load, created, name)
         })
         .collect();
     ranked.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
-    Ok(ranked.into_iter().take(count).map(|(_, _, name)| name).collect())
+    Ok(ranked
+        .into_iter()
+        .take(count)
+        .map(|(_, _, name)| name)
+        .collect())
 }
 
 /// Cordons the node, deletes its pods (their controllers place them elsewhere), then the node.
 async fn drain_and_delete(client: &Client, node: &str) -> Result<()> {
     let nodes: Api<Node> = Api::all(client.clone());
-    nodes.patch(node, &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": true}}))).await?;
+    nodes
+        .patch(
+            node,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"unschedulable": true}})),
+        )
+        .await?;
     let pods: Api<Pod> = Api::all(client.clone());
-    for pod in pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await? {
-        let namespaced: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
-        gone_is_fine(namespaced.delete(&pod.name_any(), &DeleteParams::default()).await)?;
+    for pod in pods
+        .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
+        .await?
+    {
+        let namespaced: Api<Pod> =
+            Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+        gone_is_fine(
+            namespaced
+                .delete(&pod.name_any(), &DeleteParams::default())
+                .await,
+        )?;
     }
     tracing::info!(%node, "terminating node");
     gone_is_fine(nodes.delete(node, &DeleteParams::default()).await)
 }
 
-fn new_node(group: &NodeGroup, instance: &InstanceType, cluster: &ClusterInfo, taken: &[String]) -> Node {
+fn new_node(
+    group: &NodeGroup,
+    instance: &InstanceType,
+    cluster: &ClusterInfo,
+    taken: &[String],
+) -> Node {
     let ip = free_node_address(&cluster.region, taken, ec2_node_name);
     let name = ec2_node_name(ip, &cluster.region);
     let mut labels = region_labels(&cluster.region, &name, instance.arch);
@@ -146,7 +203,10 @@ fn new_node(group: &NodeGroup, instance: &InstanceType, cluster: &ClusterInfo, t
         ("cpu", instance.vcpus.to_string()),
         ("memory", format!("{}Ki", instance.memory_mib * 1024)),
         ("pods", instance.max_pods.to_string()),
-        ("ephemeral-storage", format!("{}Gi", group.spec.volume_size.unwrap_or(80))),
+        (
+            "ephemeral-storage",
+            format!("{}Gi", group.spec.volume_size.unwrap_or(80)),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), Quantity(v)))
@@ -167,7 +227,11 @@ fn new_node(group: &NodeGroup, instance: &InstanceType, cluster: &ClusterInfo, t
             ..ObjectMeta::default()
         },
         spec: Some(NodeSpec {
-            provider_id: Some(format!("aws:///{}a/i-{:017x}", cluster.region, rand::random::<u64>() >> 4)),
+            provider_id: Some(format!(
+                "aws:///{}a/i-{:017x}",
+                cluster.region,
+                rand::random::<u64>() >> 4
+            )),
             taints: (!group.spec.taints.is_empty()).then(|| group.spec.taints.clone()),
             ..NodeSpec::default()
         }),
@@ -175,9 +239,18 @@ fn new_node(group: &NodeGroup, instance: &InstanceType, cluster: &ClusterInfo, t
             capacity: Some(capacity.clone()),
             allocatable: Some(capacity),
             addresses: Some(vec![
-                NodeAddress { type_: "InternalIP".into(), address: ip.to_string() },
-                NodeAddress { type_: "Hostname".into(), address: name.clone() },
-                NodeAddress { type_: "InternalDNS".into(), address: name },
+                NodeAddress {
+                    type_: "InternalIP".into(),
+                    address: ip.to_string(),
+                },
+                NodeAddress {
+                    type_: "Hostname".into(),
+                    address: name.clone(),
+                },
+                NodeAddress {
+                    type_: "InternalDNS".into(),
+                    address: name,
+                },
             ]),
             ..NodeStatus::default()
         }),

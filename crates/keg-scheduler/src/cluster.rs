@@ -58,9 +58,14 @@ impl ClusterView {
     /// The volume bound to a claim, if the claim is bound.
     pub fn bound_volume(&self, namespace: &str, claim: &str) -> Option<PersistentVolume> {
         let claim = self.claims.state().into_iter().find(|c| {
-            c.metadata.namespace.as_deref() == Some(namespace) && c.metadata.name.as_deref() == Some(claim)
+            c.metadata.namespace.as_deref() == Some(namespace)
+                && c.metadata.name.as_deref() == Some(claim)
         })?;
         let volume = claim.spec.as_ref()?.volume_name.clone()?;
-        self.volumes.state().into_iter().find(|v| v.metadata.name.as_deref() == Some(volume.as_str())).map(|v| (*v).clone())
+        self.volumes
+            .state()
+            .into_iter()
+            .find(|v| v.metadata.name.as_deref() == Some(volume.as_str()))
+            .map(|v| (*v).clone())
     }
 }

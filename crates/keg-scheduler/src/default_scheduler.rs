@@ -35,13 +35,16 @@ async fn schedule_pending(client: &Client, view: &ClusterView, refusals: &mut Re
     let nodes = view.nodes.state();
     let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
     for pod in pods.iter().filter(|p| !unbound(p)) {
-        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) {
-            if !is_finished(pod) {
-                usage.entry(node).or_default().add(pod);
-            }
+        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone())
+            && !is_finished(pod)
+        {
+            usage.entry(node).or_default().add(pod);
         }
     }
-    let mut pending: Vec<_> = pods.iter().filter(|p| unbound(p) && scheduler_for(p, &profiles) == DEFAULT_SCHEDULER).collect();
+    let mut pending: Vec<_> = pods
+        .iter()
+        .filter(|p| unbound(p) && scheduler_for(p, &profiles) == DEFAULT_SCHEDULER)
+        .collect();
     pending.sort_by_key(|p| p.metadata.creation_timestamp.clone());
     for pod in pending {
         match place(pod, &nodes, &usage) {
@@ -62,7 +65,10 @@ async fn schedule_pending(client: &Client, view: &ClusterView, refusals: &mut Re
 }
 
 fn is_finished(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 /// What the pods bound to a node ask for.
@@ -85,23 +91,41 @@ impl Usage {
 }
 
 fn requests(pod: &Pod) -> (u64, u64) {
-    pod.spec.as_ref().and_then(|s| keg_api::fargate::sizing::pod_requests(s).ok()).unwrap_or((0, 0))
+    pod.spec
+        .as_ref()
+        .and_then(|s| keg_api::fargate::sizing::pod_requests(s).ok())
+        .unwrap_or((0, 0))
 }
 
 fn host_ports(pod: &Pod) -> Vec<(i32, String)> {
-    let containers = pod.spec.as_ref().map(|s| s.containers.clone()).unwrap_or_default();
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.clone())
+        .unwrap_or_default();
     containers
         .iter()
         .flat_map(|c| c.ports.iter().flatten())
-        .filter_map(|p| p.host_port.filter(|h| *h > 0).map(|h| (h, p.protocol.clone().unwrap_or_else(|| "TCP".into()))))
+        .filter_map(|p| {
+            p.host_port
+                .filter(|h| *h > 0)
+                .map(|h| (h, p.protocol.clone().unwrap_or_else(|| "TCP".into())))
+        })
         .collect()
 }
 
 /// The best node for a pod, or upstream's message saying why none fits.
-fn place(pod: &Pod, nodes: &[std::sync::Arc<Node>], usage: &BTreeMap<String, Usage>) -> Result<String, String> {
+fn place(
+    pod: &Pod,
+    nodes: &[std::sync::Arc<Node>],
+    usage: &BTreeMap<String, Usage>,
+) -> Result<String, String> {
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut best: Option<(f64, String)> = None;
-    for node in nodes.iter().filter(|n| n.metadata.deletion_timestamp.is_none()) {
+    for node in nodes
+        .iter()
+        .filter(|n| n.metadata.deletion_timestamp.is_none())
+    {
         let name = node.name_any();
         let used = usage.get(&name).cloned().unwrap_or_default();
         match filter(pod, node, &used) {
@@ -120,13 +144,19 @@ fn place(pod: &Pod, nodes: &[std::sync::Arc<Node>], usage: &BTreeMap<String, Usa
     if let Some((_, node)) = best {
         return Ok(node);
     }
-    let mut histogram: Vec<String> = reasons.iter().map(|(reason, n)| format!("{n} {reason}")).collect();
+    let mut histogram: Vec<String> = reasons
+        .iter()
+        .map(|(reason, n)| format!("{n} {reason}"))
+        .collect();
     histogram.sort();
     let total = nodes.len();
     if histogram.is_empty() {
         Err(format!("0/{total} nodes are available."))
     } else {
-        Err(format!("0/{total} nodes are available: {}.", histogram.join(", ")))
+        Err(format!(
+            "0/{total} nodes are available: {}.",
+            histogram.join(", ")
+        ))
     }
 }
 
@@ -135,36 +165,62 @@ fn filter(pod: &Pod, node: &Node, used: &Usage) -> Result<f64, Vec<String>> {
     let spec = pod.spec.clone().unwrap_or_default();
     let node_spec = node.spec.clone().unwrap_or_default();
     if node_spec.unschedulable == Some(true)
-        && !tolerates(spec.tolerations.as_deref(), &Taint { key: "node.kubernetes.io/unschedulable".into(), effect: "NoSchedule".into(), ..Taint::default() })
+        && !tolerates(
+            spec.tolerations.as_deref(),
+            &Taint {
+                key: "node.kubernetes.io/unschedulable".into(),
+                effect: "NoSchedule".into(),
+                ..Taint::default()
+            },
+        )
     {
         return Err(vec!["node(s) were unschedulable".into()]);
     }
     let mut taints: Vec<Taint> = node_spec.taints.clone().unwrap_or_default();
     if !crate::fargate::is_ready(node) {
         // What upstream's node lifecycle controller taints a node with until it is Ready.
-        taints.push(Taint { key: "node.kubernetes.io/not-ready".into(), effect: "NoSchedule".into(), ..Taint::default() });
+        taints.push(Taint {
+            key: "node.kubernetes.io/not-ready".into(),
+            effect: "NoSchedule".into(),
+            ..Taint::default()
+        });
     }
     let untolerated = taints
         .iter()
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
         .find(|t| !tolerates(spec.tolerations.as_deref(), t));
     if let Some(taint) = untolerated {
-        return Err(vec![format!("node(s) had untolerated taint {{{}: {}}}", taint.key, taint.value.clone().unwrap_or_default())]);
+        return Err(vec![format!(
+            "node(s) had untolerated taint {{{}: {}}}",
+            taint.key,
+            taint.value.clone().unwrap_or_default()
+        )]);
     }
     if !matches_node_selector(&spec, node) {
-        return Err(vec!["node(s) didn't match Pod's node affinity/selector".into()]);
+        return Err(vec![
+            "node(s) didn't match Pod's node affinity/selector".into(),
+        ]);
     }
     let wanted_ports = host_ports(pod);
     if wanted_ports.iter().any(|p| used.host_ports.contains(p)) {
-        return Err(vec!["node(s) didn't have free ports for the requested pod ports".into()]);
+        return Err(vec![
+            "node(s) didn't have free ports for the requested pod ports".into(),
+        ]);
     }
     fits(pod, node, used)
 }
 
 fn fits(pod: &Pod, node: &Node, used: &Usage) -> Result<f64, Vec<String>> {
-    let allocatable = node.status.as_ref().and_then(|s| s.allocatable.clone()).unwrap_or_default();
+    let allocatable = node
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.clone())
+        .unwrap_or_default();
     let quantity = |key: &str, parse: fn(&str) -> keg_api::quantity::Result<u64>| {
-        allocatable.get(key).and_then(|q| parse(&q.0).ok()).unwrap_or(0)
+        allocatable
+            .get(key)
+            .and_then(|q| parse(&q.0).ok())
+            .unwrap_or(0)
     };
     let cpu = quantity("cpu", keg_api::quantity::parse_millis);
     let memory = quantity("memory", keg_api::quantity::parse_bytes);
@@ -184,46 +240,73 @@ fn fits(pod: &Pod, node: &Node, used: &Usage) -> Result<f64, Vec<String>> {
         return Err(failures);
     }
     // LeastAllocated: the share left free after placing the pod, averaged over cpu and memory.
-    let free = |used: u64, total: u64| if total == 0 { 0.0 } else { (total - used) as f64 / total as f64 };
+    let free = |used: u64, total: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            (total - used) as f64 / total as f64
+        }
+    };
     Ok((free(used.millicpu + want_cpu, cpu) + free(used.memory + want_memory, memory)) / 2.0)
 }
 
 /// Whether some toleration matches the taint (upstream's `ToleratesTaint`).
 fn tolerates(tolerations: Option<&[Toleration]>, taint: &Taint) -> bool {
     tolerations.unwrap_or_default().iter().any(|t| {
-        let effect_ok = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
+        let effect_ok = t
+            .effect
+            .as_deref()
+            .is_none_or(|e| e.is_empty() || e == taint.effect);
         let key = t.key.as_deref().unwrap_or_default();
         let key_ok = key.is_empty() || key == taint.key;
         let value_ok = match t.operator.as_deref() {
             Some("Exists") => true,
-            _ => !key.is_empty() && t.value.as_deref().unwrap_or_default() == taint.value.as_deref().unwrap_or_default(),
+            _ => {
+                !key.is_empty()
+                    && t.value.as_deref().unwrap_or_default()
+                        == taint.value.as_deref().unwrap_or_default()
+            }
         };
-        effect_ok && key_ok && value_ok && (!key.is_empty() || t.operator.as_deref() == Some("Exists"))
+        effect_ok
+            && key_ok
+            && value_ok
+            && (!key.is_empty() || t.operator.as_deref() == Some("Exists"))
     })
 }
 
 fn matches_node_selector(spec: &k8s_openapi::api::core::v1::PodSpec, node: &Node) -> bool {
     let labels = node.labels();
-    if let Some(selector) = &spec.node_selector {
-        if selector.iter().any(|(k, v)| labels.get(k) != Some(v)) {
-            return false;
-        }
+    if let Some(selector) = &spec.node_selector
+        && selector.iter().any(|(k, v)| labels.get(k) != Some(v))
+    {
+        return false;
     }
     let required = spec
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|a| a.required_during_scheduling_ignored_during_execution.as_ref());
-    let Some(required) = required else { return true };
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
+    let Some(required) = required else {
+        return true;
+    };
     required.node_selector_terms.iter().any(|term| {
-        let expressions_ok = term.match_expressions.iter().flatten().all(|r| requirement_holds(r, labels.get(&r.key).map(String::as_str)));
+        let expressions_ok = term
+            .match_expressions
+            .iter()
+            .flatten()
+            .all(|r| requirement_holds(r, labels.get(&r.key).map(String::as_str)));
         let name = node.name_any();
         let fields_ok = term
             .match_fields
             .iter()
             .flatten()
             .all(|r| r.key == "metadata.name" && requirement_holds(r, Some(name.as_str())));
-        (term.match_expressions.is_some() || term.match_fields.is_some()) && expressions_ok && fields_ok
+        (term.match_expressions.is_some() || term.match_fields.is_some())
+            && expressions_ok
+            && fields_ok
     })
 }
 
@@ -235,8 +318,12 @@ fn requirement_holds(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
         "NotIn" => value.is_none_or(|v| !values.iter().any(|x| x == v)),
         "Exists" => value.is_some(),
         "DoesNotExist" => value.is_none(),
-        "Gt" => matches!((value.and_then(number), values.first().and_then(|x| number(x))), (Some(v), Some(x)) if v > x),
-        "Lt" => matches!((value.and_then(number), values.first().and_then(|x| number(x))), (Some(v), Some(x)) if v < x),
+        "Gt" => {
+            matches!((value.and_then(number), values.first().and_then(|x| number(x))), (Some(v), Some(x)) if v > x)
+        }
+        "Lt" => {
+            matches!((value.and_then(number), values.first().and_then(|x| number(x))), (Some(v), Some(x)) if v < x)
+        }
         _ => false,
     }
 }
@@ -265,13 +352,18 @@ mod tests {
                 spec[k] = v.clone();
             }
         }
-        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "d"}, "spec": spec})).unwrap()
+        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "d"}, "spec": spec}))
+            .unwrap()
     }
 
     #[test]
     fn message_counts_reasons_as_upstream() {
         let fargate = json!([{"key": "eks.amazonaws.com/compute-type", "value": "fargate", "effect": "NoSchedule"}]);
-        let nodes = vec![node("small", "1", json!(null)), node("f1", "2", fargate.clone()), node("f2", "2", fargate)];
+        let nodes = vec![
+            node("small", "1", json!(null)),
+            node("f1", "2", fargate.clone()),
+            node("f2", "2", fargate),
+        ];
         let err = place(&pod("1500m", json!(null)), &nodes, &BTreeMap::new()).unwrap_err();
         assert_eq!(
             err,
@@ -283,14 +375,30 @@ mod tests {
     fn least_allocated_node_wins_and_usage_counts() {
         let nodes = vec![node("a", "2", json!(null)), node("b", "2", json!(null))];
         let mut usage = BTreeMap::new();
-        usage.insert("a".to_owned(), Usage { millicpu: 1000, ..Usage::default() });
-        assert_eq!(place(&pod("500m", json!(null)), &nodes, &usage).unwrap(), "b");
+        usage.insert(
+            "a".to_owned(),
+            Usage {
+                millicpu: 1000,
+                ..Usage::default()
+            },
+        );
+        assert_eq!(
+            place(&pod("500m", json!(null)), &nodes, &usage).unwrap(),
+            "b"
+        );
     }
 
     #[test]
     fn tolerations_selectors_and_affinity() {
-        let tainted = vec![node("t", "2", json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]))];
-        let tolerating = pod("100m", json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}));
+        let tainted = vec![node(
+            "t",
+            "2",
+            json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+        )];
+        let tolerating = pod(
+            "100m",
+            json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}),
+        );
         assert_eq!(place(&tolerating, &tainted, &BTreeMap::new()).unwrap(), "t");
         let everything = pod("100m", json!({"tolerations": [{"operator": "Exists"}]}));
         assert!(place(&everything, &tainted, &BTreeMap::new()).is_ok());
@@ -301,8 +409,11 @@ mod tests {
             place(&wrong_zone, &plain, &BTreeMap::new()).unwrap_err(),
             "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
         );
-        let affinity = pod("100m", json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-            "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "c"]}]}]}}}}));
+        let affinity = pod(
+            "100m",
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "c"]}]}]}}}}),
+        );
         assert!(place(&affinity, &plain, &BTreeMap::new()).is_ok());
     }
 }

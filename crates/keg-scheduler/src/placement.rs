@@ -21,19 +21,35 @@ pub const DEFAULT_SCHEDULER: &str = "default-scheduler";
 
 /// Whether a pod still needs a node: not bound, not being deleted, not finished.
 pub fn unbound(pod: &Pod) -> bool {
-    let spec_node = pod.spec.as_ref().and_then(|s| s.node_name.as_deref()).unwrap_or_default();
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+    let spec_node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .unwrap_or_default();
+    let phase = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
     spec_node.is_empty() && pod.metadata.deletion_timestamp.is_none() && phase == "Pending"
 }
 
 /// Which scheduler a pod is for. A pod left to the default scheduler that a Fargate profile
 /// selects (the profile came after the pod) goes to Fargate too, so it does not wait forever.
 pub fn scheduler_for(pod: &Pod, profiles: &[std::sync::Arc<FargateProfile>]) -> String {
-    let named = pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()).unwrap_or(DEFAULT_SCHEDULER);
+    let named = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.scheduler_name.as_deref())
+        .unwrap_or(DEFAULT_SCHEDULER);
     if named != DEFAULT_SCHEDULER {
         return named.to_owned();
     }
-    if profile_for(pod, profiles).is_some() { FARGATE_SCHEDULER.to_owned() } else { DEFAULT_SCHEDULER.to_owned() }
+    if profile_for(pod, profiles).is_some() {
+        FARGATE_SCHEDULER.to_owned()
+    } else {
+        DEFAULT_SCHEDULER.to_owned()
+    }
 }
 
 /// The profile that selects a pod, if any.
@@ -41,17 +57,35 @@ pub fn profile_for(pod: &Pod, profiles: &[std::sync::Arc<FargateProfile>]) -> Op
     let candidates: Vec<Profile<'_>> = profiles.iter().map(|p| Profile::from(p.as_ref())).collect();
     let labels: BTreeMap<String, String> = pod.labels().clone();
     let namespace = pod.namespace().unwrap_or_default();
-    select_profile(&candidates, &namespace, &labels).ok().flatten().map(str::to_owned)
+    select_profile(&candidates, &namespace, &labels)
+        .ok()
+        .flatten()
+        .map(str::to_owned)
 }
 
 /// Binds a pod to a node through the pods/binding subresource, as upstream schedulers do.
 pub async fn bind(client: &Client, pod: &Pod, node: &str) -> Result<()> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     let binding = Binding {
-        metadata: ObjectMeta { name: pod.metadata.name.clone(), uid: pod.metadata.uid.clone(), ..ObjectMeta::default() },
-        target: ObjectReference { kind: Some("Node".into()), api_version: Some("v1".into()), name: Some(node.to_owned()), ..ObjectReference::default() },
+        metadata: ObjectMeta {
+            name: pod.metadata.name.clone(),
+            uid: pod.metadata.uid.clone(),
+            ..ObjectMeta::default()
+        },
+        target: ObjectReference {
+            kind: Some("Node".into()),
+            api_version: Some("v1".into()),
+            name: Some(node.to_owned()),
+            ..ObjectReference::default()
+        },
     };
-    pods.create_subresource::<Binding, serde_json::Value>("binding", &pod.name_any(), &PostParams::default(), &binding).await?;
+    pods.create_subresource::<Binding, serde_json::Value>(
+        "binding",
+        &pod.name_any(),
+        &PostParams::default(),
+        &binding,
+    )
+    .await?;
     Ok(())
 }
 
@@ -65,8 +99,15 @@ pub struct Refusals {
 impl Refusals {
     /// Refusals reported as `scheduler`.
     pub fn new(client: Client, scheduler: &str) -> Refusals {
-        let reporter = Reporter { controller: scheduler.to_owned(), instance: None };
-        Refusals { recorder: Recorder::new(client.clone(), reporter), client, reported: HashMap::new() }
+        let reporter = Reporter {
+            controller: scheduler.to_owned(),
+            instance: None,
+        };
+        Refusals {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            reported: HashMap::new(),
+        }
     }
 
     /// Sets PodScheduled=False with `reason` and `message`, and a Warning FailedScheduling event.
@@ -75,13 +116,19 @@ impl Refusals {
         if self.reported.get(&uid).is_some_and(|m| m == message) {
             return Ok(());
         }
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let pods: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
         let condition = json!({
             "type": "PodScheduled", "status": "False", "reason": reason, "message": message,
             "lastProbeTime": null, "lastTransitionTime": Time(jiff::Timestamp::now()),
         });
         let patch = json!({"status": {"conditions": [condition]}});
-        pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Strategic(patch)).await?;
+        pods.patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(patch),
+        )
+        .await?;
         let event = Event {
             type_: EventType::Warning,
             reason: "FailedScheduling".into(),
@@ -104,8 +151,18 @@ impl Refusals {
     /// Records a Normal Scheduled event, as upstream does on binding.
     pub async fn scheduled(&mut self, pod: &Pod, node: &str) {
         self.forget(pod);
-        let message = format!("Successfully assigned {}/{} to {node}", pod.namespace().unwrap_or_default(), pod.name_any());
-        let event = Event { type_: EventType::Normal, reason: "Scheduled".into(), note: Some(message), action: "Binding".into(), secondary: None };
+        let message = format!(
+            "Successfully assigned {}/{} to {node}",
+            pod.namespace().unwrap_or_default(),
+            pod.name_any()
+        );
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "Scheduled".into(),
+            note: Some(message),
+            action: "Binding".into(),
+            secondary: None,
+        };
         if let Err(e) = self.recorder.publish(&event, &pod.object_ref(&())).await {
             tracing::warn!("recording Scheduled: {e}");
         }

@@ -31,8 +31,16 @@ impl Env {
 
     fn keg_ok(&self, args: &[&str]) -> String {
         let out = self.keg(args);
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "keg {args:?} failed:\n{text}\n{}", self.server_log());
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "keg {args:?} failed:\n{text}\n{}",
+            self.server_log()
+        );
         text
     }
 
@@ -45,7 +53,10 @@ impl Env {
     }
 
     fn kubectl(&self) -> Kubectl {
-        Kubectl { bin: kubectl_binary("1.33"), kubeconfig: self.kubeconfig() }
+        Kubectl {
+            bin: kubectl_binary("1.33"),
+            kubeconfig: self.kubeconfig(),
+        }
     }
 }
 
@@ -59,19 +70,33 @@ fn ready_nodes(k: &Kubectl, selector: &str) -> Vec<serde_json::Value> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|n| n["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .filter(|n| {
+            n["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
         .cloned()
         .collect()
 }
 
 #[test]
 fn create_scale_and_delete_the_seed_cluster() {
-    let env = Env { home: tempfile::tempdir().unwrap() };
+    let env = Env {
+        home: tempfile::tempdir().unwrap(),
+    };
     let seed = seed_file();
     let seed = seed.to_str().unwrap();
     let out = env.keg_ok(&["create", "cluster", "-f", seed]);
-    assert!(out.contains("EKS cluster \"terrax-fargate\" in \"eu-west-1\" region is ready"), "{out}");
-    assert!(out.contains("[ℹ]") && out.contains("created Fargate profile \"fp-demo-service\""), "{out}");
+    assert!(
+        out.contains("EKS cluster \"terrax-fargate\" in \"eu-west-1\" region is ready"),
+        "{out}"
+    );
+    assert!(
+        out.contains("[ℹ]") && out.contains("created Fargate profile \"fp-demo-service\""),
+        "{out}"
+    );
 
     let k = env.kubectl();
     let context = k.ok(&["config", "current-context"]);
@@ -81,61 +106,156 @@ fn create_scale_and_delete_the_seed_cluster() {
     let labels = &nodes[0]["metadata"]["labels"];
     assert_eq!(labels["node.kubernetes.io/instance-type"], "t2.medium");
     assert_eq!(labels["topology.kubernetes.io/region"], "eu-west-1");
-    assert!(nodes[0]["metadata"]["name"].as_str().unwrap().ends_with(".eu-west-1.compute.internal"));
+    assert!(
+        nodes[0]["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .ends_with(".eu-west-1.compute.internal")
+    );
     let table = k.ok(&["get", "nodes"]);
-    assert!(table.lines().next().unwrap().split_whitespace().eq(["NAME", "STATUS", "ROLES", "AGE", "VERSION"]), "{table}");
+    assert!(
+        table
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .eq(["NAME", "STATUS", "ROLES", "AGE", "VERSION"]),
+        "{table}"
+    );
     assert!(table.contains(" Ready "), "{table}");
 
     let profiles = k.ok(&["get", "fargateprofiles", "-o", "name"]);
-    assert_eq!(profiles.lines().collect::<Vec<_>>(), ["fargateprofile.keg.dev/fp-default", "fargateprofile.keg.dev/fp-demo-service"]);
+    assert_eq!(
+        profiles.lines().collect::<Vec<_>>(),
+        [
+            "fargateprofile.keg.dev/fp-default",
+            "fargateprofile.keg.dev/fp-demo-service"
+        ]
+    );
     let eks_table = env.keg_ok(&["get", "fargateprofile", "--cluster", CLUSTER]);
-    let rows: Vec<Vec<&str>> = eks_table.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(rows[0][..3], ["NAME", "SELECTOR_NAMESPACE", "SELECTOR_LABELS"]);
+    let rows: Vec<Vec<&str>> = eks_table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        rows[0][..3],
+        ["NAME", "SELECTOR_NAMESPACE", "SELECTOR_LABELS"]
+    );
     assert_eq!(rows[1][..3], ["fp-default", "default", "<none>"]);
     assert_eq!(rows[2][..3], ["fp-default", "kube-system", "<none>"]);
     assert_eq!(rows[3][..3], ["fp-demo-service", "tb-demo", "app=service"]);
 
     let again = env.keg(&["create", "cluster", "-f", seed]);
     assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("cluster \"terrax-fargate\" already exists"));
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains("cluster \"terrax-fargate\" already exists")
+    );
 
     // Scaling: out of range is refused as eksctl refuses it; in range adds and removes nodes.
-    let refused = env.keg(&["scale", "nodegroup", "--cluster", CLUSTER, "--name", "node-group", "--nodes", "3"]);
+    let refused = env.keg(&[
+        "scale",
+        "nodegroup",
+        "--cluster",
+        CLUSTER,
+        "--name",
+        "node-group",
+        "--nodes",
+        "3",
+    ]);
     assert!(!refused.status.success());
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("the desired nodes 3 is greater than current nodes-max/maxSize 1"),
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("the desired nodes 3 is greater than current nodes-max/maxSize 1"),
         "{}",
         String::from_utf8_lossy(&refused.stderr)
     );
-    env.keg_ok(&["scale", "nodegroup", "--cluster", CLUSTER, "--name", "node-group", "--nodes", "3", "--nodes-max", "3"]);
+    env.keg_ok(&[
+        "scale",
+        "nodegroup",
+        "--cluster",
+        CLUSTER,
+        "--name",
+        "node-group",
+        "--nodes",
+        "3",
+        "--nodes-max",
+        "3",
+    ]);
     eventually("3 Ready node-group nodes", Duration::from_secs(60), || {
         (ready_nodes(&k, "alpha.eksctl.io/nodegroup-name=node-group").len() == 3).then_some(())
     });
-    env.keg_ok(&["scale", "nodegroup", "--cluster", CLUSTER, "--name", "node-group", "--nodes", "1"]);
+    env.keg_ok(&[
+        "scale",
+        "nodegroup",
+        "--cluster",
+        CLUSTER,
+        "--name",
+        "node-group",
+        "--nodes",
+        "1",
+    ]);
     eventually("1 node-group node", Duration::from_secs(60), || {
-        let all = k.json(&["get", "nodes", "-l", "alpha.eksctl.io/nodegroup-name=node-group"]);
+        let all = k.json(&[
+            "get",
+            "nodes",
+            "-l",
+            "alpha.eksctl.io/nodegroup-name=node-group",
+        ]);
         (all["items"].as_array().unwrap().len() == 1).then_some(())
     });
 
-    let pid: i32 = std::fs::read_to_string(env.cluster_dir().join("keg.pid")).unwrap().trim().parse().unwrap();
+    let pid: i32 = std::fs::read_to_string(env.cluster_dir().join("keg.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let out = env.keg_ok(&["delete", "cluster", "-f", seed]);
     assert!(out.contains("all cluster resources were deleted"), "{out}");
-    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the control plane process {pid} is still running");
-    assert!(!env.cluster_dir().exists(), "state left in {}", env.cluster_dir().display());
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the control plane process {pid} is still running"
+    );
+    assert!(
+        !env.cluster_dir().exists(),
+        "state left in {}",
+        env.cluster_dir().display()
+    );
     let contexts = k.run(&["config", "get-contexts", "-o", "name"]);
-    assert!(!contexts.stdout.contains("terrax-fargate"), "{}", contexts.stdout);
+    assert!(
+        !contexts.stdout.contains("terrax-fargate"),
+        "{}",
+        contexts.stdout
+    );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(env.home.path().to_str().unwrap()), "mounts left behind:\n{mounts}");
+    assert!(
+        !mounts.contains(env.home.path().to_str().unwrap()),
+        "mounts left behind:\n{mounts}"
+    );
 }
 
 #[test]
 fn a_broken_cluster_file_names_file_line_and_column() {
-    let env = Env { home: tempfile::tempdir().unwrap() };
-    let file = common::write_file(env.home.path(), "bad.yaml", "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\nmetadata:\n  name: x\n  region: eu-west-1\nnodeGroups:\n  - name: ng\n    desiredCapacity: many\n");
+    let env = Env {
+        home: tempfile::tempdir().unwrap(),
+    };
+    let file = common::write_file(
+        env.home.path(),
+        "bad.yaml",
+        "apiVersion: eksctl.io/v1alpha5\nkind: ClusterConfig\nmetadata:\n  name: x\n  region: eu-west-1\nnodeGroups:\n  - name: ng\n    desiredCapacity: many\n",
+    );
     let out = env.keg(&["create", "cluster", "-f", file.to_str().unwrap()]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("bad.yaml:8:22"), "{stderr}");
     assert!(stderr.contains("nodeGroups[0].desiredCapacity"), "{stderr}");
-    assert!(!env.home.path().join("keg").join("clusters").join("x").exists(), "a refused file left state behind");
+    assert!(
+        !env.home
+            .path()
+            .join("keg")
+            .join("clusters")
+            .join("x")
+            .exists(),
+        "a refused file left state behind"
+    );
 }

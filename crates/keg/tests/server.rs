@@ -11,44 +11,69 @@ use std::time::Duration;
 use common::Server;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 
 async fn client(server: &Server) -> Client {
     let file = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .unwrap();
     Client::try_from(config).unwrap()
 }
 
 async fn client_with_token(server: &Server, token: Option<&str>) -> Client {
     let file = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
-    let mut config = kube::Config::from_custom_kubeconfig(file, &Default::default()).await.unwrap();
+    let mut config = kube::Config::from_custom_kubeconfig(file, &Default::default())
+        .await
+        .unwrap();
     config.auth_info.token = token.map(|t| t.to_owned().into());
     Client::try_from(config).unwrap()
 }
 
 async fn namespace(client: &Client, name: &str) {
-    let ns = Namespace { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.unwrap();
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
 }
 
 fn config_map(name: &str, data: &str) -> ConfigMap {
     ConfigMap {
-        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
         data: Some(BTreeMap::from([("k".to_owned(), data.to_owned())])),
         ..Default::default()
     }
 }
 
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -61,19 +86,32 @@ async fn a_reflector_sees_create_update_and_delete_and_a_controller_reconciles()
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "watched");
 
     let (reader, writer) = reflector::store();
-    let stream = watcher(api.clone(), watcher::Config::default()).reflect(writer).applied_objects();
+    let stream = watcher(api.clone(), watcher::Config::default())
+        .reflect(writer)
+        .applied_objects();
     tokio::spawn(stream.for_each(|_| async {}));
     reader.wait_until_ready().await.unwrap();
 
-    api.create(&PostParams::default(), &config_map("one", "a")).await.unwrap();
+    api.create(&PostParams::default(), &config_map("one", "a"))
+        .await
+        .unwrap();
     eventually("the reflector to see the create", || {
         let seen = reader.state().iter().any(|c| c.name_any() == "one");
         async move { seen.then_some(()) }
     })
     .await;
-    api.patch("one", &PatchParams::default(), &Patch::Merge(serde_json::json!({"data": {"k": "b"}}))).await.unwrap();
+    api.patch(
+        "one",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"k": "b"}})),
+    )
+    .await
+    .unwrap();
     eventually("the reflector to see the update", || {
-        let seen = reader.state().iter().any(|c| c.data.as_ref().is_some_and(|d| d["k"] == "b"));
+        let seen = reader
+            .state()
+            .iter()
+            .any(|c| c.data.as_ref().is_some_and(|d| d["k"] == "b"));
         async move { seen.then_some(()) }
     })
     .await;
@@ -91,7 +129,13 @@ async fn a_reflector_sees_create_update_and_delete_and_a_controller_reconciles()
         |cm: Arc<ConfigMap>, ctx: Arc<(Api<ConfigMap>, Arc<AtomicUsize>)>| async move {
             if cm.annotations().get("reconciled").is_none() {
                 let patch = serde_json::json!({"metadata": {"annotations": {"reconciled": "yes"}}});
-                ctx.0.patch(&cm.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+                ctx.0
+                    .patch(
+                        &cm.name_any(),
+                        &PatchParams::default(),
+                        &Patch::Merge(patch),
+                    )
+                    .await?;
                 ctx.1.fetch_add(1, Ordering::SeqCst);
             }
             Ok::<_, kube::Error>(Action::await_change())
@@ -100,10 +144,17 @@ async fn a_reflector_sees_create_update_and_delete_and_a_controller_reconciles()
         context,
     );
     tokio::spawn(controller.for_each(|_| async {}));
-    api.create(&PostParams::default(), &config_map("two", "x")).await.unwrap();
+    api.create(&PostParams::default(), &config_map("two", "x"))
+        .await
+        .unwrap();
     let annotated = eventually("the controller to reconcile", || {
         let api = api.clone();
-        async move { api.get("two").await.ok().filter(|c| c.annotations().contains_key("reconciled")) }
+        async move {
+            api.get("two")
+                .await
+                .ok()
+                .filter(|c| c.annotations().contains_key("reconciled"))
+        }
     })
     .await;
     assert_eq!(annotated.annotations()["reconciled"], "yes");
@@ -111,7 +162,12 @@ async fn a_reflector_sees_create_update_and_delete_and_a_controller_reconciles()
 }
 
 fn rv(obj: &impl kube::Resource) -> u64 {
-    obj.meta().resource_version.as_deref().unwrap().parse().unwrap()
+    obj.meta()
+        .resource_version
+        .as_deref()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -126,7 +182,13 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_create() {
     let creates = futures::stream::iter(0..1000).map(move |i| {
         let (api, acknowledged) = (for_burst.clone(), acks.clone());
         async move {
-            if let Ok(cm) = api.create(&PostParams::default(), &config_map(&format!("cm-{i}"), "burst")).await {
+            if let Ok(cm) = api
+                .create(
+                    &PostParams::default(),
+                    &config_map(&format!("cm-{i}"), "burst"),
+                )
+                .await
+            {
                 acknowledged.lock().unwrap().push((cm.name_any(), rv(&cm)));
             }
         }
@@ -140,25 +202,48 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_create() {
     server.kill9();
     burst.await.unwrap();
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() >= 300 && acknowledged.len() < 1000, "the kill landed mid-burst ({})", acknowledged.len());
+    assert!(
+        acknowledged.len() >= 300 && acknowledged.len() < 1000,
+        "the kill landed mid-burst ({})",
+        acknowledged.len()
+    );
     let last_seen = acknowledged.iter().map(|(_, rv)| *rv).max().unwrap();
 
     server.restart();
     let client = self::client(&server).await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "burst");
     let stored = api.list(&ListParams::default()).await.unwrap();
-    let names: std::collections::HashSet<String> = stored.items.iter().map(|c| c.name_any()).collect();
+    let names: std::collections::HashSet<String> =
+        stored.items.iter().map(|c| c.name_any()).collect();
     for (name, _) in &acknowledged {
-        assert!(names.contains(name), "{name} was acknowledged with 201 but is gone after kill -9");
+        assert!(
+            names.contains(name),
+            "{name} was acknowledged with 201 but is gone after kill -9"
+        );
     }
-    let after = api.create(&PostParams::default(), &config_map("after", "x")).await.unwrap();
-    assert!(rv(&after) > last_seen, "resourceVersions keep increasing across the crash");
+    let after = api
+        .create(&PostParams::default(), &config_map("after", "x"))
+        .await
+        .unwrap();
+    assert!(
+        rv(&after) > last_seen,
+        "resourceVersions keep increasing across the crash"
+    );
 
     // A watch resumed from the last version seen gets every create it did not see acknowledged.
-    let unseen: std::collections::HashSet<String> =
-        stored.items.iter().filter(|c| rv(*c) > last_seen).map(|c| c.name_any()).chain(["after".to_owned()]).collect();
+    let unseen: std::collections::HashSet<String> = stored
+        .items
+        .iter()
+        .filter(|c| rv(*c) > last_seen)
+        .map(|c| c.name_any())
+        .chain(["after".to_owned()])
+        .collect();
     let params = WatchParams::default().timeout(5);
-    let mut events = api.watch(&params, &last_seen.to_string()).await.unwrap().boxed();
+    let mut events = api
+        .watch(&params, &last_seen.to_string())
+        .await
+        .unwrap()
+        .boxed();
     let mut missing = unseen.clone();
     while !missing.is_empty() {
         match tokio::time::timeout(Duration::from_secs(10), events.try_next()).await {
@@ -166,7 +251,10 @@ async fn kill_9_during_a_burst_loses_no_acknowledged_create() {
                 missing.remove(&cm.name_any());
             }
             Ok(Ok(Some(_))) => {}
-            other => panic!("watch ended with {} not delivered: {other:?}", missing.len()),
+            other => panic!(
+                "watch ended with {} not delivered: {other:?}",
+                missing.len()
+            ),
         }
     }
 }
@@ -177,13 +265,19 @@ async fn a_restart_keeps_every_object_and_the_kubeconfig() {
     let client = client(&server).await;
     namespace(&client, "kept").await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "kept");
-    let before = api.create(&PostParams::default(), &config_map("settings", "v1")).await.unwrap();
+    let before = api
+        .create(&PostParams::default(), &config_map("settings", "v1"))
+        .await
+        .unwrap();
     server.stop();
     server.restart();
     let api: Api<ConfigMap> = Api::namespaced(self::client(&server).await, "kept");
     let after = api.get("settings").await.unwrap();
     assert_eq!(after.metadata.uid, before.metadata.uid);
-    assert_eq!(after.metadata.resource_version, before.metadata.resource_version);
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
     assert_eq!(after.data, before.data);
 }
 
@@ -196,8 +290,14 @@ async fn bad_input_is_refused_with_a_status_and_changes_nothing() {
     // Credentials: none, or a wrong token, get 401; health and version answer anyway.
     for token in [None, Some("not-the-token")] {
         let anonymous = client_with_token(&server, token).await;
-        let err = Api::<Namespace>::all(anonymous.clone()).list(&ListParams::default()).await.unwrap_err();
-        assert!(matches!(&err, kube::Error::Api(s) if s.code == 401), "{err:?}");
+        let err = Api::<Namespace>::all(anonymous.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, kube::Error::Api(s) if s.code == 401),
+            "{err:?}"
+        );
         let version = anonymous.apiserver_version().await.unwrap();
         assert!(version.git_version.starts_with("v1.33"), "{version:?}");
         let healthz = http::Request::get("/healthz").body(Vec::new()).unwrap();
@@ -214,11 +314,22 @@ async fn bad_input_is_refused_with_a_status_and_changes_nothing() {
         kube::Error::Api(s) => (s.code, s.reason.clone(), s.message.clone()),
         other => panic!("not a Status: {other:?}"),
     };
-    let (code, reason, _) = status(client.request_text(post(b"{not json".to_vec(), "")).await.unwrap_err());
+    let (code, reason, _) = status(
+        client
+            .request_text(post(b"{not json".to_vec(), ""))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!((code, reason.as_str()), (400, "BadRequest"));
 
-    let unknown = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"bogus":1}"#.to_vec();
-    let (code, _, message) = status(client.request_text(post(unknown, "?fieldValidation=Strict")).await.unwrap_err());
+    let unknown =
+        br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"bogus":1}"#.to_vec();
+    let (code, _, message) = status(
+        client
+            .request_text(post(unknown, "?fieldValidation=Strict"))
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(code, 400);
     assert!(message.contains("unknown field \"bogus\""), "{message}");
 
@@ -226,8 +337,15 @@ async fn bad_input_is_refused_with_a_status_and_changes_nothing() {
     let (code, _, _) = status(client.request_text(post(huge, "")).await.unwrap_err());
     assert_eq!(code, 413);
 
-    let stored = Api::<ConfigMap>::namespaced(client.clone(), "bad").list(&ListParams::default()).await.unwrap();
-    assert!(stored.items.is_empty(), "refused writes stored something: {:?}", stored.items);
+    let stored = Api::<ConfigMap>::namespaced(client.clone(), "bad")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    assert!(
+        stored.items.is_empty(),
+        "refused writes stored something: {:?}",
+        stored.items
+    );
 }
 
 #[tokio::test]
@@ -238,19 +356,24 @@ async fn a_watch_from_a_compacted_version_gets_410_and_kube_rs_relists() {
     namespace(&client, "busy").await;
     let quiet: Api<ConfigMap> = Api::namespaced(client.clone(), "quiet");
     let busy: Api<ConfigMap> = Api::namespaced(client.clone(), "busy");
-    let first = quiet.create(&PostParams::default(), &config_map("first", "x")).await.unwrap();
+    let first = quiet
+        .create(&PostParams::default(), &config_map("first", "x"))
+        .await
+        .unwrap();
 
     // A kube-rs watcher on the quiet namespace whose watches end every second, so it
     // re-watches from the version it last saw, which compaction soon removes.
     let inits = Arc::new(AtomicUsize::new(0));
     let (reader, writer) = reflector::store();
     let counted = inits.clone();
-    let stream = watcher(quiet.clone(), watcher::Config::default().timeout(1)).reflect(writer).for_each(move |event| {
-        if let Ok(watcher::Event::Init) = event {
-            counted.fetch_add(1, Ordering::SeqCst);
-        }
-        async {}
-    });
+    let stream = watcher(quiet.clone(), watcher::Config::default().timeout(1))
+        .reflect(writer)
+        .for_each(move |event| {
+            if let Ok(watcher::Event::Init) = event {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            async {}
+        });
     tokio::spawn(stream);
     reader.wait_until_ready().await.unwrap();
 
@@ -259,8 +382,17 @@ async fn a_watch_from_a_compacted_version_gets_410_and_kube_rs_relists() {
         n += 1;
         let (busy, quiet, since) = (busy.clone(), quiet.clone(), rv(&first).to_string());
         async move {
-            busy.create(&PostParams::default(), &config_map(&format!("noise-{n}"), "x")).await.unwrap();
-            let mut events = quiet.watch(&WatchParams::default().timeout(1), &since).await.ok()?.boxed();
+            busy.create(
+                &PostParams::default(),
+                &config_map(&format!("noise-{n}"), "x"),
+            )
+            .await
+            .unwrap();
+            let mut events = quiet
+                .watch(&WatchParams::default().timeout(1), &since)
+                .await
+                .ok()?
+                .boxed();
             match events.try_next().await {
                 Ok(Some(WatchEvent::Error(status))) => Some(status),
                 _ => None,
@@ -268,11 +400,19 @@ async fn a_watch_from_a_compacted_version_gets_410_and_kube_rs_relists() {
         }
     })
     .await;
-    assert_eq!((expired.code, expired.reason.as_str()), (410, "Expired"), "{expired:?}");
+    assert_eq!(
+        (expired.code, expired.reason.as_str()),
+        (410, "Expired"),
+        "{expired:?}"
+    );
 
-    quiet.create(&PostParams::default(), &config_map("second", "y")).await.unwrap();
+    quiet
+        .create(&PostParams::default(), &config_map("second", "y"))
+        .await
+        .unwrap();
     eventually("the watcher to relist and see the new object", || {
-        let seen = reader.state().iter().any(|c| c.name_any() == "second") && inits.load(Ordering::SeqCst) >= 2;
+        let seen = reader.state().iter().any(|c| c.name_any() == "second")
+            && inits.load(Ordering::SeqCst) >= 2;
         async move { seen.then_some(()) }
     })
     .await;

@@ -25,32 +25,57 @@ pub struct Fargate;
 #[async_trait]
 impl AdmissionPlugin for Fargate {
     async fn admit(&self, state: &ApiState, attrs: &mut Attributes<'_>) -> Result<()> {
-        if attrs.operation != Operation::Create || attrs.resource.kind != "Pod" || attrs.resource.group != "" {
+        if attrs.operation != Operation::Create
+            || attrs.resource.kind != "Pod"
+            || !attrs.resource.group.is_empty()
+        {
             return Ok(());
         }
-        let scheduler = attrs.object["spec"]["schedulerName"].as_str().unwrap_or_default();
+        let scheduler = attrs.object["spec"]["schedulerName"]
+            .as_str()
+            .unwrap_or_default();
         if !scheduler.is_empty() && scheduler != "default-scheduler" {
             return Ok(());
         }
         let Some(profiles_res) = state.registry.get("keg.dev", "v1", "fargateprofiles") else {
             return Ok(());
         };
-        let page = state.objects.list(&profiles_res, None, None, None, None).await?;
-        let profiles: Vec<FargateProfile> =
-            page.items.into_iter().filter_map(|p| serde_json::from_value(p).ok()).collect();
+        let page = state
+            .objects
+            .list(&profiles_res, None, None, None, None)
+            .await?;
+        let profiles: Vec<FargateProfile> = page
+            .items
+            .into_iter()
+            .filter_map(|p| serde_json::from_value(p).ok())
+            .collect();
         let candidates: Vec<Profile<'_>> = profiles.iter().map(Profile::from).collect();
-        let namespace = attrs.object["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
+        let namespace = attrs.object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_owned();
         let labels: BTreeMap<String, String> = attrs.object["metadata"]["labels"]
             .as_object()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned())).collect())
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                    .collect()
+            })
             .unwrap_or_default();
         let chosen = select_profile(&candidates, &namespace, &labels).map_err(|e| {
-            let name = attrs.object["metadata"]["name"].as_str().unwrap_or_default();
-            ApiError::invalid("", "Pod", name, vec![Cause {
-                reason: "FieldValueInvalid",
-                message: e.to_string(),
-                field: format!("metadata.labels[{PROFILE_LABEL}]"),
-            }])
+            let name = attrs.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default();
+            ApiError::invalid(
+                "",
+                "Pod",
+                name,
+                vec![Cause {
+                    reason: "FieldValueInvalid",
+                    message: e.to_string(),
+                    field: format!("metadata.labels[{PROFILE_LABEL}]"),
+                }],
+            )
         })?;
         if let Some(profile) = chosen {
             attrs.object["spec"]["schedulerName"] = Value::from(FARGATE_SCHEDULER);

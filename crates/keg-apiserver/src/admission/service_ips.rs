@@ -27,7 +27,10 @@ pub struct ServiceIps {
 
 impl Default for ServiceIps {
     fn default() -> Self {
-        ServiceIps { base: Ipv4Addr::new(10, 43, 0, 0), prefix_len: 16 }
+        ServiceIps {
+            base: Ipv4Addr::new(10, 43, 0, 0),
+            prefix_len: 16,
+        }
     }
 }
 
@@ -47,7 +50,12 @@ impl ServiceIps {
     }
 
     async fn claim(state: &ApiState, key: String, owner: &str) -> Result<bool> {
-        match state.objects.store().create(&key, Bytes::from(owner.to_string())).await {
+        match state
+            .objects
+            .store()
+            .create(&key, Bytes::from(owner.to_string()))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(keg_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(e.into()),
@@ -64,7 +72,9 @@ impl ServiceIps {
                 return Ok(ip);
             }
         }
-        Err(ApiError::internal("failed to allocate a serviceIP: range is full"))
+        Err(ApiError::internal(
+            "failed to allocate a serviceIP: range is full",
+        ))
     }
 
     async fn allocate_port(state: &ApiState, owner: &str) -> Result<i64> {
@@ -74,17 +84,24 @@ impl ServiceIps {
                 return Ok(port);
             }
         }
-        Err(ApiError::internal("failed to allocate a nodePort: range is full"))
+        Err(ApiError::internal(
+            "failed to allocate a nodePort: range is full",
+        ))
     }
 
     async fn release(state: &ApiState, service: &Value) {
         let store = state.objects.store();
-        if let Some(ip) = service["spec"]["clusterIP"].as_str().filter(|ip| *ip != "None") {
+        if let Some(ip) = service["spec"]["clusterIP"]
+            .as_str()
+            .filter(|ip| *ip != "None")
+        {
             let _ = store.delete(&format!("{IP_PREFIX}{ip}"), None).await;
         }
         for port in service["spec"]["ports"].as_array().into_iter().flatten() {
             if let Some(node_port) = port["nodePort"].as_i64() {
-                let _ = store.delete(&format!("{PORT_PREFIX}{node_port}"), None).await;
+                let _ = store
+                    .delete(&format!("{PORT_PREFIX}{node_port}"), None)
+                    .await;
             }
         }
     }
@@ -101,12 +118,24 @@ impl ServiceIps {
             match spec["clusterIP"].as_str() {
                 Some("None") => {}
                 Some(requested) if !requested.is_empty() => {
-                    let ip: Ipv4Addr = requested.parse().map_err(|_| invalid_ip(&owner, requested, "must be a valid IP address"))?;
+                    let ip: Ipv4Addr = requested
+                        .parse()
+                        .map_err(|_| invalid_ip(&owner, requested, "must be a valid IP address"))?;
                     if !self.contains(ip) {
-                        return Err(invalid_ip(&owner, requested, "provided IP is not in the valid range. The range of valid IPs is 10.43.0.0/16"));
+                        return Err(invalid_ip(
+                            &owner,
+                            requested,
+                            "provided IP is not in the valid range. The range of valid IPs is 10.43.0.0/16",
+                        ));
                     }
                     if !Self::claim(state, format!("{IP_PREFIX}{ip}"), &owner).await? {
-                        return Err(invalid_ip(&owner, requested, &format!("failed to allocate IP {ip}: provided IP is already allocated")));
+                        return Err(invalid_ip(
+                            &owner,
+                            requested,
+                            &format!(
+                                "failed to allocate IP {ip}: provided IP is already allocated"
+                            ),
+                        ));
                     }
                 }
                 _ => {
@@ -122,11 +151,16 @@ impl ServiceIps {
                 match port["nodePort"].as_i64() {
                     Some(requested) => {
                         if !Self::claim(state, format!("{PORT_PREFIX}{requested}"), &owner).await? {
-                            return Err(ApiError::invalid("", "Service", &owner, vec![Cause::invalid(
-                                "spec.ports[0].nodePort",
-                                &json!(requested),
-                                "provided port is already allocated",
-                            )]));
+                            return Err(ApiError::invalid(
+                                "",
+                                "Service",
+                                &owner,
+                                vec![Cause::invalid(
+                                    "spec.ports[0].nodePort",
+                                    &json!(requested),
+                                    "provided port is already allocated",
+                                )],
+                            ));
                         }
                     }
                     None => port["nodePort"] = json!(Self::allocate_port(state, &owner).await?),
@@ -139,13 +173,21 @@ impl ServiceIps {
 
 fn invalid_ip(owner: &str, ip: &str, detail: &str) -> ApiError {
     let name = owner.rsplit('/').next().unwrap_or_default();
-    ApiError::invalid("", "Service", name, vec![Cause::invalid("spec.clusterIPs", &json!([ip]), detail)])
+    ApiError::invalid(
+        "",
+        "Service",
+        name,
+        vec![Cause::invalid("spec.clusterIPs", &json!([ip]), detail)],
+    )
 }
 
 #[async_trait]
 impl AdmissionPlugin for ServiceIps {
     async fn admit(&self, state: &ApiState, attrs: &mut Attributes<'_>) -> Result<()> {
-        if attrs.resource.kind != "Service" || !attrs.resource.group.is_empty() || attrs.subresource.is_some() {
+        if attrs.resource.kind != "Service"
+            || !attrs.resource.group.is_empty()
+            || attrs.subresource.is_some()
+        {
             return Ok(());
         }
         match attrs.operation {
@@ -158,11 +200,18 @@ impl AdmissionPlugin for ServiceIps {
                             attrs.object["spec"][field] = old["spec"][field].clone();
                         }
                     }
-                    for (i, port) in attrs.object["spec"]["ports"].as_array_mut().into_iter().flatten().enumerate() {
-                        if port["nodePort"].is_null() {
-                            if let Some(old_port) = old["spec"]["ports"].get(i).filter(|p| !p["nodePort"].is_null()) {
-                                port["nodePort"] = old_port["nodePort"].clone();
-                            }
+                    for (i, port) in attrs.object["spec"]["ports"]
+                        .as_array_mut()
+                        .into_iter()
+                        .flatten()
+                        .enumerate()
+                    {
+                        if port["nodePort"].is_null()
+                            && let Some(old_port) = old["spec"]["ports"]
+                                .get(i)
+                                .filter(|p| !p["nodePort"].is_null())
+                        {
+                            port["nodePort"] = old_port["nodePort"].clone();
                         }
                     }
                 }

@@ -16,13 +16,19 @@ pub struct DefaultStorageClass;
 #[async_trait]
 impl AdmissionPlugin for DefaultStorageClass {
     async fn admit(&self, state: &ApiState, attrs: &mut Attributes<'_>) -> Result<()> {
-        if attrs.operation != Operation::Create || attrs.resource.kind != "PersistentVolumeClaim" || attrs.resource.group != "" {
+        if attrs.operation != Operation::Create
+            || attrs.resource.kind != "PersistentVolumeClaim"
+            || !attrs.resource.group.is_empty()
+        {
             return Ok(());
         }
         if !attrs.object["spec"]["storageClassName"].is_null() {
             return Ok(());
         }
-        let classes = state.registry.get("storage.k8s.io", "v1", "storageclasses").expect("built in");
+        let classes = state
+            .registry
+            .get("storage.k8s.io", "v1", "storageclasses")
+            .expect("built in");
         let page = state.objects.list(&classes, None, None, None, None).await?;
         // Upstream picks the newest default class when several are marked default.
         let default = page
@@ -30,9 +36,15 @@ impl AdmissionPlugin for DefaultStorageClass {
             .iter()
             .filter(|c| {
                 let annotations = &c["metadata"]["annotations"];
-                annotations[DEFAULT_ANNOTATION] == "true" || annotations[BETA_DEFAULT_ANNOTATION] == "true"
+                annotations[DEFAULT_ANNOTATION] == "true"
+                    || annotations[BETA_DEFAULT_ANNOTATION] == "true"
             })
-            .max_by_key(|c| c["metadata"]["creationTimestamp"].as_str().unwrap_or_default().to_string());
+            .max_by_key(|c| {
+                c["metadata"]["creationTimestamp"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            });
         if let Some(class) = default {
             attrs.object["spec"]["storageClassName"] = class["metadata"]["name"].clone();
         }

@@ -46,9 +46,15 @@ pub fn default_object(res: &Resource, obj: &mut Value) {
             set_default(obj, "type", json!("Opaque"));
             merge_string_data(obj);
         }
-        ("", "PersistentVolumeClaim") => set_default(&mut obj["spec"], "volumeMode", json!("Filesystem")),
+        ("", "PersistentVolumeClaim") => {
+            set_default(&mut obj["spec"], "volumeMode", json!("Filesystem"))
+        }
         ("", "PersistentVolume") => {
-            set_default(&mut obj["spec"], "persistentVolumeReclaimPolicy", json!("Retain"));
+            set_default(
+                &mut obj["spec"],
+                "persistentVolumeReclaimPolicy",
+                json!("Retain"),
+            );
             set_default(&mut obj["spec"], "volumeMode", json!("Filesystem"));
         }
         ("storage.k8s.io", "StorageClass") => {
@@ -62,8 +68,12 @@ pub fn default_object(res: &Resource, obj: &mut Value) {
 /// `stringData` is write-only: it is merged into `data` (base64) as upstream does.
 fn merge_string_data(obj: &mut Value) {
     use base64::Engine;
-    let Some(string_data) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else { return };
-    let Some(entries) = string_data.as_object() else { return };
+    let Some(string_data) = obj.as_object_mut().and_then(|o| o.remove("stringData")) else {
+        return;
+    };
+    let Some(entries) = string_data.as_object() else {
+        return;
+    };
     set_default(obj, "data", json!({}));
     for (key, value) in entries {
         let text = value.as_str().unwrap_or_default();
@@ -110,7 +120,10 @@ fn default_pod_spec(spec: &mut Value) {
     // The DefaultTolerationSeconds admission plugin's tolerations.
     let tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
     let mut tolerations = tolerations;
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
         if !tolerations.iter().any(|t| t["key"] == key) {
             tolerations.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
         }
@@ -136,8 +149,13 @@ fn default_container(c: &mut Value) {
     set_default(c, "resources", json!({}));
     let image = c["image"].as_str().unwrap_or_default();
     let name_part = image.rsplit('/').next().unwrap_or_default();
-    let latest = !image.contains('@') && (!name_part.contains(':') || name_part.ends_with(":latest"));
-    set_default(c, "imagePullPolicy", json!(if latest { "Always" } else { "IfNotPresent" }));
+    let latest =
+        !image.contains('@') && (!name_part.contains(':') || name_part.ends_with(":latest"));
+    set_default(
+        c,
+        "imagePullPolicy",
+        json!(if latest { "Always" } else { "IfNotPresent" }),
+    );
     for port in c["ports"].as_array_mut().into_iter().flatten() {
         set_default(port, "protocol", json!("TCP"));
     }

@@ -20,19 +20,25 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
         }
         ("apps", "Deployment" | "ReplicaSet") => validate_workload(obj, old, &mut causes),
         ("", "Service") => validate_service(obj, &mut causes),
-        ("", "PersistentVolumeClaim") => {
-            if obj["spec"]["accessModes"].as_array().is_none_or(Vec::is_empty) && old.is_none() {
-                causes.push(Cause::required("spec.accessModes", "at least 1 access mode is required"));
-            }
+        ("", "PersistentVolumeClaim")
+            if obj["spec"]["accessModes"]
+                .as_array()
+                .is_none_or(Vec::is_empty)
+                && old.is_none() =>
+        {
+            causes.push(Cause::required(
+                "spec.accessModes",
+                "at least 1 access mode is required",
+            ));
         }
         ("keg.dev", "FargateProfile") => {
-            if let Some(old) = old {
-                if without_nulls(&old["spec"]) != without_nulls(&obj["spec"]) {
-                    causes.push(Cause::forbidden(
+            if let Some(old) = old
+                && without_nulls(&old["spec"]) != without_nulls(&obj["spec"])
+            {
+                causes.push(Cause::forbidden(
                         "spec",
                         "a Fargate profile cannot be changed once created; create a new profile and delete the old one",
                     ));
-                }
             }
         }
         _ => {}
@@ -43,12 +49,19 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
 fn validate_meta(res: &Resource, obj: &Value, causes: &mut Vec<Cause>) {
     let name = obj["metadata"]["name"].as_str().unwrap_or_default();
     if name.is_empty() {
-        causes.push(Cause::required("metadata.name", "name or generateName is required"));
+        causes.push(Cause::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
         return;
     }
     let problems = match res.kind.as_str() {
         "Namespace" | "Service" if res.group.is_empty() => {
-            if res.kind == "Service" { v::is_dns1035_label(name) } else { v::is_dns1123_label(name) }
+            if res.kind == "Service" {
+                v::is_dns1035_label(name)
+            } else {
+                v::is_dns1123_label(name)
+            }
         }
         _ if res.custom.is_some() => v::is_path_segment_name(name),
         _ => v::is_dns1123_subdomain(name),
@@ -57,14 +70,24 @@ fn validate_meta(res: &Resource, obj: &Value, causes: &mut Vec<Cause>) {
         causes.push(Cause::invalid("metadata.name", &json!(name), &problem));
     }
     for (field, check) in [("labels", true), ("annotations", false)] {
-        let Some(map) = obj["metadata"][field].as_object() else { continue };
+        let Some(map) = obj["metadata"][field].as_object() else {
+            continue;
+        };
         for (key, value) in map {
             for problem in v::is_qualified_name(key) {
-                causes.push(Cause::invalid(format!("metadata.{field}"), &json!(key), &problem));
+                causes.push(Cause::invalid(
+                    format!("metadata.{field}"),
+                    &json!(key),
+                    &problem,
+                ));
             }
             if check {
                 for problem in v::is_valid_label_value(value.as_str().unwrap_or_default()) {
-                    causes.push(Cause::invalid(format!("metadata.labels"), value, &problem));
+                    causes.push(Cause::invalid(
+                        "metadata.labels".to_string(),
+                        value,
+                        &problem,
+                    ));
                 }
             }
         }
@@ -77,7 +100,16 @@ fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
         causes.push(Cause::required(format!("{path}.containers"), ""));
     }
     let mut seen = std::collections::HashSet::new();
-    for (list, items) in [("initContainers", spec["initContainers"].as_array().cloned().unwrap_or_default()), ("containers", containers)] {
+    for (list, items) in [
+        (
+            "initContainers",
+            spec["initContainers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        ("containers", containers),
+    ] {
         for (i, c) in items.iter().enumerate() {
             let at = format!("{path}.{list}[{i}]");
             let name = c["name"].as_str().unwrap_or_default();
@@ -96,10 +128,14 @@ fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
             }
         }
     }
-    if let Some(policy) = spec["restartPolicy"].as_str() {
-        if !["Always", "OnFailure", "Never"].contains(&policy) {
-            causes.push(Cause::not_supported(format!("{path}.restartPolicy"), &json!(policy), &["Always", "OnFailure", "Never"]));
-        }
+    if let Some(policy) = spec["restartPolicy"].as_str()
+        && !["Always", "OnFailure", "Never"].contains(&policy)
+    {
+        causes.push(Cause::not_supported(
+            format!("{path}.restartPolicy"),
+            &json!(policy),
+            &["Always", "OnFailure", "Never"],
+        ));
     }
 }
 
@@ -131,7 +167,10 @@ fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) 
     if selector.is_null() {
         causes.push(Cause::required("spec.selector", ""));
     } else {
-        let labels = spec["template"]["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+        let labels = spec["template"]["metadata"]["labels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         let matches = keg_apimachinery::labels::Selector::from_label_selector(selector)
             .map(|s| !s.is_empty() && s.matches_json(&labels))
             .unwrap_or(false);
@@ -142,16 +181,24 @@ fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) 
                 "`selector` does not match template `labels`",
             ));
         }
-        if let Some(old) = old {
-            if without_nulls(&old["spec"]["selector"]) != without_nulls(selector) {
-                causes.push(Cause::invalid("spec.selector", selector, "field is immutable"));
-            }
+        if let Some(old) = old
+            && without_nulls(&old["spec"]["selector"]) != without_nulls(selector)
+        {
+            causes.push(Cause::invalid(
+                "spec.selector",
+                selector,
+                "field is immutable",
+            ));
         }
     }
-    if let Some(replicas) = spec["replicas"].as_i64() {
-        if replicas < 0 {
-            causes.push(Cause::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0"));
-        }
+    if let Some(replicas) = spec["replicas"].as_i64()
+        && replicas < 0
+    {
+        causes.push(Cause::invalid(
+            "spec.replicas",
+            &json!(replicas),
+            "must be greater than or equal to 0",
+        ));
     }
     validate_pod_spec(&spec["template"]["spec"], "spec.template.spec", causes);
 }
@@ -159,15 +206,19 @@ fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) 
 fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
     let spec = &obj["spec"];
     let types = ["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"];
-    if let Some(t) = spec["type"].as_str() {
-        if !types.contains(&t) {
-            causes.push(Cause::not_supported("spec.type", &json!(t), &types));
-        }
+    if let Some(t) = spec["type"].as_str()
+        && !types.contains(&t)
+    {
+        causes.push(Cause::not_supported("spec.type", &json!(t), &types));
     }
     for (i, port) in spec["ports"].as_array().into_iter().flatten().enumerate() {
         let number = port["port"].as_i64().unwrap_or(0);
         if !(1..=65535).contains(&number) {
-            causes.push(Cause::invalid(format!("spec.ports[{i}].port"), &json!(number), "must be between 1 and 65535, inclusive"));
+            causes.push(Cause::invalid(
+                format!("spec.ports[{i}].port"),
+                &json!(number),
+                "must be between 1 and 65535, inclusive",
+            ));
         }
     }
 }

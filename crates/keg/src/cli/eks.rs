@@ -3,8 +3,8 @@
 
 use anyhow::{Result, bail};
 use keg_api::crds::{FargateProfile, NodeGroup};
-use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
 use super::cluster::{ClusterDir, admin_client};
@@ -61,17 +61,38 @@ pub async fn get(command: GetCommand) -> Result<()> {
     match command {
         GetCommand::Fargateprofile(arg) => {
             let api: Api<FargateProfile> = Api::all(client_for(&arg.cluster).await?);
-            let mut rows = vec![row(&["NAME", "SELECTOR_NAMESPACE", "SELECTOR_LABELS", "POD_EXECUTION_ROLE_ARN", "SUBNETS", "TAGS", "STATUS"])];
+            let mut rows = vec![row(&[
+                "NAME",
+                "SELECTOR_NAMESPACE",
+                "SELECTOR_LABELS",
+                "POD_EXECUTION_ROLE_ARN",
+                "SUBNETS",
+                "TAGS",
+                "STATUS",
+            ])];
             for profile in api.list(&ListParams::default()).await? {
                 for selector in &profile.spec.selectors {
                     rows.push(vec![
                         profile.name_any(),
                         selector.namespace.clone(),
                         pairs(&selector.labels),
-                        profile.spec.pod_execution_role_arn.clone().unwrap_or_else(|| "<none>".into()),
-                        if profile.spec.subnets.is_empty() { "<none>".into() } else { profile.spec.subnets.join(",") },
+                        profile
+                            .spec
+                            .pod_execution_role_arn
+                            .clone()
+                            .unwrap_or_else(|| "<none>".into()),
+                        if profile.spec.subnets.is_empty() {
+                            "<none>".into()
+                        } else {
+                            profile.spec.subnets.join(",")
+                        },
                         pairs(&profile.spec.tags),
-                        profile.status.as_ref().map(|s| s.status.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| "ACTIVE".into()),
+                        profile
+                            .status
+                            .as_ref()
+                            .map(|s| s.status.clone())
+                            .filter(|s| !s.is_empty())
+                            .unwrap_or_else(|| "ACTIVE".into()),
                     ]);
                 }
             }
@@ -79,19 +100,44 @@ pub async fn get(command: GetCommand) -> Result<()> {
         }
         GetCommand::Nodegroup(arg) => {
             let api: Api<NodeGroup> = Api::all(client_for(&arg.cluster).await?);
-            let mut rows = vec![row(&["CLUSTER", "NODEGROUP", "STATUS", "CREATED", "MIN SIZE", "MAX SIZE", "DESIRED CAPACITY", "INSTANCE TYPE", "TYPE"])];
+            let mut rows = vec![row(&[
+                "CLUSTER",
+                "NODEGROUP",
+                "STATUS",
+                "CREATED",
+                "MIN SIZE",
+                "MAX SIZE",
+                "DESIRED CAPACITY",
+                "INSTANCE TYPE",
+                "TYPE",
+            ])];
             for group in api.list(&ListParams::default()).await? {
-                let created = group.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()).unwrap_or_default();
+                let created = group
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default();
                 rows.push(vec![
                     arg.cluster.clone(),
                     group.name_any(),
-                    group.status.as_ref().map(|s| s.status.clone()).filter(|s| !s.is_empty()).unwrap_or_else(|| "CREATING".into()),
+                    group
+                        .status
+                        .as_ref()
+                        .map(|s| s.status.clone())
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "CREATING".into()),
                     created,
                     group.spec.min_size.to_string(),
                     group.spec.max_size.to_string(),
                     group.spec.desired_capacity.to_string(),
                     group.spec.instance_type.clone(),
-                    if group.spec.managed { "managed" } else { "unmanaged" }.into(),
+                    if group.spec.managed {
+                        "managed"
+                    } else {
+                        "unmanaged"
+                    }
+                    .into(),
                 ]);
             }
             print_table(&rows);
@@ -110,16 +156,29 @@ pub async fn scale_nodegroup(args: ScaleNodegroupArgs) -> Result<()> {
         bail!("number of nodes must be 0 or greater");
     }
     if args.nodes > max {
-        bail!("the desired nodes {} is greater than current nodes-max/maxSize {max}", args.nodes);
+        bail!(
+            "the desired nodes {} is greater than current nodes-max/maxSize {max}",
+            args.nodes
+        );
     }
     if args.nodes < min {
-        bail!("the desired nodes {} is less than current nodes-min/minSize {min}", args.nodes);
+        bail!(
+            "the desired nodes {} is less than current nodes-min/minSize {min}",
+            args.nodes
+        );
     }
-    eprintln!("[ℹ]  scaling nodegroup {:?} in cluster {}", args.name, args.cluster);
+    eprintln!(
+        "[ℹ]  scaling nodegroup {:?} in cluster {}",
+        args.name, args.cluster
+    );
     let patch = json!({"spec": {"desiredCapacity": args.nodes, "minSize": min, "maxSize": max}});
-    api.patch(&args.name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    api.patch(&args.name, &PatchParams::default(), &Patch::Merge(patch))
+        .await?;
     eprintln!("[ℹ]  initiated scaling of nodegroup");
-    eprintln!("[ℹ]  to see the status of the scaling run `keg get nodegroup --cluster {}`", args.cluster);
+    eprintln!(
+        "[ℹ]  to see the status of the scaling run `keg get nodegroup --cluster {}`",
+        args.cluster
+    );
     Ok(())
 }
 
@@ -131,15 +190,24 @@ fn pairs(map: &std::collections::BTreeMap<String, String>) -> String {
     if map.is_empty() {
         "<none>".into()
     } else {
-        map.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        map.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
 /// Prints rows in aligned columns, as eksctl's table writer does.
 fn print_table(rows: &[Vec<String>]) {
-    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
     for row in rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         println!("{}", line.join("\t").trim_end());
     }
 }

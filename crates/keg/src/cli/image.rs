@@ -32,9 +32,16 @@ pub async fn run(command: ImageCommand) -> Result<()> {
     match command {
         ImageCommand::Import { files } => {
             for file in files {
-                let imported = images.import_archive(&file).await.with_context(|| format!("importing {}", file.display()))?;
+                let imported = images
+                    .import_archive(&file)
+                    .await
+                    .with_context(|| format!("importing {}", file.display()))?;
                 for image in imported {
-                    let name = image.repo_tags.first().cloned().unwrap_or_else(|| image.id.clone());
+                    let name = image
+                        .repo_tags
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| image.id.clone());
                     println!("imported {name} ({})", short_id(&image.id));
                 }
             }
@@ -42,9 +49,17 @@ pub async fn run(command: ImageCommand) -> Result<()> {
         ImageCommand::Ls => {
             println!("{:<50} {:<14} {:>10}", "IMAGE", "IMAGE ID", "SIZE");
             for image in images.list()? {
-                let names = if image.repo_tags.is_empty() { vec!["<none>".to_owned()] } else { image.repo_tags.clone() };
+                let names = if image.repo_tags.is_empty() {
+                    vec!["<none>".to_owned()]
+                } else {
+                    image.repo_tags.clone()
+                };
                 for name in names {
-                    println!("{name:<50} {:<14} {:>10}", short_id(&image.id), human_size(image.size));
+                    println!(
+                        "{name:<50} {:<14} {:>10}",
+                        short_id(&image.id),
+                        human_size(image.size)
+                    );
                 }
             }
         }

@@ -40,15 +40,29 @@ pub struct ServerArgs {
 
 /// Serves until SIGINT or SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<()> {
-    let config = Config { data_dir: args.data_dir, bind_address: args.bind_address, port: args.port, extra_names: args.tls_san,
+    let config = Config {
+        data_dir: args.data_dir,
+        bind_address: args.bind_address,
+        port: args.port,
+        extra_names: args.tls_san,
         compaction_interval: std::time::Duration::from_secs(args.compaction_interval.max(1)),
     };
     let server = ApiServer::open(config, Admission::standard()).await?;
     let client = in_process_client(server.router(), server.tokens.admin());
-    let cluster = ClusterInfo { agent: args.cluster_name.clone(), name: args.cluster_name, region: args.region };
+    let cluster = ClusterInfo {
+        agent: args.cluster_name.clone(),
+        name: args.cluster_name,
+        region: args.region,
+    };
     tokio::spawn(keg_controllers::run_all(client.clone()));
-    tokio::spawn(keg_controllers::nodegroup::run(client.clone(), cluster.clone()));
-    tokio::spawn(keg_controllers::loadbalancer::run(client.clone(), args.load_balancer_address));
+    tokio::spawn(keg_controllers::nodegroup::run(
+        client.clone(),
+        cluster.clone(),
+    ));
+    tokio::spawn(keg_controllers::loadbalancer::run(
+        client.clone(),
+        args.load_balancer_address,
+    ));
     tokio::spawn(keg_scheduler::run(client, cluster));
     server.serve(shutdown_signal()).await
 }

@@ -13,7 +13,11 @@ pub const KUBECTL_VERSIONS: [&str; 2] = ["1.27", "1.33"];
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `keg server`, killed (by its PID) when dropped.
@@ -38,14 +42,24 @@ impl Server {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().to_path_buf();
         let flags = flags.iter().map(|f| f.to_string()).collect();
-        let mut server = Server { child: None, dir, _temp: Some(temp), port: free_port(), flags };
+        let mut server = Server {
+            child: None,
+            dir,
+            _temp: Some(temp),
+            port: free_port(),
+            flags,
+        };
         server.restart();
         server
     }
 
     /// (Re)starts the server process on the same data dir and port; waits until it is ready.
     pub fn restart(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("server.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_keg"))
             .args(["server", "--data-dir"])
             .arg(&self.dir)
@@ -71,7 +85,11 @@ impl Server {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "keg server not ready in time: {}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "keg server not ready in time: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -88,7 +106,10 @@ impl Server {
 
     /// The admin bearer token.
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.dir.join("admin.token")).unwrap().trim().to_string()
+        std::fs::read_to_string(self.dir.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 
     /// The HTTPS base URL.
@@ -98,7 +119,10 @@ impl Server {
 
     /// A kubectl of the given version pointed at this server.
     pub fn kubectl(&self, version: &str) -> Kubectl {
-        Kubectl { bin: kubectl_binary(version), kubeconfig: self.kubeconfig() }
+        Kubectl {
+            bin: kubectl_binary(version),
+            kubeconfig: self.kubeconfig(),
+        }
     }
 
     /// Kills the server with SIGKILL and reaps it.
@@ -119,7 +143,9 @@ impl Server {
 }
 
 fn unsafe_sigterm(pid: u32) {
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
 }
 
 impl Drop for Server {
@@ -130,7 +156,10 @@ impl Drop for Server {
 
 /// The kubectl binary of a version (`kubectl.1.27` beside the real `kubectl`).
 pub fn kubectl_binary(version: &str) -> PathBuf {
-    let which = Command::new("sh").args(["-c", "readlink -f \"$(command -v kubectl)\""]).output().unwrap();
+    let which = Command::new("sh")
+        .args(["-c", "readlink -f \"$(command -v kubectl)\""])
+        .output()
+        .unwrap();
     let real = PathBuf::from(String::from_utf8(which.stdout).unwrap().trim());
     let bin = real.parent().unwrap().join(format!("kubectl.{version}"));
     assert!(bin.exists(), "{} is not installed", bin.display());
@@ -180,29 +209,57 @@ impl Kubectl {
 
     /// Runs kubectl with `input` on stdin.
     pub fn run_stdin(&self, args: &[&str], input: &str) -> Run {
-        let mut child = self.command(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap().into()
     }
 
     /// Runs kubectl, asserting success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let run = self.run(args);
-        assert!(run.status.success(), "kubectl {} failed:\nstdout: {}\nstderr: {}", args.join(" "), run.stdout, run.stderr);
+        assert!(
+            run.status.success(),
+            "kubectl {} failed:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        );
         run.stdout
     }
 
     /// Runs kubectl with stdin, asserting success; returns stdout.
     pub fn ok_stdin(&self, args: &[&str], input: &str) -> String {
         let run = self.run_stdin(args, input);
-        assert!(run.status.success(), "kubectl {} failed:\nstdout: {}\nstderr: {}", args.join(" "), run.stdout, run.stderr);
+        assert!(
+            run.status.success(),
+            "kubectl {} failed:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            run.stdout,
+            run.stderr
+        );
         run.stdout
     }
 
     /// Runs kubectl, asserting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let run = self.run(args);
-        assert!(!run.status.success(), "kubectl {} should have failed:\n{}", args.join(" "), run.stdout);
+        assert!(
+            !run.status.success(),
+            "kubectl {} should have failed:\n{}",
+            args.join(" "),
+            run.stdout
+        );
         run.stderr
     }
 

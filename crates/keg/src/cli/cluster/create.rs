@@ -32,8 +32,13 @@ pub struct CreateClusterArgs {
 
 /// Parses `90s`, `5m`, `1h` (the forms eksctl's `--timeout` takes).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len()));
-    let n: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}"))?;
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}"))?;
     match unit {
         "s" | "" => Ok(Duration::from_secs(n)),
         "m" => Ok(Duration::from_secs(n * 60)),
@@ -58,48 +63,100 @@ pub async fn run(args: CreateClusterArgs) -> Result<()> {
     progress.info(format!("using region {region}"));
     progress.info(format!("creating cluster {name:?} in {region:?} region with {} nodegroup(s) and {} Fargate profile(s)",
         config.node_groups.len() + config.managed_node_groups.len(), config.fargate_profiles.len()));
-    std::fs::create_dir_all(dir.log().parent().expect("log has a dir")).with_context(|| format!("creating {}", dir.root.display()))?;
-    std::fs::copy(&args.config_file, dir.config()).with_context(|| format!("copying {}", args.config_file.display()))?;
+    std::fs::create_dir_all(dir.log().parent().expect("log has a dir"))
+        .with_context(|| format!("creating {}", dir.root.display()))?;
+    std::fs::copy(&args.config_file, dir.config())
+        .with_context(|| format!("copying {}", args.config_file.display()))?;
     let pid = start_server(&dir, &name, &region)?;
-    progress.info(format!("started the control plane (pid {pid}, logs in {})", dir.log().display()));
+    progress.info(format!(
+        "started the control plane (pid {pid}, logs in {})",
+        dir.log().display()
+    ));
     let client = tokio::time::timeout(args.timeout, wait_for_api(&dir, pid))
         .await
-        .map_err(|_| anyhow::anyhow!("the control plane did not become ready within {:?}; see {}", args.timeout, dir.log().display()))??;
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the control plane did not become ready within {:?}; see {}",
+                args.timeout,
+                dir.log().display()
+            )
+        })??;
     progress.done(format!("control plane of cluster {name:?} is ready"));
 
     let profiles: Api<FargateProfile> = Api::all(client.clone());
     for profile in config.fargate_profile_objects() {
-        progress.info(format!("creating Fargate profile {:?} on EKS cluster {name:?}", profile.name_any()));
+        progress.info(format!(
+            "creating Fargate profile {:?} on EKS cluster {name:?}",
+            profile.name_any()
+        ));
         create_if_missing(&profiles, &profile).await?;
-        progress.done(format!("created Fargate profile {:?} on EKS cluster {name:?}", profile.name_any()));
+        progress.done(format!(
+            "created Fargate profile {:?} on EKS cluster {name:?}",
+            profile.name_any()
+        ));
     }
     let groups: Api<NodeGroup> = Api::all(client.clone());
     for group in config.node_group_objects() {
-        progress.info(format!("creating nodegroup {:?} ({} x {})", group.name_any(), group.spec.desired_capacity, group.spec.instance_type));
+        progress.info(format!(
+            "creating nodegroup {:?} ({} x {})",
+            group.name_any(),
+            group.spec.desired_capacity,
+            group.spec.instance_type
+        ));
         create_if_missing(&groups, &group).await?;
     }
     for group in config.node_group_objects() {
         let count = usize::try_from(group.spec.desired_capacity).unwrap_or(0);
-        progress.info(format!("waiting for at least {count} node(s) to become ready in {:?}", group.name_any()));
-        let nodes = tokio::time::timeout(args.timeout, wait_for_nodes(&client, &group.name_any(), count))
-            .await
-            .map_err(|_| anyhow::anyhow!("nodegroup {:?} did not become ready within {:?}; see {}", group.name_any(), args.timeout, dir.log().display()))??;
-        progress.info(format!("nodegroup {:?} has {} node(s)", group.name_any(), nodes.len()));
+        progress.info(format!(
+            "waiting for at least {count} node(s) to become ready in {:?}",
+            group.name_any()
+        ));
+        let nodes = tokio::time::timeout(
+            args.timeout,
+            wait_for_nodes(&client, &group.name_any(), count),
+        )
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "nodegroup {:?} did not become ready within {:?}; see {}",
+                group.name_any(),
+                args.timeout,
+                dir.log().display()
+            )
+        })??;
+        progress.info(format!(
+            "nodegroup {:?} has {} node(s)",
+            group.name_any(),
+            nodes.len()
+        ));
         for node in nodes {
             progress.info(format!("node {node:?} is ready"));
         }
     }
     let target = kubeconfig::user_kubeconfig(args.kubeconfig.as_deref());
-    kubeconfig::merge(&dir.admin_kubeconfig(), &target, &context_name(&name, &region))?;
-    progress.done(format!("saved kubeconfig as {:?}", target.display().to_string()));
-    progress.done(format!("EKS cluster {name:?} in {region:?} region is ready"));
+    kubeconfig::merge(
+        &dir.admin_kubeconfig(),
+        &target,
+        &context_name(&name, &region),
+    )?;
+    progress.done(format!(
+        "saved kubeconfig as {:?}",
+        target.display().to_string()
+    ));
+    progress.done(format!(
+        "EKS cluster {name:?} in {region:?} region is ready"
+    ));
     Ok(())
 }
 
 /// Starts `keg server` for the cluster in its own process group, logging to the cluster dir.
 fn start_server(dir: &ClusterDir, name: &str, region: &str) -> Result<u32> {
     use std::os::unix::process::CommandExt;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.log()).with_context(|| format!("opening {}", dir.log().display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.log())
+        .with_context(|| format!("opening {}", dir.log().display()))?;
     let exe = std::env::current_exe().context("finding the keg executable")?;
     let child = Command::new(exe)
         .arg("server")
@@ -113,14 +170,18 @@ fn start_server(dir: &ClusterDir, name: &str, region: &str) -> Result<u32> {
         .process_group(0)
         .spawn()
         .context("starting the control plane")?;
-    std::fs::write(dir.pid_file(), child.id().to_string()).with_context(|| format!("writing {}", dir.pid_file().display()))?;
+    std::fs::write(dir.pid_file(), child.id().to_string())
+        .with_context(|| format!("writing {}", dir.pid_file().display()))?;
     Ok(child.id())
 }
 
 async fn wait_for_api(dir: &ClusterDir, pid: u32) -> Result<Client> {
     loop {
         if !super::process_alive(i32::try_from(pid).unwrap_or(i32::MAX)) {
-            bail!("the control plane exited during start-up; see {}", dir.log().display());
+            bail!(
+                "the control plane exited during start-up; see {}",
+                dir.log().display()
+            );
         }
         if dir.admin_kubeconfig().exists() {
             let client = admin_client(&dir.admin_kubeconfig()).await?;
@@ -147,8 +208,15 @@ where
 async fn wait_for_nodes(client: &Client, group: &str, count: usize) -> Result<Vec<String>> {
     let nodes: Api<Node> = Api::all(client.clone());
     loop {
-        let list = nodes.list(&ListParams::default().labels(&format!("{NODEGROUP_LABEL}={group}"))).await?;
-        let ready: Vec<String> = list.items.iter().filter(|n| keg_controllers::nodegroup::is_ready(n)).map(|n| n.name_any()).collect();
+        let list = nodes
+            .list(&ListParams::default().labels(&format!("{NODEGROUP_LABEL}={group}")))
+            .await?;
+        let ready: Vec<String> = list
+            .items
+            .iter()
+            .filter(|n| keg_controllers::nodegroup::is_ready(n))
+            .map(|n| n.name_any())
+            .collect();
         if ready.len() >= count {
             return Ok(ready);
         }

@@ -38,33 +38,48 @@ pub async fn run(args: DeleteClusterArgs) -> Result<()> {
     let progress = Progress::new();
     let name = match (&args.name, &args.config_file) {
         (Some(name), _) => name.clone(),
-        (None, Some(file)) => ClusterConfig::from_file(file).map_err(|e| anyhow::anyhow!("{e}"))?.metadata.name,
+        (None, Some(file)) => {
+            ClusterConfig::from_file(file)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .metadata
+                .name
+        }
         (None, None) => bail!("--name or --config-file is required"),
     };
     let dir = ClusterDir::new(&name);
     if !dir.root.exists() {
         bail!("no cluster found for name: {name:?}");
     }
-    let region = ClusterConfig::from_file(dir.config()).map(|c| c.metadata.region).unwrap_or_default();
+    let region = ClusterConfig::from_file(dir.config())
+        .map(|c| c.metadata.region)
+        .unwrap_or_default();
     progress.info(format!("deleting EKS cluster {name:?}"));
     if let Some(pid) = dir.running_pid() {
         match admin_client(&dir.admin_kubeconfig()).await {
             Ok(client) => {
                 match tokio::time::timeout(args.timeout, end_workloads(&client, &progress)).await {
                     Ok(result) => result?,
-                    Err(_) => progress.info(format!("pods did not end within {:?}; stopping anyway", args.timeout)),
+                    Err(_) => progress.info(format!(
+                        "pods did not end within {:?}; stopping anyway",
+                        args.timeout
+                    )),
                 }
             }
-            Err(e) => progress.info(format!("cannot reach the control plane ({e:#}); stopping it")),
+            Err(e) => progress.info(format!(
+                "cannot reach the control plane ({e:#}); stopping it"
+            )),
         }
         stop_server(pid).await?;
         progress.info(format!("stopped the control plane (pid {pid})"));
     }
     remove_state(&dir)?;
     if !region.is_empty() {
-        kubeconfig::remove(&kubeconfig::user_kubeconfig(args.kubeconfig.as_deref()), &context_name(&name, &region))?;
+        kubeconfig::remove(
+            &kubeconfig::user_kubeconfig(args.kubeconfig.as_deref()),
+            &context_name(&name, &region),
+        )?;
     }
-    progress.done(format!("all cluster resources were deleted"));
+    progress.done("all cluster resources were deleted".to_string());
     Ok(())
 }
 
@@ -88,13 +103,19 @@ async fn end_workloads(client: &Client, progress: &Progress) -> Result<()> {
 
 async fn delete_all<K>(client: &Client) -> Result<usize>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned,
 {
     let all: Api<K> = Api::all(client.clone());
     let objects = all.list(&ListParams::default()).await?.items;
     for obj in &objects {
         let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
-        match api.delete(&obj.name_any(), &DeleteParams::background()).await {
+        match api
+            .delete(&obj.name_any(), &DeleteParams::background())
+            .await
+        {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => {}
             Err(e) => return Err(e.into()),
@@ -117,7 +138,11 @@ async fn stop_server(pid: i32) -> Result<()> {
 }
 
 fn signal(pid: i32, name: &str) -> Result<()> {
-    let status = std::process::Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().context("running kill")?;
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .context("running kill")?;
     if !status.success() && super::process_alive(pid) {
         bail!("could not send SIG{name} to {pid}");
     }
@@ -134,7 +159,11 @@ fn remove_state(dir: &ClusterDir) -> Result<()> {
         .filter(|m| std::path::Path::new(m).starts_with(&root))
         .collect();
     if !inside.is_empty() {
-        bail!("{} still has mounts ({}); not removing it", root.display(), inside.join(", "));
+        bail!(
+            "{} still has mounts ({}); not removing it",
+            root.display(),
+            inside.join(", ")
+        );
     }
     std::fs::remove_dir_all(&root).with_context(|| format!("removing {}", root.display()))
 }

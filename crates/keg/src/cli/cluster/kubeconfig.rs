@@ -20,14 +20,27 @@ pub fn user_kubeconfig(explicit: Option<&Path>) -> PathBuf {
 
 /// Merges the admin kubeconfig's cluster and user into `target` under `context`, made current.
 pub fn merge(admin: &Path, target: &Path, context: &str) -> Result<()> {
-    let source = Kubeconfig::read_from(admin).with_context(|| format!("reading {}", admin.display()))?;
+    let source =
+        Kubeconfig::read_from(admin).with_context(|| format!("reading {}", admin.display()))?;
     let mut config = read_or_empty(target)?;
     remove_entries(&mut config, context);
-    let mut cluster = source.clusters.into_iter().next().context("the admin kubeconfig has no cluster")?;
+    let mut cluster = source
+        .clusters
+        .into_iter()
+        .next()
+        .context("the admin kubeconfig has no cluster")?;
     cluster.name = cluster_entry(context);
-    let mut user = source.auth_infos.into_iter().next().context("the admin kubeconfig has no user")?;
+    let mut user = source
+        .auth_infos
+        .into_iter()
+        .next()
+        .context("the admin kubeconfig has no user")?;
     user.name = context.to_owned();
-    let mut ctx = source.contexts.into_iter().next().context("the admin kubeconfig has no context")?;
+    let mut ctx = source
+        .contexts
+        .into_iter()
+        .next()
+        .context("the admin kubeconfig has no context")?;
     ctx.name = context.to_owned();
     if let Some(c) = ctx.context.as_mut() {
         c.cluster = cluster.name.clone();
@@ -55,13 +68,18 @@ pub fn remove(target: &Path, context: &str) -> Result<()> {
 
 /// eksctl names the cluster entry as the context without the user part.
 fn cluster_entry(context: &str) -> String {
-    context.split_once('@').map_or(context, |(_, cluster)| cluster).to_owned()
+    context
+        .split_once('@')
+        .map_or(context, |(_, cluster)| cluster)
+        .to_owned()
 }
 
 fn remove_entries(config: &mut Kubeconfig, context: &str) {
     let cluster = cluster_entry(context);
     config.clusters.retain(|c: &NamedCluster| c.name != cluster);
-    config.auth_infos.retain(|u: &NamedAuthInfo| u.name != context);
+    config
+        .auth_infos
+        .retain(|u: &NamedAuthInfo| u.name != context);
     config.contexts.retain(|c: &NamedContext| c.name != context);
 }
 
@@ -69,7 +87,11 @@ fn read_or_empty(path: &Path) -> Result<Kubeconfig> {
     if path.exists() {
         Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))
     } else {
-        Ok(Kubeconfig { api_version: Some("v1".into()), kind: Some("Config".into()), ..Kubeconfig::default() })
+        Ok(Kubeconfig {
+            api_version: Some("v1".into()),
+            kind: Some("Config".into()),
+            ..Kubeconfig::default()
+        })
     }
 }
 
@@ -81,7 +103,12 @@ fn write(path: &Path, config: &Kubeconfig) -> Result<()> {
     }
     let text = serde_saphyr::to_string(config).context("writing kubeconfig YAML")?;
     let tmp = path.with_extension("keg-tmp");
-    let mut file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).mode(0o600).open(&tmp)
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;

@@ -20,7 +20,9 @@ pub fn keg_home() -> PathBuf {
 
 /// The user's home directory (`$HOME`, else `/root`).
 pub fn home_dir() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 /// The files of one cluster.
@@ -32,7 +34,9 @@ pub struct ClusterDir {
 impl ClusterDir {
     /// The directory of cluster `name`.
     pub fn new(name: &str) -> ClusterDir {
-        ClusterDir { root: keg_home().join("clusters").join(name) }
+        ClusterDir {
+            root: keg_home().join("clusters").join(name),
+        }
     }
 
     /// The server's data dir (store, certificates, admin kubeconfig).
@@ -62,7 +66,11 @@ impl ClusterDir {
 
     /// The PID of the cluster's server, if it is running.
     pub fn running_pid(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.pid_file()).ok()?.trim().parse().ok()?;
+        let pid: i32 = std::fs::read_to_string(self.pid_file())
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         process_alive(pid).then_some(pid)
     }
 }
@@ -70,17 +78,21 @@ impl ClusterDir {
 /// Whether a process with this PID exists (and is not a zombie).
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(") ").is_none_or(|(_, rest)| !rest.starts_with('Z')),
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
     }
 }
 
 /// A kube client for the cluster's admin kubeconfig.
 pub async fn admin_client(kubeconfig: &Path) -> Result<kube::Client> {
-    let file = kube::config::Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
-        .await
-        .with_context(|| format!("loading {}", kubeconfig.display()))?;
+    let file = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config =
+        kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+            .await
+            .with_context(|| format!("loading {}", kubeconfig.display()))?;
     Ok(kube::Client::try_from(config)?)
 }
 

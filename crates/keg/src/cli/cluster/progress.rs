@@ -17,7 +17,9 @@ impl Default for Progress {
 impl Progress {
     /// Starts the clock.
     pub fn new() -> Progress {
-        Progress { started: Instant::now() }
+        Progress {
+            started: Instant::now(),
+        }
     }
 
     /// An informational line.
