@@ -48,6 +48,10 @@ fn walk(root: &Value, schema: &Value, value: &Value, path: &str, found: &mut Vec
                 return; // free-form object: anything goes
             }
             for (key, child) in map {
+                let undeclared = properties.is_none_or(|p| !p.contains_key(key));
+                if path.is_empty() && undeclared && ROOT_FIELDS.contains(&key.as_str()) {
+                    continue;
+                }
                 let child_path = if path.is_empty() {
                     key.clone()
                 } else {
@@ -76,10 +80,14 @@ fn walk(root: &Value, schema: &Value, value: &Value, path: &str, found: &mut Vec
 /// Removes the fields `unknown_fields` reports, as decoding into the typed object (or
 /// structural pruning for custom resources) does upstream.
 pub fn prune(schema: &Value, obj: &mut Value) {
-    prune_walk(schema, schema, obj);
+    prune_walk(schema, schema, obj, true);
 }
 
-fn prune_walk(root: &Value, schema: &Value, value: &mut Value) {
+/// Fields every object has whatever its schema says (a custom resource's schema often
+/// leaves them out).
+const ROOT_FIELDS: [&str; 3] = ["apiVersion", "kind", "metadata"];
+
+fn prune_walk(root: &Value, schema: &Value, value: &mut Value, top: bool) {
     let schema = resolve(root, schema);
     if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
         return;
@@ -87,7 +95,7 @@ fn prune_walk(root: &Value, schema: &Value, value: &mut Value) {
     for combinator in ["allOf", "anyOf", "oneOf"] {
         if let Some(branches) = schema.get(combinator).and_then(Value::as_array) {
             if let Some(branch) = branches.first() {
-                prune_walk(root, branch, value);
+                prune_walk(root, branch, value, top);
             }
             return;
         }
@@ -100,18 +108,20 @@ fn prune_walk(root: &Value, schema: &Value, value: &mut Value) {
                 return;
             }
             map.retain(|key, _| {
-                properties.is_some_and(|p| p.contains_key(key)) || additional.is_some()
+                (top && ROOT_FIELDS.contains(&key.as_str()))
+                    || properties.is_some_and(|p| p.contains_key(key))
+                    || additional.is_some()
             });
             for (key, child) in map.iter_mut() {
                 if let Some(child_schema) = properties.and_then(|p| p.get(key)).or(additional) {
-                    prune_walk(root, child_schema, child)
+                    prune_walk(root, child_schema, child, false)
                 }
             }
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
                 for item in items {
-                    prune_walk(root, item_schema, item);
+                    prune_walk(root, item_schema, item, false);
                 }
             }
         }
@@ -150,5 +160,17 @@ mod tests {
         let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}});
         assert!(unknown_fields(&schema, &json!({"spec": {"anything": 1}})).is_empty());
         assert_eq!(unknown_fields(&schema, &json!({"other": 1})), vec!["other"]);
+    }
+
+    #[test]
+    fn a_schema_without_metadata_keeps_it() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {"a": {"type": "string"}}}}});
+        let mut obj = json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "n"}, "spec": {"a": "1", "b": 2}, "status": {}});
+        assert_eq!(unknown_fields(&schema, &obj), vec!["spec.b", "status"]);
+        prune(&schema, &mut obj);
+        assert_eq!(
+            obj,
+            json!({"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "n"}, "spec": {"a": "1"}})
+        );
     }
 }

@@ -60,6 +60,21 @@ impl Env {
     }
 }
 
+/// A test that fails half-way still ends its cluster, so nothing outlives it.
+impl Drop for Env {
+    fn drop(&mut self) {
+        if self.cluster_dir().exists() {
+            let out = self.keg(&["delete", "cluster", "--name", CLUSTER, "--timeout", "20s"]);
+            if !out.status.success() {
+                eprintln!(
+                    "cleaning up the cluster failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        }
+    }
+}
+
 fn seed_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/terrax/eks-terrax-fargate.yaml")
 }
@@ -210,10 +225,19 @@ fn create_scale_and_delete_the_seed_cluster() {
         .trim()
         .parse()
         .unwrap();
+    let network: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(env.cluster_dir().join("data/node/network.json")).unwrap(),
+    )
+    .unwrap();
     let out = env.keg_ok(&["delete", "cluster", "-f", seed]);
     assert!(out.contains("all cluster resources were deleted"), "{out}");
+    // A zombie has ended; only the reaping is up to whoever adopted it.
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
+        state.is_empty()
+            || state
+                .rsplit_once(") ")
+                .is_some_and(|(_, s)| s.starts_with('Z')),
         "the control plane process {pid} is still running"
     );
     assert!(
@@ -232,6 +256,19 @@ fn create_scale_and_delete_the_seed_cluster() {
         !mounts.contains(env.home.path().to_str().unwrap()),
         "mounts left behind:\n{mounts}"
     );
+    let bridge = network["bridge"].as_str().unwrap();
+    assert!(
+        !Path::new("/sys/class/net").join(bridge).exists(),
+        "the pod network's bridge {bridge} is left behind"
+    );
+    let cgroup = network["cgroup_root"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('/');
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let left = hierarchy.path().join(cgroup);
+        assert!(!left.exists(), "cgroup {} is left behind", left.display());
+    }
 }
 
 #[test]

@@ -3,6 +3,7 @@
 mod cluster;
 mod eks;
 mod image;
+mod node;
 mod server;
 
 use clap::{Parser, Subcommand};

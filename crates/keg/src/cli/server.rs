@@ -36,6 +36,16 @@ pub struct ServerArgs {
     /// Seconds between compactions of the store's history (five intervals are kept).
     #[arg(long, default_value_t = 60)]
     compaction_interval: u64,
+    /// The machine's image store (default: $KEG_HOME/images, where `keg image import` puts
+    /// images).
+    #[arg(long)]
+    images_dir: Option<PathBuf>,
+    /// A registry (`host[:port]`) to pull from over plain HTTP; repeatable.
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Run no node agent: nodes stay NotReady and no pod runs (the API and controllers only).
+    #[arg(long)]
+    no_node_agent: bool,
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -47,6 +57,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         extra_names: args.tls_san,
         compaction_interval: std::time::Duration::from_secs(args.compaction_interval.max(1)),
     };
+    let data_dir = config.data_dir.clone();
     let server = ApiServer::open(config, Admission::standard()).await?;
     let client = in_process_client(server.router(), server.tokens.admin());
     let cluster = ClusterInfo {
@@ -63,8 +74,39 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         client.clone(),
         args.load_balancer_address,
     ));
-    tokio::spawn(keg_scheduler::run(client, cluster));
-    server.serve(shutdown_signal()).await
+    tokio::spawn(keg_scheduler::run(client.clone(), cluster.clone()));
+    let agent = if args.no_node_agent {
+        None
+    } else if !nix::unistd::Uid::effective().is_root() {
+        tracing::warn!("not root: no node agent runs, so nodes stay NotReady and pods do not run");
+        None
+    } else {
+        let images = args
+            .images_dir
+            .unwrap_or_else(|| super::cluster::keg_home().join("images"));
+        let agent = super::node::open(client, &data_dir, &images, &cluster.agent, |config| {
+            config.insecure_registries = args.insecure_registries;
+        })
+        .await?;
+        *server.state.pod_logs.write().expect("not poisoned") = Some(agent.pod_logs());
+        let running = agent.clone();
+        let task = tokio::spawn(async move {
+            if let Err(e) = running.run().await {
+                tracing::error!("node agent stopped: {e}");
+            }
+        });
+        Some((agent, task))
+    };
+    let served = server.serve(shutdown_signal()).await;
+    // Stopping the server ends the cluster's pods: nothing it made outlives it.
+    if let Some((agent, task)) = agent {
+        task.abort();
+        let _ = task.await;
+        if let Err(e) = agent.remove_everything().await {
+            tracing::error!("cleaning up the node agent's containers: {e}");
+        }
+    }
+    served
 }
 
 async fn shutdown_signal() {

@@ -12,6 +12,8 @@ use k8s_openapi::api::core::v1::Pod;
 use keg_api::cluster_config::ClusterConfig;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 use super::progress::Progress;
 use super::{ClusterDir, admin_client, context_name, kubeconfig};
@@ -72,6 +74,12 @@ pub async fn run(args: DeleteClusterArgs) -> Result<()> {
         stop_server(pid).await?;
         progress.info(format!("stopped the control plane (pid {pid})"));
     }
+    if nix::unistd::Uid::effective().is_root() {
+        // A server that was killed rather than stopped could not clean up after its pods.
+        crate::cli::node::remove_leftovers(&dir.data(), &super::keg_home().join("images"))
+            .await
+            .context("removing what the cluster's pods left behind")?;
+    }
     remove_state(&dir)?;
     if !region.is_empty() {
         kubeconfig::remove(
@@ -109,7 +117,12 @@ where
         + serde::de::DeserializeOwned,
 {
     let all: Api<K> = Api::all(client.clone());
-    let objects = all.list(&ListParams::default()).await?.items;
+    let objects = match all.list(&ListParams::default()).await {
+        Ok(list) => list.items,
+        // A kind this server does not serve has nothing to delete.
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(0),
+        Err(e) => return Err(e.into()),
+    };
     for obj in &objects {
         let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
         match api
@@ -126,27 +139,22 @@ where
 
 /// SIGTERM, then up to a minute for the server to clean up, then SIGKILL.
 async fn stop_server(pid: i32) -> Result<()> {
-    signal(pid, "TERM")?;
+    signal(pid, Signal::SIGTERM)?;
     for _ in 0..600 {
         if !super::process_alive(pid) {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    signal(pid, "KILL")?;
+    signal(pid, Signal::SIGKILL)?;
     Ok(())
 }
 
-fn signal(pid: i32, name: &str) -> Result<()> {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .context("running kill")?;
-    if !status.success() && super::process_alive(pid) {
-        bail!("could not send SIG{name} to {pid}");
+fn signal(pid: i32, signal: Signal) -> Result<()> {
+    match kill(Pid::from_raw(pid), signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(e) => bail!("could not send {signal} to {pid}: {e}"),
     }
-    Ok(())
 }
 
 /// Removes the cluster's directory, refusing to if anything is still mounted inside it.
