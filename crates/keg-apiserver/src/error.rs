@@ -230,7 +230,18 @@ impl ApiError {
         ApiError::new(413, "RequestEntityTooLarge", message)
     }
 
-    /// 415 UnsupportedMediaType.
+    /// 415 UnsupportedMediaType for an object body in an encoding keg does not decode.
+    pub fn unsupported_body(content_type: &str) -> ApiError {
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"
+            ),
+        )
+    }
+
+    /// 415 UnsupportedMediaType for a patch.
     pub fn unsupported_media_type(content_type: &str) -> ApiError {
         ApiError::new(
             415,

@@ -189,3 +189,79 @@ pub fn document(registry: &Registry, group: &str, version: &str) -> Value {
     rewrite_refs(&mut doc);
     doc
 }
+
+/// GET /openapi/v2: a Swagger 2.0 document with no definitions, as JSON or in gnostic's
+/// protobuf encoding (which kubectl 1.27 and 1.28 ask for before `apply` and `edit`).
+///
+/// Without definitions kubectl takes a built-in kind's patch strategy from its own compiled-in
+/// types and uses a JSON merge patch for custom resources: what it would compute from a full
+/// v2 document. Newer kubectl reads /openapi/v3 instead, which carries the schemas.
+pub fn v2_document(accept: &str) -> (&'static str, Vec<u8>) {
+    if accept.contains("protobuf") {
+        // Go's media-type parser refuses the `@` of the name clients ask by, so upstream
+        // answers with the dotted form.
+        (
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            v2_protobuf(),
+        )
+    } else {
+        let doc = json!({
+            "swagger": "2.0",
+            "info": {"title": "Kubernetes", "version": crate::version::GIT_VERSION},
+            "paths": {},
+            "definitions": {},
+        });
+        ("application/json", doc.to_string().into_bytes())
+    }
+}
+
+/// `openapi.v2.Document{swagger: "2.0", info: {title, version}}` on the protobuf wire.
+fn v2_protobuf() -> Vec<u8> {
+    let mut info = Vec::new();
+    proto_string(&mut info, 1, "Kubernetes");
+    proto_string(&mut info, 2, crate::version::GIT_VERSION);
+    let mut doc = Vec::new();
+    proto_string(&mut doc, 1, "2.0");
+    proto_bytes(&mut doc, 2, &info);
+    doc
+}
+
+fn proto_string(out: &mut Vec<u8>, field: u32, value: &str) {
+    proto_bytes(out, field, value.as_bytes());
+}
+
+/// A length-delimited field (wire type 2).
+fn proto_bytes(out: &mut Vec<u8>, field: u32, value: &[u8]) {
+    proto_varint(out, u64::from(field << 3 | 2));
+    proto_varint(out, value.len() as u64);
+    out.extend_from_slice(value);
+}
+
+fn proto_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v2_protobuf_is_a_swagger_document() {
+        let (media, bytes) =
+            v2_document("application/com.github.proto-openapi.spec.v2@v1.0+protobuf");
+        assert!(media.contains("protobuf"));
+        // field 1 (swagger) = "2.0", then field 2 (info) holding field 1 (title).
+        assert_eq!(&bytes[..5], &[0x0a, 3, b'2', b'.', b'0']);
+        assert_eq!(bytes[5], 0x12);
+        assert_eq!(&bytes[7..9], &[0x0a, 10]);
+        assert_eq!(&bytes[9..19], b"Kubernetes");
+        let (media, json) = v2_document("application/json");
+        assert_eq!(media, "application/json");
+        let doc: Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(doc["swagger"], "2.0");
+    }
+}

@@ -119,6 +119,17 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens) -> Router {
             }),
         )
         .route("/openapi/v3/{*path}", get(openapi_document))
+        .route(
+            "/openapi/v2",
+            get(|h: http::HeaderMap| async move {
+                let accept = h
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let (media, body) = openapi::v2_document(accept);
+                ([(http::header::CONTENT_TYPE, media)], body).into_response()
+            }),
+        )
         .fallback(resources)
         .layer(axum::middleware::from_fn_with_state(tokens, authenticate))
         .with_state(state)

@@ -40,6 +40,11 @@ pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value> {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !(media.is_empty() || media == "application/json" || media.contains("yaml")) {
+        // client-go retries in JSON when the server refuses its preferred encoding with 415.
+        return Err(ApiError::unsupported_body(media));
+    }
     let value: Value = if content_type.contains("yaml") {
         serde_yaml_ng::from_slice(body).map_err(|e| ApiError::bad_request(format!("yaml: {e}")))?
     } else {

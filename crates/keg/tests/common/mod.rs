@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The oldest and newest kubectl the tests drive.
-pub const KUBECTL_VERSIONS: [&str; 2] = ["1.27", "1.33"];
+pub const KUBECTL_VERSIONS: [&str; 2] = ["1.27", "1.31"];
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
@@ -34,7 +34,8 @@ pub struct Server {
 impl Server {
     /// Starts a server on a fresh data dir.
     pub fn start() -> Server {
-        Server::start_with(&[])
+        // These servers test the API; no pod runs, so no node agent (and no pod network).
+        Server::start_with(&["--no-node-agent"])
     }
 
     /// Starts a server on a fresh data dir with extra `keg server` flags.
