@@ -30,6 +30,9 @@ impl DeleteOptions {
     pub fn parse(body: &Bytes, query: &Query) -> Result<DeleteOptions> {
         let body: Value = if body.is_empty() {
             Value::Null
+        } else if crate::protobuf::is_protobuf(body) {
+            // kubectl 1.32+ sends DeleteOptions in protobuf; the magic prefix tells it apart.
+            crate::protobuf::decode(body)?
         } else {
             serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?

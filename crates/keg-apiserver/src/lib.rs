@@ -17,6 +17,7 @@ pub mod kubeconfig;
 pub mod negotiate;
 pub mod objects;
 pub mod openapi;
+pub mod protobuf;
 pub mod pki;
 pub mod read;
 pub mod render;

@@ -34,15 +34,19 @@ pub struct WriteContext<'a> {
     pub query: &'a Query,
 }
 
-/// Decodes a request body as JSON (or YAML when the content type says so) into an object.
+/// Decodes a request body as JSON, YAML or Kubernetes protobuf (as the content type says)
+/// into an object.
 pub fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value> {
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
+    if media == crate::protobuf::MEDIA_TYPE {
+        // kubectl 1.32+ sends built-in kinds so and does not retry in JSON after a 415.
+        return Ok(crate::protobuf::decode(body)?);
+    }
     if !(media.is_empty() || media == "application/json" || media.contains("yaml")) {
-        // client-go retries in JSON when the server refuses its preferred encoding with 415.
         return Err(ApiError::unsupported_body(media));
     }
     let value: Value = if content_type.contains("yaml") {
