@@ -13,6 +13,7 @@ pub mod nodegroup;
 pub mod owners;
 pub mod pods;
 pub mod replicaset;
+pub mod volumes;
 
 use std::sync::Arc;
 use std::time::Duration;
