@@ -1,5 +1,5 @@
-//! keg's own kinds, `FargateProfile` and `NodeGroup`, as cluster-scoped custom resources in
-//! group `keg.dev`, version `v1`.
+//! keg's own kinds, `FargateProfile` and `NodeGroup` (and `UsageRecord`, in
+//! [`crate::usage`]), as cluster-scoped custom resources in group `keg.dev`, version `v1`.
 //!
 //! The API server installs [`custom_resource_definitions`] at start; `keg create cluster` turns
 //! a cluster file's entries into these objects (see
@@ -178,7 +178,11 @@ pub struct NodeGroupStatus {
 
 /// The definitions of keg's kinds, for the API server to install at start.
 pub fn custom_resource_definitions() -> Vec<CustomResourceDefinition> {
-    vec![FargateProfile::crd(), NodeGroup::crd()]
+    vec![
+        FargateProfile::crd(),
+        NodeGroup::crd(),
+        crate::usage::UsageRecord::crd(),
+    ]
 }
 
 #[cfg(test)]
@@ -203,11 +207,20 @@ mod tests {
             .iter()
             .map(|c| c.metadata.name.clone().unwrap())
             .collect();
-        assert_eq!(names, ["fargateprofiles.keg.dev", "nodegroups.keg.dev"]);
+        assert_eq!(
+            names,
+            [
+                "fargateprofiles.keg.dev",
+                "nodegroups.keg.dev",
+                "usagerecords.keg.dev"
+            ]
+        );
         for crd in &crds {
             assert_eq!(crd.spec.group, GROUP);
             assert_eq!(crd.spec.scope, "Cluster");
             assert_eq!(crd.spec.versions[0].name, "v1");
+        }
+        for crd in &crds[..2] {
             let subresources = crd.spec.versions[0].subresources.as_ref().unwrap();
             assert!(subresources.status.is_some(), "status subresource");
         }

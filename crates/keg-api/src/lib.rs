@@ -11,8 +11,10 @@ pub mod instance_types;
 pub mod nodes;
 pub mod prices;
 pub mod quantity;
+pub mod usage;
 
 pub use cluster_config::ClusterConfig;
 pub use crds::{FargateProfile, FargateProfileSelector, NodeGroup, custom_resource_definitions};
 pub use fargate::FargateSize;
 pub use instance_types::InstanceType;
+pub use usage::UsageRecord;

@@ -6,14 +6,28 @@
 //! in 2025; the other figures are the pages' values as recorded then and not re-checked since.
 //! They are a snapshot: refresh them here when AWS moves them. Fargate is Linux/x86; EC2 is
 //! shared tenancy, without reservations or savings plans.
+//!
+//! [`PriceTable`] is what metering uses: these figures, with a user's own prices (a file, see
+//! [`overrides`]) laid over them.
+
+pub mod overrides;
+
+use std::collections::BTreeMap;
+
+pub use overrides::{Error, PriceFile};
 
 use crate::fargate::FargateSize;
 
 /// The regions keg has prices for.
 pub const REGIONS: &[&str] = &["us-east-1", "eu-west-1"];
 
+/// Where the built-in figures come from, and when; reports print it beside their totals.
+pub const SOURCE: &str = "AWS on-demand list prices (aws.amazon.com/fargate/pricing, \
+aws.amazon.com/ec2/pricing/on-demand), Linux, as listed in 2024-2025";
+
 /// Fargate's Linux/x86 on-demand rates in one region.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FargateRate {
     /// USD per vCPU per hour.
     pub vcpu_hour: f64,
@@ -48,6 +62,100 @@ pub fn ec2_hourly(region: &str, instance_type: &str) -> Option<f64> {
     EC2.iter()
         .find(|(name, _)| *name == instance_type)
         .map(|(_, prices)| prices[column])
+}
+
+/// The prices of one region.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RegionPrices {
+    /// Fargate's rates, if known.
+    pub fargate: Option<FargateRate>,
+    /// On-demand hourly prices by instance type.
+    pub ec2: BTreeMap<String, f64>,
+}
+
+/// Prices by region: the built-in figures, possibly with a user's own over them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceTable {
+    regions: BTreeMap<String, RegionPrices>,
+    source: String,
+}
+
+impl PriceTable {
+    /// The built-in AWS figures (see the module's documentation for their source and date).
+    pub fn aws() -> PriceTable {
+        let regions = REGIONS
+            .iter()
+            .enumerate()
+            .map(|(column, region)| {
+                let prices = RegionPrices {
+                    fargate: fargate_rate(region),
+                    ec2: EC2
+                        .iter()
+                        .map(|(name, prices)| ((*name).to_owned(), prices[column]))
+                        .collect(),
+                };
+                ((*region).to_owned(), prices)
+            })
+            .collect();
+        PriceTable {
+            regions,
+            source: SOURCE.to_owned(),
+        }
+    }
+
+    /// The built-in figures with those of the price file at `path` laid over them.
+    pub fn load(path: &std::path::Path) -> Result<PriceTable, Error> {
+        Ok(PriceTable::aws().with(&PriceFile::read(path)?))
+    }
+
+    /// This table with `file`'s prices taking precedence, region by region and type by type.
+    pub fn with(mut self, file: &PriceFile) -> PriceTable {
+        for (region, prices) in &file.regions {
+            let entry = self.regions.entry(region.clone()).or_default();
+            if let Some(rate) = prices.fargate {
+                entry.fargate = Some(rate);
+            }
+            entry
+                .ec2
+                .extend(prices.ec2.iter().map(|(k, v)| (k.clone(), *v)));
+        }
+        if let Some(source) = &file.source {
+            self.source = format!("{source}; otherwise {}", self.source);
+        }
+        self
+    }
+
+    /// Where the figures come from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The regions with any prices.
+    pub fn regions(&self) -> impl Iterator<Item = &str> {
+        self.regions.keys().map(String::as_str)
+    }
+
+    /// Fargate's rates in `region`.
+    pub fn fargate(&self, region: &str) -> Option<FargateRate> {
+        self.regions.get(region)?.fargate
+    }
+
+    /// What a pod of `size` costs an hour on Fargate in `region`.
+    pub fn fargate_hourly(&self, region: &str, size: &FargateSize) -> Option<f64> {
+        let rate = self.fargate(region)?;
+        Some(size.vcpus() * rate.vcpu_hour + size.memory_gb() * rate.gb_hour)
+    }
+
+    /// What an instance of `instance_type` costs an hour on demand in `region`.
+    pub fn ec2_hourly(&self, region: &str, instance_type: &str) -> Option<f64> {
+        self.regions.get(region)?.ec2.get(instance_type).copied()
+    }
+}
+
+impl Default for PriceTable {
+    fn default() -> Self {
+        PriceTable::aws()
+    }
 }
 
 /// Per instance type, the hourly price in each of [`REGIONS`], in that order.
@@ -129,6 +237,23 @@ mod tests {
         assert_eq!(ec2_hourly("eu-west-1", "t2.medium"), Some(0.05));
         assert_eq!(ec2_hourly("mars-north-1", "t3.medium"), None);
         assert_eq!(ec2_hourly("us-east-1", "x1.huge"), None);
+    }
+
+    #[test]
+    fn the_table_agrees_with_the_published_figures() {
+        let table = PriceTable::aws();
+        let hourly = table
+            .fargate_hourly("us-east-1", &FargateSize::SMALLEST)
+            .unwrap();
+        assert_eq!(cents(hourly), 0.01234);
+        assert_eq!(table.ec2_hourly("us-east-1", "t3.medium"), Some(0.0416));
+        assert_eq!(table.ec2_hourly("eu-west-1", "t3.medium"), Some(0.0456));
+        assert_eq!(table.ec2_hourly("ap-south-1", "t3.medium"), None);
+        assert!(table.source().contains("aws.amazon.com/fargate/pricing"));
+        assert_eq!(
+            table.regions().collect::<Vec<_>>(),
+            ["eu-west-1", "us-east-1"]
+        );
     }
 
     #[test]
