@@ -1,9 +1,11 @@
-//! One cached view of what scheduling looks at (pods, nodes, Fargate profiles, claims and
-//! volumes), kept current by watches, with a signal that fires whenever any of it changes.
+//! One cached view of what scheduling looks at (pods, nodes, Fargate profiles, claims,
+//! volumes and storage classes), kept current by watches, with a signal that fires whenever
+//! any of it changes.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use keg_api::crds::FargateProfile;
 use keg_controllers::cache::follow;
 use kube::runtime::reflector::Store;
@@ -23,6 +25,8 @@ pub struct ClusterView {
     pub claims: Store<PersistentVolumeClaim>,
     /// Every volume.
     pub volumes: Store<PersistentVolume>,
+    /// Every storage class.
+    pub classes: Store<StorageClass>,
     changes: watch::Receiver<u64>,
 }
 
@@ -36,7 +40,8 @@ impl ClusterView {
             nodes: follow(Api::all(client.clone()), tx.clone()),
             profiles: follow(Api::all(client.clone()), tx.clone()),
             claims: follow(Api::all(client.clone()), tx.clone()),
-            volumes: follow(Api::all(client), tx),
+            volumes: follow(Api::all(client.clone()), tx.clone()),
+            classes: follow(Api::all(client), tx),
             changes,
         }
     }
@@ -48,6 +53,7 @@ impl ClusterView {
         let _ = self.profiles.wait_until_ready().await;
         let _ = self.claims.wait_until_ready().await;
         let _ = self.volumes.wait_until_ready().await;
+        let _ = self.classes.wait_until_ready().await;
     }
 
     /// A receiver that is marked changed whenever anything in the view changes.

@@ -5,21 +5,26 @@
 //! `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {k: v}.`,
 //! and is tried again whenever pods or nodes change. Fargate nodes never qualify (taint).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, Pod, Taint, Toleration};
 use kube::{Client, ResourceExt};
 
 use crate::ClusterView;
 use crate::placement::{DEFAULT_SCHEDULER, Refusals, bind, scheduler_for, unbound};
+use crate::volume_binding::{self, Snapshot, VolumeBinding};
 
 /// Runs the scheduler until the process ends.
 pub async fn run(client: Client, view: ClusterView) {
     view.ready().await;
     let mut changes = view.changes();
-    let mut refusals = Refusals::new(client.clone(), DEFAULT_SCHEDULER);
+    let mut pass = Pass {
+        client: client.clone(),
+        refusals: Refusals::new(client, DEFAULT_SCHEDULER),
+        binding: VolumeBinding::default(),
+    };
     loop {
-        schedule_pending(&client, &view, &mut refusals).await;
+        pass.schedule_pending(&view).await;
         if changes.changed().await.is_err() {
             return;
         }
@@ -29,38 +34,121 @@ pub async fn run(client: Client, view: ClusterView) {
     }
 }
 
-async fn schedule_pending(client: &Client, view: &ClusterView, refusals: &mut Refusals) {
-    let profiles = view.profiles.state();
-    let pods = view.pods.state();
-    let nodes = view.nodes.state();
-    let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
-    for pod in pods.iter().filter(|p| !unbound(p)) {
-        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone())
-            && !is_finished(pod)
-        {
-            usage.entry(node).or_default().add(pod);
+/// What the scheduler keeps from one pass to the next.
+struct Pass {
+    client: Client,
+    refusals: Refusals,
+    binding: VolumeBinding,
+}
+
+impl Pass {
+    async fn schedule_pending(&mut self, view: &ClusterView) {
+        let profiles = view.profiles.state();
+        let pods = view.pods.state();
+        let nodes = view.nodes.state();
+        let mut snapshot = self.binding.snapshot(view);
+        let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
+        for pod in pods.iter().filter(|p| !unbound(p)) {
+            if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone())
+                && !is_finished(pod)
+            {
+                usage.entry(node).or_default().add(pod);
+            }
+        }
+        let mut pending: Vec<_> = pods
+            .iter()
+            .filter(|p| unbound(p) && scheduler_for(p, &profiles) == DEFAULT_SCHEDULER)
+            .collect();
+        pending.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+        let uids: HashSet<String> = pending.iter().filter_map(|p| p.uid()).collect();
+        self.binding.forget_all_but(&uids);
+        // A pod waiting for its claims holds its place on its node, as upstream's assumed pods.
+        for pod in &pending {
+            if let Some(node) = self.binding.waiting_node(pod) {
+                usage.entry(node.to_owned()).or_default().add(pod);
+            }
+        }
+        for pod in pending {
+            self.schedule(pod, &nodes, &mut usage, &mut snapshot).await;
         }
     }
-    let mut pending: Vec<_> = pods
-        .iter()
-        .filter(|p| unbound(p) && scheduler_for(p, &profiles) == DEFAULT_SCHEDULER)
-        .collect();
-    pending.sort_by_key(|p| p.metadata.creation_timestamp.clone());
-    for pod in pending {
-        match place(pod, &nodes, &usage) {
-            Ok(node) => match bind(client, pod, &node).await {
-                Ok(()) => {
-                    usage.entry(node.clone()).or_default().add(pod);
-                    refusals.scheduled(pod, &node).await;
-                }
-                Err(e) => tracing::warn!(pod = %pod.name_any(), "binding failed: {e}"),
-            },
+
+    async fn schedule(
+        &mut self,
+        pod: &Pod,
+        nodes: &[std::sync::Arc<Node>],
+        usage: &mut BTreeMap<String, Usage>,
+        snapshot: &mut Snapshot,
+    ) {
+        let volumes = match volume_binding::pre_filter(pod, snapshot) {
+            Ok(volumes) => volumes,
+            Err(reason) => {
+                self.release(pod, usage);
+                let message = format!("0/{} nodes are available: {reason}.", nodes.len());
+                return self.refuse(pod, "Unschedulable", &message).await;
+            }
+        };
+        if let Some(v) = &volumes
+            && let Some(node) = self.binding.waiting_node(pod).map(str::to_owned)
+            && let Some(message) = self.binding.reset_claim(pod, v)
+        {
+            // Its claim's provisioning failed on the node: placed afresh below.
+            release_on(pod, usage, &node);
+            self.refuse(pod, "SchedulerError", &message).await;
+        }
+        let waiting = self.binding.waiting_node(pod).map(str::to_owned);
+        self.release(pod, usage);
+        let check = |node: &Node| match &volumes {
+            None => Ok(()),
+            Some(v) => volume_binding::filter(v, node, snapshot).map(|_| ()),
+        };
+        let node = match place(pod, nodes, usage, &check, waiting.as_deref()) {
+            Ok(node) => node,
             Err(message) => {
-                if let Err(e) = refusals.refuse(pod, "Unschedulable", &message).await {
-                    tracing::warn!(pod = %pod.name_any(), "reporting unschedulable: {e}");
+                self.binding.forget(pod);
+                return self.refuse(pod, "Unschedulable", &message).await;
+            }
+        };
+        usage.entry(node.clone()).or_default().add(pod);
+        if let Some(volumes) = &volumes {
+            let target = nodes.iter().find(|n| n.name_any() == node).expect("placed");
+            let decision = volume_binding::filter(volumes, target, snapshot).unwrap_or_default();
+            match (self.binding)
+                .pre_bind(&self.client, pod, &node, volumes, decision, snapshot)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(pod = %pod.name_any(), "binding volumes: {e}");
+                    self.binding.forget(pod);
+                    return;
                 }
             }
         }
+        match bind(&self.client, pod, &node).await {
+            Ok(()) => self.refusals.scheduled(pod, &node).await,
+            Err(e) => tracing::warn!(pod = %pod.name_any(), "binding failed: {e}"),
+        }
+    }
+
+    /// Takes back the place a waiting pod holds on its node (it is placed again).
+    fn release(&self, pod: &Pod, usage: &mut BTreeMap<String, Usage>) {
+        if let Some(node) = self.binding.waiting_node(pod) {
+            release_on(pod, usage, node);
+        }
+    }
+
+    async fn refuse(&mut self, pod: &Pod, reason: &str, message: &str) {
+        if let Err(e) = self.refusals.refuse(pod, reason, message).await {
+            tracing::warn!(pod = %pod.name_any(), "reporting unschedulable: {e}");
+        }
+    }
+}
+
+fn release_on(pod: &Pod, usage: &mut BTreeMap<String, Usage>, node: &str) {
+    if let Some(used) = usage.get_mut(node) {
+        used.remove(pod);
     }
 }
 
@@ -88,6 +176,18 @@ impl Usage {
         self.pods += 1;
         self.host_ports.extend(host_ports(pod));
     }
+
+    fn remove(&mut self, pod: &Pod) {
+        let (cpu, memory) = requests(pod);
+        self.millicpu = self.millicpu.saturating_sub(cpu);
+        self.memory = self.memory.saturating_sub(memory);
+        self.pods = self.pods.saturating_sub(1);
+        for port in host_ports(pod) {
+            if let Some(i) = self.host_ports.iter().position(|p| *p == port) {
+                self.host_ports.remove(i);
+            }
+        }
+    }
 }
 
 fn requests(pod: &Pod) -> (u64, u64) {
@@ -114,11 +214,15 @@ fn host_ports(pod: &Pod) -> Vec<(i32, String)> {
         .collect()
 }
 
-/// The best node for a pod, or upstream's message saying why none fits.
+/// The best node for a pod, or upstream's message saying why none fits. `volumes` is the
+/// VolumeBinding filter, run last as upstream runs it; a `preferred` node (where the pod
+/// waits for its claims) wins whenever it still fits.
 fn place(
     pod: &Pod,
     nodes: &[std::sync::Arc<Node>],
     usage: &BTreeMap<String, Usage>,
+    volumes: &dyn Fn(&Node) -> Result<(), Vec<String>>,
+    preferred: Option<&str>,
 ) -> Result<String, String> {
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     let mut best: Option<(f64, String)> = None;
@@ -128,7 +232,8 @@ fn place(
     {
         let name = node.name_any();
         let used = usage.get(&name).cloned().unwrap_or_default();
-        match filter(pod, node, &used) {
+        match filter(pod, node, &used).and_then(|score| volumes(node).map(|()| score)) {
+            Ok(_) if preferred == Some(name.as_str()) => return Ok(name),
             Err(failures) => {
                 for failure in failures {
                     *reasons.entry(failure).or_default() += 1;
@@ -333,6 +438,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn place_plain(
+        pod: &Pod,
+        nodes: &[std::sync::Arc<Node>],
+        usage: &BTreeMap<String, Usage>,
+    ) -> Result<String, String> {
+        place(pod, nodes, usage, &|_| Ok(()), None)
+    }
+
     fn node(name: &str, cpu: &str, taints: serde_json::Value) -> std::sync::Arc<Node> {
         std::sync::Arc::new(
             serde_json::from_value(json!({
@@ -364,7 +477,7 @@ mod tests {
             node("f1", "2", fargate.clone()),
             node("f2", "2", fargate),
         ];
-        let err = place(&pod("1500m", json!(null)), &nodes, &BTreeMap::new()).unwrap_err();
+        let err = place_plain(&pod("1500m", json!(null)), &nodes, &BTreeMap::new()).unwrap_err();
         assert_eq!(
             err,
             "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {eks.amazonaws.com/compute-type: fargate}."
@@ -383,7 +496,7 @@ mod tests {
             },
         );
         assert_eq!(
-            place(&pod("500m", json!(null)), &nodes, &usage).unwrap(),
+            place_plain(&pod("500m", json!(null)), &nodes, &usage).unwrap(),
             "b"
         );
     }
@@ -399,14 +512,17 @@ mod tests {
             "100m",
             json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}),
         );
-        assert_eq!(place(&tolerating, &tainted, &BTreeMap::new()).unwrap(), "t");
+        assert_eq!(
+            place_plain(&tolerating, &tainted, &BTreeMap::new()).unwrap(),
+            "t"
+        );
         let everything = pod("100m", json!({"tolerations": [{"operator": "Exists"}]}));
-        assert!(place(&everything, &tainted, &BTreeMap::new()).is_ok());
+        assert!(place_plain(&everything, &tainted, &BTreeMap::new()).is_ok());
 
         let plain = vec![node("n", "2", json!(null))];
         let wrong_zone = pod("100m", json!({"nodeSelector": {"zone": "b"}}));
         assert_eq!(
-            place(&wrong_zone, &plain, &BTreeMap::new()).unwrap_err(),
+            place_plain(&wrong_zone, &plain, &BTreeMap::new()).unwrap_err(),
             "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
         );
         let affinity = pod(
@@ -414,6 +530,6 @@ mod tests {
             json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
             "nodeSelectorTerms": [{"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "c"]}]}]}}}}),
         );
-        assert!(place(&affinity, &plain, &BTreeMap::new()).is_ok());
+        assert!(place_plain(&affinity, &plain, &BTreeMap::new()).is_ok());
     }
 }

@@ -6,6 +6,7 @@ mod cluster;
 pub mod default_scheduler;
 pub mod fargate;
 mod placement;
+pub mod volume_binding;
 
 pub use cluster::ClusterView;
 
