@@ -162,11 +162,6 @@ impl VolumeBinding {
             .map(String::as_str)
     }
 
-    /// Every pod waiting for its claims, by uid, with its node.
-    pub fn waiting(&self) -> &HashMap<String, String> {
-        &self.waiting
-    }
-
     /// Forgets a pod (bound, gone, or to be placed afresh).
     pub fn forget(&mut self, pod: &Pod) {
         self.waiting.remove(&pod.uid().unwrap_or_default());

@@ -49,7 +49,7 @@ async fn kubectl_until(kubeconfig: &Path, args: &[&str], check: impl Fn(&str) ->
 const NODE: &str = "ip-192-168-1-10.ec2.internal";
 
 #[tokio::test]
-async fn kubectl_shows_claims_volumes_and_their_events() -> anyhow::Result<()> {
+async fn kubectl_shows_the_seed_claim_bound_with_its_volume_and_class() -> anyhow::Result<()> {
     let mut c = Cluster::start("tb-demo").await?;
     c.node(NODE, "2", "80Gi").await?;
     let kubeconfig = c.serve_https().await;
@@ -106,8 +106,15 @@ async fn kubectl_shows_claims_volumes_and_their_events() -> anyhow::Result<()> {
         ],
         "{classes}"
     );
+    Ok(())
+}
 
-    // The same claim on the default class waits for its first consumer, and says so.
+#[tokio::test]
+async fn kubectl_describe_shows_a_claim_waiting_for_its_first_consumer() -> anyhow::Result<()> {
+    let mut c = Cluster::start("tb-demo").await?;
+    c.node(NODE, "2", "80Gi").await?;
+    let kubeconfig = c.serve_https().await;
+    // The seed's claim on the default class waits for its first consumer, and says so.
     let claim = c.dir.path().join("claim.yml");
     std::fs::write(
         &claim,

@@ -252,3 +252,42 @@ async fn claims_sent_to_a_node_book_its_storage_before_their_volumes_exist() -> 
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn fargate_refuses_pods_with_block_store_volumes() -> anyhow::Result<()> {
+    let c = Cluster::start("tb-demo").await?;
+    c.node(ROOMY, "2", "80Gi").await?;
+    let profiles: Api<keg_api::crds::FargateProfile> = Api::all(c.client.clone());
+    create(
+        &profiles,
+        json!({"apiVersion": "keg.dev/v1", "kind": "FargateProfile",
+        "metadata": {"name": "fp-demo-service"},
+        "spec": {"selectors": [{"namespace": "tb-demo", "labels": {"app": "service"}}]}}),
+    )
+    .await?;
+    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(c.client.clone());
+    create(
+        &classes,
+        json!({"metadata": {"name": "tb-gp2"},
+        "provisioner": "kubernetes.io/aws-ebs", "volumeBindingMode": "Immediate"}),
+    )
+    .await?;
+    claim(&c.client, "tb-demo", "data", Some("tb-gp2"), "25Mi").await?;
+    let volume = bound_volume(&c.client, "tb-demo", "data").await;
+    // A pod the profile selects (app=service) that mounts the claim.
+    let pods: Api<Pod> = c.api("tb-demo");
+    create(
+        &pods,
+        json!({"metadata": {"name": "api", "labels": {"app": "service"}}, "spec": {
+        "containers": [{"name": "api", "image": "terrax/beer-api:1",
+            "volumeMounts": [{"name": "data", "mountPath": "/data"}]}],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]}}),
+    )
+    .await?;
+    let message = format!(
+        "Pod not supported on Fargate: volumes not supported: data not supported because: PVC data bound to invalid PV {} with nil CSI spec",
+        volume.name_any()
+    );
+    refused(&c.client, "tb-demo", "api", &message).await;
+    Ok(())
+}
