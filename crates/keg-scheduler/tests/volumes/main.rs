@@ -291,3 +291,44 @@ async fn fargate_refuses_pods_with_block_store_volumes() -> anyhow::Result<()> {
     refused(&c.client, "tb-demo", "api", &message).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn local_volumes_made_by_hand_bind_when_their_pod_is_scheduled() -> anyhow::Result<()> {
+    let c = Cluster::start("local").await?;
+    c.node(ROOMY, "2", "80Gi").await?;
+    c.node(BUSY, "8", "80Gi").await?;
+    // Upstream's recipe for local disks: no provisioner, WaitForFirstConsumer, and a volume
+    // per disk tied to its node.
+    let classes: Api<k8s_openapi::api::storage::v1::StorageClass> = Api::all(c.client.clone());
+    create(&classes, json!({"metadata": {"name": "local-storage"},
+        "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"}))
+    .await?;
+    let volumes: Api<PersistentVolume> = Api::all(c.client.clone());
+    create(
+        &volumes,
+        json!({"metadata": {"name": "roomy-disk"}, "spec": {
+        "capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "local-storage", "local": {"path": "/mnt/disks/1"},
+        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [ROOMY]}]}]}}}}),
+    )
+    .await?;
+    claim(&c.client, "local", "data", Some("local-storage"), "5Gi").await?;
+    pod_using(&c.client, "local", "db", "data", "100m").await?;
+    assert_eq!(scheduled_node(&c.client, "local", "db").await, ROOMY);
+    assert_eq!(
+        bound_volume(&c.client, "local", "data").await.name_any(),
+        "roomy-disk"
+    );
+    // A second claim has no disk left anywhere.
+    claim(&c.client, "local", "more", Some("local-storage"), "5Gi").await?;
+    pod_using(&c.client, "local", "db2", "more", "100m").await?;
+    refused(
+        &c.client,
+        "local",
+        "db2",
+        "0/2 nodes are available: 2 node(s) didn't find available persistent volumes to bind.",
+    )
+    .await;
+    Ok(())
+}
