@@ -8,6 +8,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod gc;
 pub mod loadbalancer;
+pub mod metering;
 pub mod namespace;
 pub mod nodegroup;
 pub mod owners;
