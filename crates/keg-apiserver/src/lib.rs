@@ -14,6 +14,7 @@ pub mod fieldcheck;
 pub mod filter;
 pub mod hooks;
 pub mod kubeconfig;
+pub mod metrics;
 pub mod negotiate;
 pub mod objects;
 pub mod openapi;
@@ -94,7 +95,9 @@ impl ApiServer {
             admission,
             pod_logs: Default::default(),
             ready: Default::default(),
+            metrics: Default::default(),
         });
+        metrics::pods::spawn_observer(state.clone());
         load_crds(&state).await?;
         bootstrap::run(&state)
             .await

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::request::RequestInfo;
 use crate::rest::json_response;
 use crate::state::ApiState;
-use crate::{discovery, openapi, rest, version};
+use crate::{discovery, metrics, openapi, rest, version};
 
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
@@ -130,7 +130,12 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens) -> Router {
                 ([(http::header::CONTENT_TYPE, media)], body).into_response()
             }),
         )
+        .route("/metrics", get(metrics::serve))
         .fallback(resources)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(axum::middleware::from_fn_with_state(tokens, authenticate))
         .with_state(state)
 }

@@ -53,4 +53,6 @@ pub struct ApiState {
     pub pod_logs: RwLock<Option<Arc<dyn PodLogs>>>,
     /// Whether start-up finished (for /readyz).
     pub ready: AtomicBool,
+    /// What `/metrics` reports of the server's own work.
+    pub metrics: crate::metrics::Metrics,
 }
