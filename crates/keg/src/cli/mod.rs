@@ -1,6 +1,7 @@
 //! The command line: one subcommand per module.
 
 mod cluster;
+mod cost;
 mod eks;
 mod image;
 mod node;
@@ -35,6 +36,8 @@ enum Command {
     /// Scale a node group.
     #[command(subcommand)]
     Scale(ScaleCommand),
+    /// Show what a cluster's pods and node groups cost, and what the alternatives would.
+    Cost(cost::CostArgs),
 }
 
 #[derive(Subcommand)]
@@ -65,6 +68,7 @@ impl Cli {
             Command::Get(command) => eks::get(command).await,
             Command::Image(command) => image::run(command).await,
             Command::Scale(ScaleCommand::Nodegroup(args)) => eks::scale_nodegroup(args).await,
+            Command::Cost(args) => cost::run(args).await,
         }
     }
 }
