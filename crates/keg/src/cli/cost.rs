@@ -214,8 +214,8 @@ fn table_row(row: &Row) -> Vec<String> {
 
 fn table(cluster: &str, report: &Report) -> String {
     let window = match report.since {
-        Some(since) => format!("from {since} to {}", report.now),
-        None => format!("everything recorded, to {}", report.now),
+        Some(since) => format!("from {} to {}", time(since), time(report.now)),
+        None => format!("everything recorded, to {}", time(report.now)),
     };
     let mut out = format!("Cluster {cluster} ({}), {window}\n\n", report.region);
     let mut rows = vec![
@@ -264,19 +264,28 @@ fn table(cluster: &str, report: &Report) -> String {
     out
 }
 
-/// "saves $0.01234 (12.3%)" or "costs $0.01234 (4.0%) more".
+/// A time to the second, as kubectl prints them.
+fn time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// "saves $0.01234 (12.3%)" or "costs $0.01234 more (1.4 times as much)".
 fn saving(actual: f64, alternative: f64) -> String {
     let difference = alternative - actual;
-    let share = if alternative > 0.0 {
-        format!(" ({:.1}%)", difference.abs() / alternative * 100.0)
+    if difference >= 0.0 {
+        let share = if alternative > 0.0 {
+            format!(" ({:.1}%)", difference / alternative * 100.0)
+        } else {
+            String::new()
+        };
+        return format!("the mix as run saves {}{share}", dollars(difference));
+    }
+    let ratio = if alternative > 0.0 {
+        format!(" ({:.1} times as much)", actual / alternative)
     } else {
         String::new()
     };
-    if difference >= 0.0 {
-        format!("the mix as run saves {}{share}", dollars(difference))
-    } else {
-        format!("the mix as run costs {}{share} more", dollars(-difference))
-    }
+    format!("the mix as run costs {} more{ratio}", dollars(-difference))
 }
 
 fn json(cluster: &str, report: &Report) -> Result<String> {

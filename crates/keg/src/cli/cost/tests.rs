@@ -115,8 +115,8 @@ fn durations_and_savings_read_plainly() {
     assert_eq!(duration(3723.0), "1h02m03s");
     assert_eq!(saving(1.0, 4.0), "the mix as run saves $3.00000 (75.0%)");
     assert_eq!(
-        saving(2.0, 1.0),
-        "the mix as run costs $1.00000 (100.0%) more"
+        saving(3.0, 2.0),
+        "the mix as run costs $1.00000 more (1.5 times as much)"
     );
     assert_eq!(saving(0.0, 0.0), "the mix as run saves $0.00000");
 }
