@@ -359,9 +359,14 @@ fn discovery(k: &Kubectl) {
             "{kind} missing:\n{out}"
         );
     }
-    let run = k.run(&["version"]);
+    // kubectl 1.27 prints the long form unless asked for the short one; later ones refuse it.
+    let run = k.run(&["version", "-o", "json"]);
+    let version: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_default();
     assert!(
-        run.status.success() && run.stdout.contains("Server Version: v1.33"),
+        run.status.success()
+            && version["serverVersion"]["gitVersion"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("v1.33")),
         "{} {}",
         run.stdout,
         run.stderr

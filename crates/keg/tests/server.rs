@@ -20,14 +20,14 @@ use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 
 async fn client(server: &Server) -> Client {
-    let file = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(file, &Default::default())
-        .await
-        .unwrap();
-    Client::try_from(config).unwrap()
+    let token = server.token();
+    client_with_token(server, Some(&token)).await
 }
 
 async fn client_with_token(server: &Server, token: Option<&str>) -> Client {
+    // Two rustls backends are linked in (ring, and aws-lc-rs through oci-client); as the keg
+    // binary does, choose ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let file = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
     let mut config = kube::Config::from_custom_kubeconfig(file, &Default::default())
         .await

@@ -46,6 +46,9 @@ pub struct ServerArgs {
     /// Run no node agent: nodes stay NotReady and no pod runs (the API and controllers only).
     #[arg(long)]
     no_node_agent: bool,
+    /// A price file laid over the built-in prices (default: $KEG_HOME/prices.yaml if present).
+    #[arg(long)]
+    prices: Option<PathBuf>,
 }
 
 /// Serves until SIGINT or SIGTERM.
@@ -58,6 +61,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         compaction_interval: std::time::Duration::from_secs(args.compaction_interval.max(1)),
     };
     let data_dir = config.data_dir.clone();
+    let prices = super::cost::load_prices(args.prices.as_deref())?;
     let server = ApiServer::open(config, Admission::standard()).await?;
     let client = in_process_client(server.router(), server.tokens.admin());
     let cluster = ClusterInfo {
@@ -66,6 +70,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         region: args.region,
     };
     tokio::spawn(keg_controllers::run_all(client.clone()));
+    tokio::spawn(keg_controllers::volumes::run(
+        client.clone(),
+        keg_controllers::volumes::Config {
+            root: data_dir.join("volumes"),
+        },
+    ));
+    tokio::spawn(keg_controllers::metering::run(
+        client.clone(),
+        keg_controllers::metering::Config::new(&cluster, prices),
+    ));
     tokio::spawn(keg_controllers::nodegroup::run(
         client.clone(),
         cluster.clone(),

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The oldest and newest kubectl the tests drive.
-pub const KUBECTL_VERSIONS: [&str; 2] = ["1.27", "1.31"];
+pub const KUBECTL_VERSIONS: [&str; 2] = ["1.27", "1.33"];
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
