@@ -1,5 +1,5 @@
 //! Controllers (namespaces, garbage collection, deployments, replica sets, endpoints,
-//! volumes, load balancers). Each is a kube-rs controller: a client of the API only.
+//! volumes, service networking). Each is a kube-rs controller: a client of the API only.
 
 pub mod cache;
 pub mod deployment;
@@ -7,13 +7,13 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod gc;
-pub mod loadbalancer;
 pub mod metering;
 pub mod namespace;
 pub mod nodegroup;
 pub mod owners;
 pub mod pods;
 pub mod replicaset;
+pub mod services;
 pub mod volumes;
 
 use std::sync::Arc;

@@ -391,6 +391,9 @@ fn kubectl_drives_keg() {
         errors_users_know(&ns, &k);
         discovery(&k);
         delete_by_file(&ns, &k, dir.path());
-        k.ok(&["delete", "storageclass", "fast"]);
+        // `delete -f` took the file's cluster-scoped StorageClass too, so the next
+        // version's apply creates it afresh.
+        let gone = k.fails(&["get", "storageclass", "fast"]);
+        assert!(gone.contains("NotFound"), "{gone}");
     }
 }

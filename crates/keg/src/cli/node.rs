@@ -92,6 +92,17 @@ fn random_tag() -> String {
     format!("{:08x}", hasher.finish() as u32)
 }
 
+/// The cluster's pod network as service networking sees it: cluster IPs go on its bridge
+/// and the cluster DNS listens on its gateway.
+pub fn pod_network(data_dir: &Path) -> Result<keg_controllers::services::PodNetwork> {
+    let network = runtime_config(data_dir)?.network;
+    Ok(keg_controllers::services::PodNetwork::new(
+        network.bridge.clone(),
+        network.gateway(),
+        "cluster.local".into(),
+    ))
+}
+
 /// Opens the runtime and makes the agent serving nodes labelled `keg.dev/agent=<agent>`.
 pub async fn open(
     client: kube::Client,

@@ -84,11 +84,8 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         client.clone(),
         cluster.clone(),
     ));
-    tokio::spawn(keg_controllers::loadbalancer::run(
-        client.clone(),
-        args.load_balancer_address,
-    ));
     tokio::spawn(keg_scheduler::run(client.clone(), cluster.clone()));
+    let mut pod_network = None;
     let agent = if args.no_node_agent {
         None
     } else if !nix::unistd::Uid::effective().is_root() {
@@ -98,10 +95,20 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         let images = args
             .images_dir
             .unwrap_or_else(|| super::cluster::keg_home().join("images"));
-        let agent = super::node::open(client, &data_dir, &images, &cluster.agent, |config| {
-            config.insecure_registries = args.insecure_registries;
-        })
+        let network = super::node::pod_network(&data_dir)?;
+        let gateway = network.gateway;
+        let agent = super::node::open(
+            client.clone(),
+            &data_dir,
+            &images,
+            &cluster.agent,
+            |config| {
+                config.insecure_registries = args.insecure_registries;
+                config.cluster_dns = vec![gateway.to_string()];
+            },
+        )
         .await?;
+        pod_network = Some(network);
         *server.state.pod_logs.write().expect("not poisoned") = Some(agent.pod_logs());
         let running = agent.clone();
         let task = tokio::spawn(async move {
@@ -111,6 +118,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         });
         Some((agent, task))
     };
+    tokio::spawn(keg_controllers::services::run(
+        client,
+        keg_controllers::services::Config {
+            load_balancer_address: args.load_balancer_address,
+            pod_network,
+        },
+    ));
     let served = server.serve(shutdown_signal()).await;
     // Stopping the server ends the cluster's pods: nothing it made outlives it.
     if let Some((agent, task)) = agent {

@@ -1,0 +1,324 @@
+//! Cluster DNS, as CoreDNS's kubernetes plugin answers it: `<service>.<namespace>.svc.<domain>`
+//! is the service's cluster IP (a headless service's ready endpoints), an ExternalName service
+//! is a CNAME, `<a-b-c-d>.<namespace>.pod.<domain>` is that address, and every other name in
+//! the domain does not exist. Names outside the domain go to the machine's own resolvers. It
+//! listens on the pod bridge's address, which is every pod's nameserver (ClusterFirst).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, MessageType, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::net::UdpSocket;
+
+use super::cluster_ip::cluster_ip;
+use super::proxy::ready_endpoints;
+
+/// CoreDNS's default TTL for cluster records.
+const TTL: u32 = 5;
+/// How long an upstream resolver gets to answer a forwarded query.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the DNS server knows and where it sends the rest.
+#[derive(Clone)]
+pub(crate) struct Resolver {
+    /// The cluster domain, e.g. `cluster.local`.
+    pub domain: String,
+    /// The machine's resolvers, for names outside the domain.
+    pub upstream: Vec<SocketAddr>,
+    pub services: Store<Service>,
+    pub slices: Store<EndpointSlice>,
+}
+
+/// What a name in the cluster domain resolves to.
+#[derive(Debug, PartialEq, Eq)]
+enum Lookup {
+    Addresses(Vec<IpAddr>),
+    Alias(String),
+    NoSuchName,
+    /// Not in the cluster domain: the upstream resolvers answer it.
+    Outside,
+}
+
+/// Answers queries on `socket` until the process ends.
+pub(crate) async fn serve(socket: UdpSocket, resolver: Resolver) {
+    let socket = Arc::new(socket);
+    let mut buffer = vec![0u8; 4096];
+    loop {
+        let Ok((length, peer)) = socket.recv_from(&mut buffer).await else {
+            continue;
+        };
+        let query = buffer[..length].to_vec();
+        match resolver.answer(&query) {
+            Some(reply) => {
+                let _ = socket.send_to(&reply, peer).await;
+            }
+            None => {
+                let (socket, upstream) = (socket.clone(), resolver.upstream.clone());
+                tokio::spawn(async move {
+                    if let Some(reply) = forward(&query, &upstream).await {
+                        let _ = socket.send_to(&reply, peer).await;
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl Resolver {
+    /// The reply to a query, or None when the upstream resolvers must answer it.
+    fn answer(&self, query: &[u8]) -> Option<Vec<u8>> {
+        let request = match Message::from_vec(query) {
+            Ok(request) => request,
+            Err(_) if query.len() >= 2 => {
+                let id = u16::from_be_bytes([query[0], query[1]]);
+                let reply =
+                    Message::error_msg(id, hickory_proto::op::OpCode::Query, ResponseCode::FormErr);
+                return reply.to_vec().ok();
+            }
+            Err(_) => return None,
+        };
+        if request.metadata.message_type != MessageType::Query {
+            return None;
+        }
+        let [question] = request.queries.as_slice() else {
+            return None; // not for us to judge: upstream answers or refuses
+        };
+        let lookup = self.lookup(&question.name.to_lowercase().to_ascii());
+        if lookup == Lookup::Outside {
+            return None;
+        }
+        let mut reply = Message::response(request.metadata.id, request.metadata.op_code);
+        reply.metadata.authoritative = true;
+        reply.metadata.recursion_desired = request.metadata.recursion_desired;
+        reply.metadata.recursion_available = true;
+        reply.add_query(question.clone());
+        let name = question.name.clone();
+        match lookup {
+            Lookup::Addresses(addresses) => {
+                for address in addresses {
+                    let data = match (address, question.query_type) {
+                        (IpAddr::V4(v4), RecordType::A | RecordType::ANY) => RData::A(A(v4)),
+                        (IpAddr::V6(v6), RecordType::AAAA | RecordType::ANY) => {
+                            RData::AAAA(AAAA(v6))
+                        }
+                        _ => continue,
+                    };
+                    reply.add_answer(Record::from_rdata(name.clone(), TTL, data));
+                }
+            }
+            Lookup::Alias(target) => {
+                if let Ok(target) = Name::from_ascii(format!("{target}.")) {
+                    reply.add_answer(Record::from_rdata(name, TTL, RData::CNAME(CNAME(target))));
+                }
+            }
+            Lookup::NoSuchName => reply.metadata.response_code = ResponseCode::NXDomain,
+            Lookup::Outside => unreachable!("handled above"),
+        }
+        reply.to_vec().ok()
+    }
+
+    /// Resolves a lower-case, fully qualified name.
+    fn lookup(&self, name: &str) -> Lookup {
+        let name = name.trim_end_matches('.');
+        let Some(inside) = name
+            .strip_suffix(self.domain.as_str())
+            .and_then(|rest| rest.strip_suffix('.').or((rest.is_empty()).then_some(rest)))
+        else {
+            return Lookup::Outside;
+        };
+        let labels: Vec<&str> = inside.split('.').collect();
+        match labels.as_slice() {
+            [service, namespace, "svc"] => self.service(namespace, service),
+            [address, _namespace, "pod"] => match address.replace('-', ".").parse::<Ipv4Addr>() {
+                Ok(ip) => Lookup::Addresses(vec![IpAddr::V4(ip)]),
+                Err(_) => Lookup::NoSuchName,
+            },
+            _ => Lookup::NoSuchName,
+        }
+    }
+
+    fn service(&self, namespace: &str, name: &str) -> Lookup {
+        let Some(service) = self
+            .services
+            .get(&ObjectRef::<Service>::new(name).within(namespace))
+        else {
+            return Lookup::NoSuchName;
+        };
+        let spec = service.spec.clone().unwrap_or_default();
+        if spec.type_.as_deref() == Some("ExternalName") {
+            return match spec.external_name {
+                Some(target) => Lookup::Alias(target.trim_end_matches('.').to_string()),
+                None => Lookup::NoSuchName,
+            };
+        }
+        if let Some(ip) = cluster_ip(&service) {
+            return Lookup::Addresses(vec![IpAddr::V4(ip)]);
+        }
+        let endpoints = ready_endpoints(&self.slices, &format!("{namespace}/{name}"), None);
+        Lookup::Addresses(endpoints.into_iter().map(|e| e.ip()).collect())
+    }
+}
+
+/// Asks each upstream resolver in turn; the first reply wins.
+async fn forward(query: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {
+    for server in upstream {
+        let local: SocketAddr = match server {
+            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let Ok(socket) = UdpSocket::bind(local).await else {
+            continue;
+        };
+        if socket.send_to(query, server).await.is_err() {
+            continue;
+        }
+        let mut buffer = vec![0u8; 4096];
+        if let Ok(Ok((length, _))) =
+            tokio::time::timeout(UPSTREAM_TIMEOUT, socket.recv_from(&mut buffer)).await
+        {
+            buffer.truncate(length);
+            return Some(buffer);
+        }
+    }
+    None
+}
+
+/// The machine's resolvers from a resolv.conf text, on port 53.
+pub(crate) fn nameservers(resolv_conf: &str) -> Vec<SocketAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ServiceSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use kube::runtime::reflector::store::Writer;
+    use kube::runtime::watcher::Event;
+
+    fn resolver(services: Vec<Service>) -> Resolver {
+        let mut writer = Writer::<Service>::default();
+        for service in services {
+            writer.apply_watcher_event(&Event::Apply(service));
+        }
+        Resolver {
+            domain: "cluster.local".into(),
+            upstream: vec![],
+            services: writer.as_reader(),
+            slices: Writer::<EndpointSlice>::default().as_reader(),
+        }
+    }
+
+    fn service(name: &str, spec: ServiceSpec) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("tb-demo".into()),
+                ..Default::default()
+            },
+            spec: Some(spec),
+            status: None,
+        }
+    }
+
+    fn query(name: &str, kind: RecordType) -> Vec<u8> {
+        let mut message = Message::query();
+        message.metadata.recursion_desired = true;
+        message.add_query(hickory_proto::op::Query::query(
+            Name::from_ascii(name).unwrap(),
+            kind,
+        ));
+        message.to_vec().unwrap()
+    }
+
+    fn reply(resolver: &Resolver, name: &str, kind: RecordType) -> Message {
+        Message::from_vec(&resolver.answer(&query(name, kind)).expect("answered")).unwrap()
+    }
+
+    #[test]
+    fn a_service_name_is_its_cluster_ip() {
+        let r = resolver(vec![service(
+            "mysql-service",
+            ServiceSpec {
+                cluster_ip: Some("10.43.0.12".into()),
+                ..Default::default()
+            },
+        )]);
+        let answer = reply(
+            &r,
+            "MySQL-Service.tb-demo.svc.cluster.local.",
+            RecordType::A,
+        );
+        assert_eq!(answer.metadata.response_code, ResponseCode::NoError);
+        let data: Vec<_> = answer.answers.iter().map(|a| a.data.clone()).collect();
+        assert_eq!(data, vec![RData::A(A(Ipv4Addr::new(10, 43, 0, 12)))]);
+        // The name exists but has no IPv6 address: an empty answer, not NXDOMAIN, so the
+        // resolver does not go on down the search list.
+        let aaaa = reply(
+            &r,
+            "mysql-service.tb-demo.svc.cluster.local.",
+            RecordType::AAAA,
+        );
+        assert_eq!(aaaa.metadata.response_code, ResponseCode::NoError);
+        assert!(aaaa.answers.is_empty());
+    }
+
+    #[test]
+    fn unknown_names_in_the_domain_do_not_exist_and_others_go_upstream() {
+        let r = resolver(vec![]);
+        let missing = reply(&r, "nope.tb-demo.svc.cluster.local.", RecordType::A);
+        assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+        let search = reply(&r, "example.com.svc.cluster.local.", RecordType::A);
+        assert_eq!(search.metadata.response_code, ResponseCode::NXDomain);
+        assert!(r.answer(&query("example.com.", RecordType::A)).is_none());
+        assert!(
+            r.answer(&query("cluster.local.example.com.", RecordType::A))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn external_names_and_pod_names() {
+        let r = resolver(vec![service(
+            "db",
+            ServiceSpec {
+                type_: Some("ExternalName".into()),
+                external_name: Some("db.example.com".into()),
+                ..Default::default()
+            },
+        )]);
+        let alias = reply(&r, "db.tb-demo.svc.cluster.local.", RecordType::A);
+        assert_eq!(
+            alias.answers[0].data,
+            RData::CNAME(CNAME(Name::from_ascii("db.example.com.").unwrap()))
+        );
+        let pod = reply(&r, "10-42-0-7.tb-demo.pod.cluster.local.", RecordType::A);
+        assert_eq!(
+            pod.answers[0].data,
+            RData::A(A(Ipv4Addr::new(10, 42, 0, 7)))
+        );
+    }
+
+    #[test]
+    fn nameservers_come_from_resolv_conf() {
+        let text = "# generated\nsearch example\nnameserver 10.255.255.53\nnameserver ::1\n";
+        assert_eq!(
+            nameservers(text),
+            vec![
+                "10.255.255.53:53".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ]
+        );
+    }
+}
