@@ -150,8 +150,10 @@ fn unsafe_sigterm(pid: u32) {
 }
 
 impl Drop for Server {
+    /// SIGTERM, so a server with a node agent removes its pods, mounts, network devices and
+    /// cgroups even when a test fails.
     fn drop(&mut self) {
-        self.kill9();
+        self.stop();
     }
 }
 

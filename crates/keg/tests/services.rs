@@ -1,0 +1,174 @@
+//! Service networking end to end, as the Terrax API reaches its database: a pod on a
+//! serverless node connects to another service by its short name, through the cluster DNS
+//! and the service's cluster IP; the cluster IP leaves the bridge with the service, and the
+//! bridge leaves with the server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, eventually, write_file};
+use keg_runtime::ImageStore;
+use keg_runtime::testing::{build_busybox_image, require_root};
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: svc-demo}
+---
+apiVersion: keg.dev/v1
+kind: FargateProfile
+metadata: {name: fp-svc-demo}
+spec:
+  selectors: [{namespace: svc-demo}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: svc-demo}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: httpd
+        image: busybox:test
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe:
+          tcpSocket: {port: http}
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: svc-demo}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+"#;
+
+/// A pod that looks `host` up and fetches `http://<address>/` with nc until it answers
+/// (busybox's own resolver and nc: the static glibc of Debian's busybox crashes in
+/// getaddrinfo once a resolv.conf exists) and prints `answer: <body>`,
+/// or prints what it saw of DNS and routes. It stays running so that its log can be read: a
+/// serverless node, and the log with it, goes as soon as its pod ends.
+fn client_pod(name: &str, host: &str) -> String {
+    let script = format!(
+        "for i in $(seq 1 30); do \
+           addr={host}; case $addr in *[a-z]*) addr=$(nslookup {host} 2>/dev/null | sed -n 's/^Address: //p' | head -n1);; esac; \
+           body=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 $addr 80 | tail -n1); \
+           if [ -n \"$body\" ]; then echo answer: $body; exec sleep 3600; fi; sleep 1; \
+         done; \
+         echo failed; echo \"address: [$addr]\"; cat /etc/resolv.conf; ip route; nslookup {host}; exec sleep 3600"
+    );
+    serde_json::to_string(&serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "svc-demo"},
+        "spec": {"containers": [{"name": "client", "image": "busybox:test",
+                                 "command": ["sh", "-c", script]}]}
+    }))
+    .unwrap()
+}
+
+fn bridge_addresses(bridge: &str) -> String {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "addr", "show", "dev", bridge])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn pods_reach_a_service_by_name_through_its_cluster_ip() {
+    if !require_root("pods_reach_a_service_by_name_through_its_cluster_ip") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let image = build_busybox_image(&work.path().join("image"), "busybox:test").unwrap();
+    let images_dir = work.path().join("images");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(
+            ImageStore::open(&images_dir)
+                .unwrap()
+                .import_archive(&image.oci_archive),
+        )
+        .unwrap();
+    let mut server = Server::start_with(&["--images-dir", images_dir.to_str().unwrap()]);
+    let k = server.kubectl("1.33");
+    let manifest = write_file(work.path(), "web.yaml", MANIFEST);
+    k.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    k.ok(&[
+        "rollout",
+        "status",
+        "deployment/web",
+        "-n",
+        "svc-demo",
+        "--timeout=120s",
+    ]);
+    let web_pods = k.ok(&[
+        "get",
+        "pods",
+        "-n",
+        "svc-demo",
+        "-l",
+        "app=web",
+        "-o",
+        "jsonpath={.items[*].metadata.name}",
+    ]);
+    let cluster_ip = k.ok(&[
+        "get",
+        "service",
+        "web",
+        "-n",
+        "svc-demo",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+
+    // The short name goes through the pod's search list (svc-demo.svc.cluster.local first);
+    // the fully qualified name and the bare cluster IP work too.
+    for (pod, host) in [
+        ("by-name", "web"),
+        ("by-fqdn", "web.svc-demo.svc.cluster.local"),
+        ("by-ip", cluster_ip.as_str()),
+    ] {
+        let file = write_file(work.path(), &format!("{pod}.yaml"), &client_pod(pod, host));
+        k.ok(&["apply", "-f", file.to_str().unwrap()]);
+        let log = eventually(
+            &format!("pod {pod} to answer"),
+            Duration::from_secs(120),
+            || {
+                let log = k.run(&["logs", pod, "-n", "svc-demo"]).stdout;
+                (log.contains("answer:") || log.contains("failed")).then_some(log)
+            },
+        );
+        let answer = log
+            .strip_prefix("answer:")
+            .unwrap_or_else(|| panic!("{pod} fetching from {host}:\n{log}"));
+        let answered_by = answer.trim();
+        assert!(
+            web_pods.split_whitespace().any(|p| p == answered_by),
+            "{pod}: {answered_by:?} is not one of the web pods {web_pods:?}"
+        );
+    }
+
+    let network: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(server.dir.join("node/network.json")).unwrap())
+            .unwrap();
+    let bridge = network["bridge"].as_str().unwrap().to_string();
+    assert!(bridge_addresses(&bridge).contains(&format!("{cluster_ip}/32")));
+    k.ok(&["delete", "service", "web", "-n", "svc-demo"]);
+    eventually(
+        "the cluster IP to leave the bridge",
+        Duration::from_secs(30),
+        || (!bridge_addresses(&bridge).contains(&format!("{cluster_ip}/32"))).then_some(()),
+    );
+
+    server.stop();
+    assert!(
+        bridge_addresses(&bridge).is_empty(),
+        "bridge {bridge} left behind"
+    );
+}
