@@ -11,7 +11,8 @@
 # `keg` is on PATH the archives are then loaded with `keg image import`.
 #
 # Usage: examples/terrax/build-images.sh        (as root: umoci and chown need it)
-# Environment: BUILD_DIR, API_IMAGE, DB_IMAGE (image references), CARGO_TARGET_DIR,
+# Environment: BUILD_DIR, API_IMAGE, DB_IMAGE (image references), CARGO_TARGET_DIR, PROFILE
+#              (cargo profile of beer-api, default release),
 #              SKIP_IMPORT=1 to leave keg's image store alone.
 set -euo pipefail
 
@@ -23,6 +24,8 @@ work=$build/work
 API_IMAGE=${API_IMAGE:-terrax/beer-api:1.0}
 DB_IMAGE=${DB_IMAGE:-terrax/mariadb:10}
 target_dir=${CARGO_TARGET_DIR:-$repo/target}
+# The tests take the debug build they already have (PROFILE=dev); users get a release build.
+profile=${PROFILE:-release}
 
 log() { echo "build-images: $*" >&2; }
 die() { log "$*"; exit 1; }
@@ -135,9 +138,9 @@ pack() {
 
 build_api() {
   local root=$work/beer-api-rootfs bin
-  log "building beer-api (release)"
-  (cd "$repo" && CARGO_TARGET_DIR=$target_dir cargo build --release -p beer-api)
-  bin=$target_dir/release/beer-api
+  log "building beer-api ($profile)"
+  (cd "$repo" && CARGO_TARGET_DIR=$target_dir cargo build --profile "$profile" -p beer-api)
+  bin=$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")/beer-api
   make_skeleton "$root"
   cp "$bin" "$root/usr/bin/beer-api"
   # Debug line tables are for local profiling; the image ships without them.

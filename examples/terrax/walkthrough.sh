@@ -4,6 +4,8 @@
 #
 # Usage: examples/terrax/walkthrough.sh      (as root; images built by build-images.sh)
 # Environment: KEG (the keg binary, default `keg`), KUBECTL (default `kubectl`),
+#              BROWSER_CHECK (terrax-browser-check, default: beside KEG or on PATH),
+#              ARTIFACTS (where the Swagger UI screenshot goes, default: a temporary dir),
 #              KEEP=1 to leave the cluster running at the end.
 set -euo pipefail
 
@@ -11,6 +13,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 KEG=${KEG:-keg}
 KUBECTL=${KUBECTL:-kubectl}
 ns=tb-demo
+cluster=terrax-fargate
+keg_home=${KEG_HOME:-$HOME/.keg}
+cluster_dir=$keg_home/clusters/$cluster
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
@@ -27,9 +32,11 @@ wait_for() {
   done
 }
 
+# Only after a failure: the last step tears down and checks on its own.
 cleanup() {
   [ "${KEEP:-}" = 1 ] && return
-  step "Clean up"
+  [ "${torn_down:-}" = 1 ] && return
+  step "Clean up after the failure"
   run k delete -f "$here/service/service.yml" --ignore-not-found --wait=false || true
   run k delete -f "$here/database/database.yml" --ignore-not-found --wait=false || true
   run "$KEG" delete cluster -f "$here/eks-terrax-fargate.yaml" || true
@@ -81,6 +88,20 @@ echo
 curl -fsS "http://$ip/swagger-ui.html" -L | grep -qi swagger || fail "swagger-ui does not answer"
 echo "swagger-ui answers at http://$ip/swagger-ui.html"
 
+step "Swagger UI in a browser: list the operations, create a beer"
+browser_check=${BROWSER_CHECK:-$(dirname "$(command -v "$KEG")")/terrax-browser-check}
+[ -x "$browser_check" ] || browser_check=$(command -v terrax-browser-check || true)
+if [ -n "$browser_check" ] && [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+  artifacts=${ARTIFACTS:-$(mktemp -d)}
+  mkdir -p "$artifacts"
+  run "$browser_check" "http://$ip/swagger-ui.html" --beer "Swagger Saison" --screenshot "$artifacts/swagger-ui.png"
+  curl -fsS "http://$ip/api/beers?size=100" | grep -q '"Swagger Saison"' || fail "the beer made in swagger-ui is not listed"
+elif [ "${CI:-}" = true ]; then
+  fail "the browser check needs terrax-browser-check, /usr/bin/chromium and /usr/bin/chromedriver"
+else
+  echo "skipped: terrax-browser-check, /usr/bin/chromium or /usr/bin/chromedriver missing (scripts/install-deps.sh, cargo build)"
+fi
+
 step "Data persists across pods"
 run k delete pods -n "$ns" -l app=service
 wait_for 300 pods_running app=service 2
@@ -99,5 +120,31 @@ run k get nodes
 run k scale deployment springboot-deployment --replicas=1 -n "$ns"
 wait_for 300 fargate_nodes_are 1
 run k get nodes
+
+step "What it cost: Fargate pods by the second, the node group by the hour"
+run "$KEG" cost --cluster "$cluster"
+"$KEG" cost --cluster "$cluster" -o csv |
+  awk -F, -v ns="$ns" '$1 == "row" && $2 == ns && $5 > 0 { billed = 1 } END { exit !billed }' ||
+  fail "keg cost bills nothing to $ns"
+
+[ "${KEEP:-}" = 1 ] && { step "Done: the cluster keeps running (KEEP=1)"; exit 0; }
+
+step "Delete the application and the cluster; nothing is left behind"
+network=$cluster_dir/data/node/network.json
+bridge=$(sed -n 's/.*"bridge": "\(.*\)".*/\1/p' "$network")
+cgroup=$(sed -n 's/.*"cgroup_root": "\(.*\)".*/\1/p' "$network")
+pid=$(cat "$cluster_dir/keg.pid")
+run k delete -f "$here/service/service.yml"
+run k delete -f "$here/database/database.yml"
+wait_for 120 sh -c "[ -z \"\$($KUBECTL get pods -n $ns -o name)\" ]"
+run "$KEG" delete cluster -f "$here/eks-terrax-fargate.yaml"
+torn_down=1
+# A zombie (no parent reaps the daemon here) has stopped: only a live process counts.
+! { [ -e "/proc/$pid" ] && ! grep -q ') Z ' "/proc/$pid/stat"; } || fail "the control plane (pid $pid) still runs"
+! ip link show "$bridge" >/dev/null 2>&1 || fail "the pod bridge $bridge is still there"
+[ ! -e "/sys/fs/cgroup$cgroup" ] || fail "the cgroup $cgroup is still there"
+! grep -q "$cluster_dir" /proc/self/mountinfo || fail "mounts under $cluster_dir are still there"
+[ ! -e "$cluster_dir" ] || fail "$cluster_dir is still there"
+echo "no process, bridge ($bridge), cgroup ($cgroup), mount or state of $cluster is left"
 
 step "Done"
