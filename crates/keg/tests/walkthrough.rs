@@ -17,7 +17,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Runs a script with the test's environment, printing its output; panics when it fails.
+/// Runs a script with the test's environment, printing its output and keeping it in
+/// `artifacts/<script>.log`; panics when it fails.
 fn run_script(script: &str, env: &[(&str, &Path)], extra: &[(&str, &str)]) -> String {
     let keg = PathBuf::from(env!("CARGO_BIN_EXE_keg"));
     let bin_dir = keg.parent().unwrap();
@@ -40,6 +41,8 @@ fn run_script(script: &str, env: &[(&str, &Path)], extra: &[(&str, &str)]) -> St
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{text}");
+    let name = Path::new(script).file_stem().unwrap().to_string_lossy();
+    std::fs::write(repo().join("artifacts").join(format!("{name}.log")), &text).unwrap();
     assert!(out.status.success(), "{script} failed:\n{text}");
     text
 }
@@ -68,7 +71,6 @@ fn the_seed_walkthrough_runs_end_to_end() {
         &[("PROFILE", "dev")],
     );
     let output = run_script("examples/terrax/walkthrough.sh", &env, &[]);
-    std::fs::write(artifacts.join("walkthrough.log"), &output).unwrap();
     for outcome in [
         "created the beer \"Swagger Saison\" through swagger-ui: 201",
         "the beer survived new API pods and a new database pod",
