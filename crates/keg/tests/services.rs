@@ -1,6 +1,6 @@
 //! Service networking end to end, as the Terrax API reaches its database: a pod on a
 //! serverless node connects to another service by its short name, through the cluster DNS
-//! and the service's cluster IP; the cluster IP leaves the bridge with the service, and the
+//! and the service's cluster IP, and to a pod on a node-group node by its IP; the cluster IP leaves the bridge with the service, and the
 //! bridge leaves with the server.
 
 mod common;
@@ -39,6 +39,24 @@ spec:
         readinessProbe:
           tcpSocket: {port: http}
           periodSeconds: 1
+---
+apiVersion: keg.dev/v1
+kind: NodeGroup
+metadata: {name: ng}
+spec: {instanceType: t3.small, desiredCapacity: 1, minSize: 1, maxSize: 1}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: on-group}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain, namespace: on-group}
+spec:
+  containers:
+  - name: httpd
+    image: busybox:test
+    command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
 ---
 apiVersion: v1
 kind: Service
@@ -127,12 +145,31 @@ fn pods_reach_a_service_by_name_through_its_cluster_ip() {
         "jsonpath={.spec.clusterIP}",
     ]);
 
+    // A pod outside every profile runs on the node group's node; pods on Fargate nodes
+    // reach it by its IP.
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/plain",
+        "-n",
+        "on-group",
+        "--timeout=120s",
+    ]);
+    let plain = k.json(&["get", "pod", "plain", "-n", "on-group"]);
+    let plain_ip = plain["status"]["podIP"].as_str().unwrap().to_string();
+    let plain_node = plain["spec"]["nodeName"].as_str().unwrap();
+    let node = k.json(&["get", "node", plain_node]);
+    assert_eq!(
+        node["metadata"]["labels"]["alpha.eksctl.io/nodegroup-name"], "ng",
+        "{node}"
+    );
     // The short name goes through the pod's search list (svc-demo.svc.cluster.local first);
     // the fully qualified name and the bare cluster IP work too.
     for (pod, host) in [
         ("by-name", "web"),
         ("by-fqdn", "web.svc-demo.svc.cluster.local"),
         ("by-ip", cluster_ip.as_str()),
+        ("by-pod-ip", plain_ip.as_str()),
     ] {
         let file = write_file(work.path(), &format!("{pod}.yaml"), &client_pod(pod, host));
         k.ok(&["apply", "-f", file.to_str().unwrap()]);
@@ -148,10 +185,18 @@ fn pods_reach_a_service_by_name_through_its_cluster_ip() {
             .strip_prefix("answer:")
             .unwrap_or_else(|| panic!("{pod} fetching from {host}:\n{log}"));
         let answered_by = answer.trim();
+        let expected: Vec<&str> = if pod == "by-pod-ip" {
+            vec!["plain"]
+        } else {
+            web_pods.split_whitespace().collect()
+        };
         assert!(
-            web_pods.split_whitespace().any(|p| p == answered_by),
-            "{pod}: {answered_by:?} is not one of the web pods {web_pods:?}"
+            expected.contains(&answered_by),
+            "{pod}: {answered_by:?} is not one of {expected:?}"
         );
+        let client = k.json(&["get", "pod", pod, "-n", "svc-demo"]);
+        let node = client["spec"]["nodeName"].as_str().unwrap();
+        assert!(node.starts_with("fargate-"), "{pod} runs on {node}");
     }
 
     let network: serde_json::Value =
