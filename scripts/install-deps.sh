@@ -25,3 +25,8 @@ for svc in docker-registry mariadb; do
     systemctl stop "$svc" || true
   fi
 done
+# The official Kubernetes Python client, for the test that drives keg with it (PyPI).
+if ! python3 -c "import kubernetes" 2>/dev/null; then
+  python3 -m pip install --quiet "kubernetes==33.1.0" ||
+    python3 -m pip install --quiet --break-system-packages "kubernetes==33.1.0"
+fi

@@ -44,8 +44,7 @@ impl DeleteOptions {
             .as_str()
             .or(query.get("propagationPolicy"))
             .map(String::from);
-        if body["orphanDependents"] == json!(true) || query.get("orphanDependents") == Some("true")
-        {
+        if body["orphanDependents"] == json!(true) || query.flag("orphanDependents") {
             propagation = Some("Orphan".into());
         }
         Ok(DeleteOptions {

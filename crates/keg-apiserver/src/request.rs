@@ -89,9 +89,13 @@ impl Query {
             .filter(|v| !v.is_empty())
     }
 
-    /// A boolean option (`true`, `1`).
+    /// A boolean option, true as Go's `strconv.ParseBool` reads it (the Python client sends
+    /// `watch=True`).
     pub fn flag(&self, key: &str) -> bool {
-        matches!(self.get(key), Some("true" | "1"))
+        matches!(
+            self.get(key),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+        )
     }
 
     /// A numeric option; a malformed number is `Err` with the key named.
@@ -195,5 +199,21 @@ mod tests {
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert!(q.flag("watch"));
         assert_eq!(q.number("limit"), Ok(Some(5)));
+    }
+
+    #[test]
+    fn flags_read_as_go_parses_booleans() {
+        for yes in ["1", "t", "T", "true", "TRUE", "True"] {
+            assert!(
+                Query::parse(Some(&format!("watch={yes}"))).flag("watch"),
+                "{yes}"
+            );
+        }
+        for no in ["0", "false", "False", "", "yes"] {
+            assert!(
+                !Query::parse(Some(&format!("watch={no}"))).flag("watch"),
+                "{no}"
+            );
+        }
     }
 }

@@ -104,8 +104,7 @@ pub async fn watch(
         .map(parse_resource_version)
         .transpose()?;
     let send_initial = match query.get("sendInitialEvents") {
-        Some("true") => true,
-        Some(_) => false,
+        Some(_) => query.flag("sendInitialEvents"),
         None => matches!(rv, None | Some(0)),
     };
     let req = WatchRequest {
@@ -128,7 +127,7 @@ pub async fn watch(
         for obj in page.items.into_iter().filter(|o| req.filter.matches(o)) {
             initial.push(req.line("ADDED", obj));
         }
-        if req.query.get("sendInitialEvents") == Some("true") && req.bookmarks {
+        if req.query.flag("sendInitialEvents") && req.bookmarks {
             initial.push(req.bookmark(page.revision, true));
         }
         page.revision
