@@ -1,6 +1,8 @@
 //! Service networking end to end, as the Terrax API reaches its database: a pod on a
 //! serverless node connects to another service by its short name, through the cluster DNS
-//! and the service's cluster IP, and to a pod on a node-group node by its IP; the cluster IP leaves the bridge with the service, and the
+//! and the service's cluster IP, and to a pod on a node-group node by its IP; the load
+//! balancer's external IP spreads requests over the ready pods; a pod that is not ready gets
+//! no traffic either way; the cluster IP leaves the bridge with the service, and the
 //! bridge leaves with the server.
 
 mod common;
@@ -29,7 +31,7 @@ spec:
   replicas: 2
   selector: {matchLabels: {app: web}}
   template:
-    metadata: {labels: {app: web}}
+    metadata: {labels: {app: web, tier: front}}
     spec:
       containers:
       - name: httpd
@@ -62,9 +64,50 @@ apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: svc-demo}
 spec:
-  selector: {app: web}
+  selector: {tier: front}
   ports: [{name: http, port: 80, targetPort: http}]
+---
+# Behind the same services, but never ready: it must get no traffic.
+apiVersion: v1
+kind: Pod
+metadata: {name: unready, namespace: svc-demo, labels: {tier: front}}
+spec:
+  containers:
+  - name: httpd
+    image: busybox:test
+    command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe:
+      httpGet: {path: /never-there, port: http}
+      periodSeconds: 1
 "#;
+
+/// The LoadBalancer in front of the same pods, on a port the test picks.
+fn load_balancer(port: u16) -> String {
+    format!(
+        r#"
+apiVersion: v1
+kind: Service
+metadata: {{name: web-lb, namespace: svc-demo}}
+spec:
+  type: LoadBalancer
+  selector: {{tier: front}}
+  ports: [{{name: http, port: {port}, targetPort: http}}]
+"#
+    )
+}
+
+/// The body of `GET /` from `address`, if it answers.
+fn fetch(address: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (_, body) = response.split_once("\r\n\r\n")?;
+    Some(body.trim().to_string())
+}
 
 /// A pod that looks `host` up and fetches `http://<address>/` with nc until it answers
 /// (busybox's own resolver and nc: the static glibc of Debian's busybox crashes in
@@ -98,8 +141,8 @@ fn bridge_addresses(bridge: &str) -> String {
 }
 
 #[test]
-fn pods_reach_a_service_by_name_through_its_cluster_ip() {
-    if !require_root("pods_reach_a_service_by_name_through_its_cluster_ip") {
+fn services_reach_ready_pods_by_name_cluster_ip_and_load_balancer() {
+    if !require_root("services_reach_ready_pods_by_name_cluster_ip_and_load_balancer") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
@@ -198,6 +241,44 @@ fn pods_reach_a_service_by_name_through_its_cluster_ip() {
         let node = client["spec"]["nodeName"].as_str().unwrap();
         assert!(node.starts_with("fargate-"), "{pod} runs on {node}");
     }
+
+    // The load balancer's external IP spreads requests over the ready pods, and never sends
+    // one to the pod that is not ready.
+    let port = common::free_port();
+    let lb = write_file(work.path(), "lb.yaml", &load_balancer(port));
+    k.ok(&["apply", "-f", lb.to_str().unwrap()]);
+    let external_ip = eventually("the external IP", Duration::from_secs(60), || {
+        let ip = k.ok(&[
+            "get",
+            "service",
+            "web-lb",
+            "-n",
+            "svc-demo",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[0].ip}",
+        ]);
+        (!ip.is_empty()).then_some(ip)
+    });
+    let address = format!("{external_ip}:{port}");
+    eventually(
+        "the load balancer to answer",
+        Duration::from_secs(60),
+        || fetch(&address),
+    );
+    let mut answered: Vec<String> = (0..20).filter_map(|_| fetch(&address)).collect();
+    assert_eq!(
+        answered.len(),
+        20,
+        "every request through the load balancer is answered"
+    );
+    answered.sort();
+    answered.dedup();
+    let mut expected: Vec<String> = web_pods.split_whitespace().map(String::from).collect();
+    expected.sort();
+    assert_eq!(
+        answered, expected,
+        "requests reach each ready pod and only those"
+    );
 
     let network: serde_json::Value =
         serde_json::from_slice(&std::fs::read(server.dir.join("node/network.json")).unwrap())
