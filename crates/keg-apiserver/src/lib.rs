@@ -10,6 +10,7 @@ pub mod convert;
 pub mod delete;
 pub mod discovery;
 pub mod error;
+pub mod exec;
 pub mod fieldcheck;
 pub mod filter;
 pub mod hooks;
@@ -43,7 +44,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use keg_store::Store;
 
-pub use state::{ApiState, LogOptions, PodLogs};
+pub use state::{ApiState, ExecOptions, ExecSession, LogOptions, PodExec, PodLogs};
 
 /// How to run the API server.
 #[derive(Debug, Clone)]
@@ -94,6 +95,7 @@ impl ApiServer {
             registry: resources::Registry::new(),
             admission,
             pod_logs: Default::default(),
+            pod_exec: Default::default(),
             ready: Default::default(),
             metrics: Default::default(),
         });

@@ -109,6 +109,16 @@ impl Query {
         }
     }
 
+    /// Every value of a repeated option, in order (`command=sh&command=-c`), which [`Query`]
+    /// itself keeps only the last of.
+    pub fn values(raw: Option<&str>, key: &str) -> Vec<String> {
+        form_urlencoded_pairs(raw.unwrap_or_default())
+            .into_iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .collect()
+    }
+
     /// Whether the request is a dry run (`dryRun=All`).
     pub fn dry_run(&self) -> bool {
         self.get("dryRun") == Some("All")

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::request::RequestInfo;
 use crate::rest::json_response;
 use crate::state::ApiState;
-use crate::{discovery, metrics, openapi, rest, version};
+use crate::{discovery, exec, metrics, openapi, rest, version};
 
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
@@ -61,6 +61,14 @@ async fn resources(State(state): State<Arc<ApiState>>, request: Request) -> Resp
         }
     }
     match RequestInfo::parse(path) {
+        // The one subresource that takes over the connection: it needs the whole request.
+        Some(info)
+            if info.group.is_empty()
+                && info.resource == "pods"
+                && info.subresource.as_deref() == Some("exec") =>
+        {
+            exec::serve(state, info, Request::from_parts(parts, body)).await
+        }
         Some(info) => {
             rest::handle(
                 state.clone(),

@@ -5,8 +5,10 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::admission::Admission;
 use crate::error::Result;
@@ -41,6 +43,42 @@ pub trait PodLogs: Send + Sync {
     async fn logs(&self, pod: &Value, options: LogOptions) -> Result<BoxStream<'static, Bytes>>;
 }
 
+/// Options of a `pods/exec` request (upstream's PodExecOptions).
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// The container, already checked against the pod's spec.
+    pub container: String,
+    /// The command and its arguments.
+    pub command: Vec<String>,
+    /// Connect the command's standard input.
+    pub stdin: bool,
+    /// Connect its standard output.
+    pub stdout: bool,
+    /// Connect its standard error.
+    pub stderr: bool,
+    /// Run it on a terminal.
+    pub tty: bool,
+}
+
+/// A command a [`PodExec`] started: its streams and its end.
+pub struct ExecSession {
+    /// Its standard input, when asked for; dropping it closes the input.
+    pub stdin: Option<Box<dyn AsyncWrite + Send + Unpin>>,
+    /// Its standard output, when asked for.
+    pub stdout: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    /// Its standard error, when asked for.
+    pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
+    /// Resolves to the exit code once the command ended; dropping it first kills the command.
+    pub exit: BoxFuture<'static, Result<i32>>,
+}
+
+/// Runs commands in containers (the node agent provides it).
+#[async_trait]
+pub trait PodExec: Send + Sync {
+    /// Starts `options.command` in a running container of `pod`.
+    async fn exec(&self, pod: &Value, options: ExecOptions) -> Result<ExecSession>;
+}
+
 /// Everything request handlers share.
 pub struct ApiState {
     /// Object storage.
@@ -51,6 +89,8 @@ pub struct ApiState {
     pub admission: Admission,
     /// The provider of container logs, once a node agent registers one.
     pub pod_logs: RwLock<Option<Arc<dyn PodLogs>>>,
+    /// The provider of `pods/exec`, once a node agent registers one.
+    pub pod_exec: RwLock<Option<Arc<dyn PodExec>>>,
     /// Whether start-up finished (for /readyz).
     pub ready: AtomicBool,
     /// What `/metrics` reports of the server's own work.

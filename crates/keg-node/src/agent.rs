@@ -71,6 +71,11 @@ impl NodeAgent {
         })
     }
 
+    /// The container runtime the agent runs pods on.
+    pub(crate) fn runtime(&self) -> Arc<Runtime> {
+        self.shared.runtime.clone()
+    }
+
     /// The logs of this agent's containers (for `kubectl logs`).
     pub fn logs(&self) -> NodeLogs {
         self.shared.logs.clone()

@@ -1,24 +1,91 @@
-//! keg-apiserver's `PodLogs` over [`NodeLogs`], so the in-process wiring can serve
-//! `kubectl logs` (feature `apiserver`).
+//! keg-apiserver's `PodLogs` over [`NodeLogs`] and `PodExec` over the runtime, so the
+//! in-process wiring can serve `kubectl logs` and `kubectl exec` (feature `apiserver`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use futures::stream::BoxStream;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use keg_apiserver::error::{ApiError, Result};
-use keg_apiserver::{LogOptions, PodLogs};
+use keg_apiserver::{ExecOptions, ExecSession, LogOptions, PodExec, PodLogs};
+use keg_runtime::{ExecStdio, Runtime};
 use serde_json::Value;
 
+use crate::pod::{ID_PREFIX, POD_UID_LABEL};
 use crate::{Error, LogRequest, NodeAgent, NodeLogs};
 
 impl NodeAgent {
     /// This agent's logs as the API server's `pods/log` provider.
     pub fn pod_logs(&self) -> Arc<dyn PodLogs> {
         Arc::new(self.logs())
+    }
+
+    /// This agent's runtime as the API server's `pods/exec` provider.
+    pub fn pod_exec(&self) -> Arc<dyn PodExec> {
+        Arc::new(NodeExec {
+            runtime: self.runtime(),
+        })
+    }
+}
+
+/// Runs `kubectl exec` commands in this agent's containers.
+struct NodeExec {
+    runtime: Arc<Runtime>,
+}
+
+#[async_trait]
+impl PodExec for NodeExec {
+    async fn exec(&self, pod: &Value, options: ExecOptions) -> Result<ExecSession> {
+        let not_found = || ApiError::bad_request(format!("container not found ({:?})", options.container));
+        let id = ["containerStatuses", "initContainerStatuses"]
+            .iter()
+            .flat_map(|key| pod["status"][key].as_array().into_iter().flatten())
+            .find(|s| s["name"] == options.container.as_str())
+            .and_then(|s| s["containerID"].as_str())
+            .and_then(|id| id.strip_prefix(ID_PREFIX))
+            .ok_or_else(not_found)?;
+        // The status read may be stale: the id must still name this pod's running container.
+        let status = self.runtime.container_status(id).map_err(|_| not_found())?;
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+        if status.config.labels.get(POD_UID_LABEL).map(String::as_str) != Some(uid) {
+            return Err(not_found());
+        }
+        if options.tty {
+            tracing::warn!(container = %id, "exec with a terminal is not supported yet; running without one");
+        }
+        let stdio = ExecStdio {
+            stdin: options.stdin,
+            stdout: options.stdout,
+            stderr: options.stderr,
+        };
+        let mut process = match self.runtime.exec_stream(id, &options.command, stdio).await {
+            Ok(p) => p,
+            Err(keg_runtime::Error::InvalidState(_)) => return Err(not_found()),
+            Err(e) => {
+                return Err(ApiError::internal(format!(
+                    "error executing command in container: {e}"
+                )));
+            }
+        };
+        let (stdin, stdout, stderr) = (
+            process.stdin.take(),
+            process.stdout.take(),
+            process.stderr.take(),
+        );
+        let exit = async move {
+            process.wait().await.map_err(|e| {
+                ApiError::internal(format!("error executing command in container: {e}"))
+            })
+        };
+        Ok(ExecSession {
+            stdin: stdin.map(|s| Box::new(s) as _),
+            stdout: stdout.map(|s| Box::new(s) as _),
+            stderr: stderr.map(|s| Box::new(s) as _),
+            exit: exit.boxed(),
+        })
     }
 }
 

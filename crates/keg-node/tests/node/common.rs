@@ -71,6 +71,7 @@ impl Cluster {
 
     fn start_agent(&mut self) {
         *self.state.pod_logs.write().unwrap() = Some(self.agent.pod_logs());
+        *self.state.pod_exec.write().unwrap() = Some(self.agent.pod_exec());
         let agent = self.agent.clone();
         self.task = Some(tokio::spawn(async move {
             if let Err(e) = agent.run().await {

@@ -1,7 +1,8 @@
-//! Running a command in a running container (exec probes, `kubectl exec` without a tty).
+//! Running a command in a running container: collected (exec probes) or streamed
+//! (`kubectl exec` without a tty).
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -20,6 +21,23 @@ impl Runtime {
         timeout: Duration,
     ) -> Result<ExecOutput> {
         let command: Vec<String> = command.iter().map(|s| s.as_ref().to_string()).collect();
+        let files = self.prepare_exec(id, &command)?;
+        let outcome = self
+            .run_exec(id, &files.process, &files.pid, timeout)
+            .await;
+        drop(files);
+        match outcome {
+            Ok(Some(out)) => Ok(out),
+            Ok(None) => Err(Error::Timeout {
+                command: command.join(" "),
+                seconds: timeout.as_secs(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks that `id` runs and writes the process file of `command` for `crun exec`.
+    fn prepare_exec(&self, id: &str, command: &[String]) -> Result<ExecFiles> {
         if command.is_empty() {
             return Err(Error::InvalidArgument("exec needs a command".into()));
         }
@@ -33,23 +51,13 @@ impl Runtime {
             .map_err(io_err("read config.json"))?
             .ok_or_else(|| Error::InvalidState(format!("container {id} has no config.json")))?;
         let tag = fsutil::random_hex(8);
-        let process_file = dir.join(format!("exec-{tag}.json"));
-        let pid_file = dir.join(format!("exec-{tag}.pid"));
-        let process = spec::exec_process(&container_spec, &command);
-        let outcome = match fsutil::write_json(&process_file, &process) {
-            Ok(()) => self.run_exec(id, &process_file, &pid_file, timeout).await,
-            Err(e) => Err(io_err("write the exec process")(e)),
+        let files = ExecFiles {
+            process: dir.join(format!("exec-{tag}.json")),
+            pid: dir.join(format!("exec-{tag}.pid")),
         };
-        let _ = fsutil::remove_file_if_exists(&process_file);
-        let _ = fsutil::remove_file_if_exists(&pid_file);
-        match outcome {
-            Ok(Some(out)) => Ok(out),
-            Ok(None) => Err(Error::Timeout {
-                command: command.join(" "),
-                seconds: timeout.as_secs(),
-            }),
-            Err(e) => Err(e),
-        }
+        let process = spec::exec_process(&container_spec, command);
+        fsutil::write_json(&files.process, &process).map_err(io_err("write the exec process"))?;
+        Ok(files)
     }
 
     /// `crun exec` with a process file; `None` when it timed out (and was killed).
@@ -60,6 +68,56 @@ impl Runtime {
         pid_file: &Path,
         timeout: Duration,
     ) -> Result<Option<ExecOutput>> {
+        let mut cmd = self.crun_exec(id, process_file, pid_file);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd.spawn().map_err(io_err("run crun exec"))?;
+        match tokio::time::timeout(timeout, child.wait_with_output()).await {
+            Ok(Ok(out)) => Ok(Some(ExecOutput {
+                exit_code: exit_code(out.status),
+                stdout: out.stdout,
+                stderr: out.stderr,
+            })),
+            Ok(Err(e)) => Err(io_err("run crun exec")(e)),
+            Err(_) => {
+                // Dropping the child killed crun; the process it started lives in the
+                // container and is killed by its pid.
+                kill_by_pid_file(pid_file);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Starts `command` in container `id` as [`Runtime::exec`] does, but with its standard
+    /// streams connected to pipes the caller reads and writes while it runs (`kubectl exec`).
+    /// Streams not asked for are `/dev/null`.
+    pub async fn exec_stream<S: AsRef<str>>(
+        &self,
+        id: &str,
+        command: &[S],
+        stdio: ExecStdio,
+    ) -> Result<ExecProcess> {
+        let command: Vec<String> = command.iter().map(|s| s.as_ref().to_string()).collect();
+        let files = self.prepare_exec(id, &command)?;
+        let mut cmd = self.crun_exec(id, &files.process, &files.pid);
+        let pipe = |wanted: bool| if wanted { Stdio::piped() } else { Stdio::null() };
+        cmd.stdin(pipe(stdio.stdin))
+            .stdout(pipe(stdio.stdout))
+            .stderr(pipe(stdio.stderr));
+        let mut child = cmd.spawn().map_err(io_err("run crun exec"))?;
+        Ok(ExecProcess {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            child,
+            files,
+            ended: false,
+        })
+    }
+
+    /// The `crun exec` command of a prepared process.
+    fn crun_exec(&self, id: &str, process_file: &Path, pid_file: &Path) -> tokio::process::Command {
         let (process_arg, pid_arg) = (
             process_file.display().to_string(),
             pid_file.display().to_string(),
@@ -73,35 +131,86 @@ impl Runtime {
             id,
         ];
         let mut cmd = tokio::process::Command::from(self.inner.crun.command(&args));
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let child = cmd.spawn().map_err(io_err("run crun exec"))?;
-        match tokio::time::timeout(timeout, child.wait_with_output()).await {
-            Ok(Ok(out)) => Ok(Some(ExecOutput {
-                exit_code: out
-                    .status
-                    .code()
-                    .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)),
-                stdout: out.stdout,
-                stderr: out.stderr,
-            })),
-            Ok(Err(e)) => Err(io_err("run crun exec")(e)),
-            Err(_) => {
-                // Dropping the child killed crun; the process it started lives in the
-                // container and is killed by its pid.
-                let pid = std::fs::read_to_string(pid_file)
-                    .ok()
-                    .and_then(|p| p.trim().parse().ok());
-                if let Some(pid) = pid {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
-                Ok(None)
-            }
+        cmd.kill_on_drop(true);
+        cmd
+    }
+}
+
+/// Which standard streams of an exec'd command the caller connects to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecStdio {
+    /// Standard input.
+    pub stdin: bool,
+    /// Standard output.
+    pub stdout: bool,
+    /// Standard error.
+    pub stderr: bool,
+}
+
+/// A command running in a container, started by [`Runtime::exec_stream`]. Dropping it before
+/// [`ExecProcess::wait`] returned kills the command.
+#[derive(Debug)]
+pub struct ExecProcess {
+    /// The command's standard input, when asked for; drop it to close the input.
+    pub stdin: Option<tokio::process::ChildStdin>,
+    /// Its standard output, when asked for.
+    pub stdout: Option<tokio::process::ChildStdout>,
+    /// Its standard error, when asked for.
+    pub stderr: Option<tokio::process::ChildStderr>,
+    child: tokio::process::Child,
+    files: ExecFiles,
+    ended: bool,
+}
+
+impl ExecProcess {
+    /// Waits for the command to end: its exit status, or 128 + the signal that killed it.
+    pub async fn wait(&mut self) -> Result<i32> {
+        let status = self.child.wait().await.map_err(io_err("wait for crun exec"))?;
+        self.ended = true;
+        Ok(exit_code(status))
+    }
+}
+
+impl Drop for ExecProcess {
+    fn drop(&mut self) {
+        if !self.ended {
+            // crun dies with the child handle, but the command it started lives on in the
+            // container unless killed by its pid.
+            kill_by_pid_file(&self.files.pid);
         }
+    }
+}
+
+/// The files of one `crun exec`, removed when dropped.
+#[derive(Debug)]
+struct ExecFiles {
+    process: PathBuf,
+    pid: PathBuf,
+}
+
+impl Drop for ExecFiles {
+    fn drop(&mut self) {
+        let _ = fsutil::remove_file_if_exists(&self.process);
+        let _ = fsutil::remove_file_if_exists(&self.pid);
+    }
+}
+
+/// An exit status as the kubelet reports it: the code, or 128 + the signal.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// SIGKILLs the process whose pid crun wrote to `pid_file`, if it wrote one.
+fn kill_by_pid_file(pid_file: &Path) {
+    let pid = std::fs::read_to_string(pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    if let Some(pid) = pid {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }

@@ -17,6 +17,8 @@ mod exec;
 mod sandbox;
 pub mod types;
 
+pub use exec::{ExecProcess, ExecStdio};
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -276,6 +278,7 @@ mod tests {
         assert_send(&rt.stop_container("", Duration::ZERO));
         assert_send(&rt.remove_container(""));
         assert_send(&rt.exec("", &["true"], Duration::ZERO));
+        assert_send(&rt.exec_stream("", &["true"], Default::default()));
         assert_send(&rt.remove_everything());
         assert_send(&images.import_archive("/x"));
         assert_send(&images.pull("x", None, &[]));

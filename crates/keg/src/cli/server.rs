@@ -110,6 +110,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .await?;
         pod_network = Some(network);
         *server.state.pod_logs.write().expect("not poisoned") = Some(agent.pod_logs());
+        *server.state.pod_exec.write().expect("not poisoned") = Some(agent.pod_exec());
         let running = agent.clone();
         let task = tokio::spawn(async move {
             if let Err(e) = running.run().await {

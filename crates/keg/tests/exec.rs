@@ -1,0 +1,202 @@
+//! `kubectl exec` end to end, as a user checks it: the command runs in the pod's container
+//! (its hostname, PID namespace, environment and working directory), stdin reaches it,
+//! its exit code becomes kubectl's, `-c` picks a container, errors read as upstream's, and a
+//! command whose kubectl goes away is killed.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Server, eventually, write_file};
+use keg_runtime::ImageStore;
+use keg_runtime::testing::{build_busybox_image, require_root};
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: exec-demo}
+---
+apiVersion: keg.dev/v1
+kind: FargateProfile
+metadata: {name: fp-exec-demo}
+spec:
+  selectors: [{namespace: exec-demo}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: solo, namespace: exec-demo}
+spec:
+  containers:
+  - name: main
+    image: busybox:test
+    command: ["sleep", "3600"]
+    workingDir: /tmp
+    env: [{name: GREETING, value: hello from the pod}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: duo, namespace: exec-demo}
+spec:
+  containers:
+  - name: first
+    image: busybox:test
+    command: ["sleep", "3600"]
+    env: [{name: WHO, value: first}]
+  - name: second
+    image: busybox:test
+    command: ["sleep", "3600"]
+    env: [{name: WHO, value: second}]
+---
+# Its main container waits for an init container that never ends.
+apiVersion: v1
+kind: Pod
+metadata: {name: initializing, namespace: exec-demo}
+spec:
+  initContainers:
+  - name: wait
+    image: busybox:test
+    command: ["sleep", "3600"]
+  containers:
+  - name: main
+    image: busybox:test
+    command: ["sleep", "3600"]
+"#;
+
+#[test]
+fn kubectl_exec_runs_commands_in_the_container() {
+    if !require_root("kubectl_exec_runs_commands_in_the_container") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let image = build_busybox_image(&work.path().join("image"), "busybox:test").unwrap();
+    let images_dir = work.path().join("images");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime
+        .block_on(
+            ImageStore::open(&images_dir)
+                .unwrap()
+                .import_archive(&image.oci_archive),
+        )
+        .unwrap();
+    let server = Server::start_with(&["--images-dir", images_dir.to_str().unwrap()]);
+    let k = server.kubectl("1.33");
+    let manifest = write_file(work.path(), "pods.yaml", MANIFEST);
+    k.ok(&["apply", "-f", manifest.to_str().unwrap()]);
+    for pod in ["solo", "duo"] {
+        k.ok(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{pod}"),
+            "-n",
+            "exec-demo",
+            "--timeout=120s",
+        ]);
+    }
+    let exec = |args: &[&str]| {
+        let mut all = vec!["exec", "-n", "exec-demo"];
+        all.extend(args);
+        k.run(&all)
+    };
+
+    // The container's UTS and PID namespaces, environment and working directory.
+    let run = exec(&["solo", "--", "cat", "/etc/hostname"]);
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), "solo");
+    let run = exec(&["solo", "--", "cat", "/proc/1/cmdline"]);
+    assert_eq!(
+        run.stdout.replace('\0', " ").trim(),
+        "sleep 3600",
+        "PID 1 is the container's command: {}",
+        run.stderr
+    );
+    let run = exec(&["solo", "--", "sh", "-c", "echo $GREETING; pwd; id -u"]);
+    assert_eq!(run.stdout, "hello from the pod\n/tmp\n0\n", "{}", run.stderr);
+
+    // Standard error, stdin to its end, and the exit code.
+    let run = exec(&["solo", "--", "sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("out\n", "err\n"));
+    let out = k.ok_stdin(
+        &["exec", "-i", "-n", "exec-demo", "solo", "--", "cat"],
+        "echoed through the pod\n",
+    );
+    assert_eq!(out, "echoed through the pod\n");
+    let big = "0123456789abcdef".repeat(64 * 1024);
+    let out = k.ok_stdin(
+        &["exec", "-i", "-n", "exec-demo", "solo", "--", "wc", "-c"],
+        &big,
+    );
+    assert_eq!(out.trim(), big.len().to_string(), "a megabyte of stdin");
+    let run = exec(&["solo", "--", "sh", "-c", "exit 3"]);
+    assert_eq!(run.status.code(), Some(3), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("command terminated with exit code 3"),
+        "{}",
+        run.stderr
+    );
+    let run = exec(&["solo", "--", "no-such-command"]);
+    assert!(!run.status.success(), "{}", run.stdout);
+
+    // -c picks the container; without it kubectl takes the first.
+    for who in ["first", "second"] {
+        let run = exec(&["duo", "-c", who, "--", "sh", "-c", "echo $WHO"]);
+        assert_eq!(run.stdout, format!("{who}\n"), "{}", run.stderr);
+    }
+    let run = exec(&["duo", "--", "sh", "-c", "echo $WHO"]);
+    assert_eq!(run.stdout, "first\n", "{}", run.stderr);
+
+    // Errors as upstream words them.
+    let stderr = k.fails(&["exec", "-n", "exec-demo", "missing", "--", "true"]);
+    assert!(stderr.contains(r#"pods "missing" not found"#), "{stderr}");
+    let stderr = k.fails(&["exec", "-n", "exec-demo", "duo", "-c", "third", "--", "true"]);
+    assert!(
+        stderr.contains("container third is not valid for pod duo"),
+        "{stderr}"
+    );
+    eventually("the init container to run", Duration::from_secs(120), || {
+        let pod = k.json(&["get", "pod", "initializing", "-n", "exec-demo"]);
+        pod["status"]["initContainerStatuses"][0]["state"]["running"]
+            .is_object()
+            .then_some(())
+    });
+    let stderr = k.fails(&[
+        "exec",
+        "-n",
+        "exec-demo",
+        "initializing",
+        "-c",
+        "main",
+        "--",
+        "true",
+    ]);
+    assert!(stderr.contains(r#"container not found ("main")"#), "{stderr}");
+    let run = exec(&["initializing", "-c", "wait", "--", "cat", "/etc/hostname"]);
+    assert_eq!(run.stdout.trim(), "initializing", "{}", run.stderr);
+
+    // A command whose kubectl goes away is killed, not left running in the container.
+    let mut child = std::process::Command::new(&k.bin)
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .args(["exec", "-n", "exec-demo", "solo", "--", "sleep", "4321"])
+        .env("HOME", std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = || exec(&["solo", "--", "ps"]).stdout;
+    eventually("the exec'd command to start", Duration::from_secs(30), || {
+        sleeping().contains("sleep 4321").then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eventually(
+        "the exec'd command to be killed",
+        Duration::from_secs(30),
+        || (!sleeping().contains("sleep 4321")).then_some(()),
+    );
+
+    // kubectl before 1.30 speaks SPDY only, which keg does not serve: it says so.
+    let old = server.kubectl("1.27");
+    let stderr = old.fails(&["exec", "-n", "exec-demo", "solo", "--", "true"]);
+    assert!(stderr.contains("kubectl 1.30 or newer"), "{stderr}");
+}
