@@ -35,6 +35,7 @@ const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
 const STDERR: u8 = 2;
 const ERROR: u8 = 3;
+const RESIZE: u8 = 4;
 /// v5's close signal: `[CLOSE, channel]` half-closes a client stream.
 const CLOSE: u8 = 255;
 /// How long output still in flight is awaited once the command ended: a background child
@@ -280,6 +281,7 @@ async fn supervise(
         stdout,
         stderr,
         exit,
+        resize,
     } = session;
     let pumps: Vec<_> = [(STDOUT, stdout), (STDERR, stderr)]
         .into_iter()
@@ -290,6 +292,11 @@ async fn supervise(
         let mut stdin = stdin;
         while let Some(Ok(message)) = source.next().await {
             match message {
+                Message::Binary(data) if data.first() == Some(&RESIZE) => {
+                    if let (Some(resize), Some((width, height))) = (&resize, terminal_size(&data[1..])) {
+                        resize(width, height);
+                    }
+                }
                 Message::Binary(data) => stdin = input(data, stdin, v5).await,
                 Message::Close(_) => break,
                 _ => {}
@@ -343,6 +350,13 @@ async fn input(
         _ => {}
     }
     Some(stdin)
+}
+
+/// A resize message's `{"Width": w, "Height": h}` (upstream's TerminalSize).
+fn terminal_size(data: &[u8]) -> Option<(u16, u16)> {
+    let size: Value = serde_json::from_slice(data).ok()?;
+    let dimension = |key: &str| size[key].as_u64().and_then(|v| u16::try_from(v).ok());
+    Some((dimension("Width")?, dimension("Height")?))
 }
 
 /// Copies a stream of the command to a channel until it ends.
@@ -418,6 +432,12 @@ mod tests {
         assert_eq!(err.message, "container x is not valid for pod p");
         let err = check_pod(&pod(false), "p", opts("a")).unwrap_err();
         assert_eq!((err.code, err.message.as_str()), (400, "container not found (\"a\")"));
+    }
+
+    #[test]
+    fn resize_messages_carry_width_and_height() {
+        assert_eq!(terminal_size(br#"{"Width":100,"Height":30}"#), Some((100, 30)));
+        assert_eq!(terminal_size(b"{}"), None);
     }
 
     #[test]

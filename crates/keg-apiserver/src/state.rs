@@ -70,6 +70,8 @@ pub struct ExecSession {
     pub stderr: Option<Box<dyn AsyncRead + Send + Unpin>>,
     /// Resolves to the exit code once the command ended; dropping it first kills the command.
     pub exit: BoxFuture<'static, Result<i32>>,
+    /// Sets the size (width, height) of its terminal, when it runs on one.
+    pub resize: Option<Box<dyn Fn(u16, u16) + Send + Sync>>,
 }
 
 /// Runs commands in containers (the node agent provides it).

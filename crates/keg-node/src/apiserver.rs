@@ -53,13 +53,11 @@ impl PodExec for NodeExec {
         if status.config.labels.get(POD_UID_LABEL).map(String::as_str) != Some(uid) {
             return Err(not_found());
         }
-        if options.tty {
-            tracing::warn!(container = %id, "exec with a terminal is not supported yet; running without one");
-        }
         let stdio = ExecStdio {
             stdin: options.stdin,
             stdout: options.stdout,
             stderr: options.stderr,
+            tty: options.tty,
         };
         let mut process = match self.runtime.exec_stream(id, &options.command, stdio).await {
             Ok(p) => p,
@@ -70,10 +68,11 @@ impl PodExec for NodeExec {
                 )));
             }
         };
-        let (stdin, stdout, stderr) = (
+        let (stdin, stdout, stderr, terminal) = (
             process.stdin.take(),
             process.stdout.take(),
             process.stderr.take(),
+            process.terminal.take(),
         );
         let exit = async move {
             process.wait().await.map_err(|e| {
@@ -81,10 +80,13 @@ impl PodExec for NodeExec {
             })
         };
         Ok(ExecSession {
-            stdin: stdin.map(|s| Box::new(s) as _),
-            stdout: stdout.map(|s| Box::new(s) as _),
-            stderr: stderr.map(|s| Box::new(s) as _),
+            stdin,
+            stdout,
+            stderr,
             exit: exit.boxed(),
+            resize: terminal.map(|t| {
+                Box::new(move |width, height| t.resize(width, height)) as Box<dyn Fn(u16, u16) + Send + Sync>
+            }),
         })
     }
 }

@@ -23,4 +23,6 @@ pub use runtime::types::{
     Capabilities, ContainerConfig, ContainerState, ContainerStatus, DnsConfig, ExecOutput, Mount,
     PodSandboxConfig, Resources, Sandbox, SandboxState, User,
 };
-pub use runtime::{Error, ExecProcess, ExecStdio, Result, Runtime, RuntimeConfig};
+pub use runtime::{
+    Error, ExecProcess, ExecReader, ExecStdio, ExecWriter, Result, Runtime, RuntimeConfig, Terminal,
+};

@@ -1,7 +1,8 @@
 //! `kubectl exec` end to end, as a user checks it: the command runs in the pod's container
 //! (its hostname, PID namespace, environment and working directory), stdin reaches it,
-//! its exit code becomes kubectl's, `-c` picks a container, errors read as upstream's, and a
-//! command whose kubectl goes away is killed.
+//! its exit code becomes kubectl's, `-c` picks a container, `-t` gives it a terminal of
+//! kubectl's size, errors read as upstream's, and a command whose kubectl goes away is
+//! killed.
 
 mod common;
 
@@ -194,6 +195,32 @@ fn kubectl_exec_runs_commands_in_the_container() {
         Duration::from_secs(30),
         || (!sleeping().contains("sleep 4321")).then_some(()),
     );
+
+    // -t: a terminal of the size of kubectl's own (under `script`, which gives kubectl one).
+    let kubectl = format!(
+        "{} --kubeconfig {}",
+        k.bin.display(),
+        k.kubeconfig.display()
+    );
+    let line = format!(
+        "stty rows 30 cols 100; exec {kubectl} exec -it -n exec-demo solo -- sh -c 'tty; stty size; exit 5'"
+    );
+    let mut script = std::process::Command::new("script")
+        .args(["-qefc", &line, "/dev/null"])
+        .env("HOME", std::env::temp_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Held open: at the end of its input script would type ^D into kubectl's terminal.
+    let input = script.stdin.take();
+    let out = script.wait_with_output().unwrap();
+    drop(input);
+    let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(text.contains("/dev/pts/"), "a terminal: {text:?}");
+    assert!(text.contains("30 100"), "its size: {text:?}");
+    assert_eq!(out.status.code(), Some(5), "{text:?}");
 
     // kubectl before 1.30 speaks SPDY only, which keg does not serve: it says so.
     let old = server.kubectl("1.27");

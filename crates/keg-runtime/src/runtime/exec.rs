@@ -1,5 +1,5 @@
-//! Running a command in a running container: collected (exec probes) or streamed
-//! (`kubectl exec` without a tty).
+//! Running a command in a running container and collecting its output (exec probes); the
+//! preparation it shares with streamed commands (`exec_stream`).
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ impl Runtime {
         timeout: Duration,
     ) -> Result<ExecOutput> {
         let command: Vec<String> = command.iter().map(|s| s.as_ref().to_string()).collect();
-        let files = self.prepare_exec(id, &command)?;
+        let files = self.prepare_exec(id, &command, false)?;
         let outcome = self
             .run_exec(id, &files.process, &files.pid, timeout)
             .await;
@@ -36,8 +36,9 @@ impl Runtime {
         }
     }
 
-    /// Checks that `id` runs and writes the process file of `command` for `crun exec`.
-    fn prepare_exec(&self, id: &str, command: &[String]) -> Result<ExecFiles> {
+    /// Checks that `id` runs and writes the process file of `command` (on a terminal when
+    /// `tty`) for `crun exec`.
+    pub(super) fn prepare_exec(&self, id: &str, command: &[String], tty: bool) -> Result<ExecFiles> {
         if command.is_empty() {
             return Err(Error::InvalidArgument("exec needs a command".into()));
         }
@@ -55,7 +56,8 @@ impl Runtime {
             process: dir.join(format!("exec-{tag}.json")),
             pid: dir.join(format!("exec-{tag}.pid")),
         };
-        let process = spec::exec_process(&container_spec, command);
+        let mut process = spec::exec_process(&container_spec, command);
+        process["terminal"] = serde_json::json!(tty);
         fsutil::write_json(&files.process, &process).map_err(io_err("write the exec process"))?;
         Ok(files)
     }
@@ -68,7 +70,7 @@ impl Runtime {
         pid_file: &Path,
         timeout: Duration,
     ) -> Result<Option<ExecOutput>> {
-        let mut cmd = self.crun_exec(id, process_file, pid_file);
+        let mut cmd = self.crun_exec(id, process_file, pid_file, &[]);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -89,103 +91,34 @@ impl Runtime {
         }
     }
 
-    /// Starts `command` in container `id` as [`Runtime::exec`] does, but with its standard
-    /// streams connected to pipes the caller reads and writes while it runs (`kubectl exec`).
-    /// Streams not asked for are `/dev/null`.
-    pub async fn exec_stream<S: AsRef<str>>(
+    /// The `crun exec` command of a prepared process.
+    pub(super) fn crun_exec(
         &self,
         id: &str,
-        command: &[S],
-        stdio: ExecStdio,
-    ) -> Result<ExecProcess> {
-        let command: Vec<String> = command.iter().map(|s| s.as_ref().to_string()).collect();
-        let files = self.prepare_exec(id, &command)?;
-        let mut cmd = self.crun_exec(id, &files.process, &files.pid);
-        let pipe = |wanted: bool| if wanted { Stdio::piped() } else { Stdio::null() };
-        cmd.stdin(pipe(stdio.stdin))
-            .stdout(pipe(stdio.stdout))
-            .stderr(pipe(stdio.stderr));
-        let mut child = cmd.spawn().map_err(io_err("run crun exec"))?;
-        Ok(ExecProcess {
-            stdin: child.stdin.take(),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-            child,
-            files,
-            ended: false,
-        })
-    }
-
-    /// The `crun exec` command of a prepared process.
-    fn crun_exec(&self, id: &str, process_file: &Path, pid_file: &Path) -> tokio::process::Command {
+        process_file: &Path,
+        pid_file: &Path,
+        extra: &[&str],
+    ) -> tokio::process::Command {
         let (process_arg, pid_arg) = (
             process_file.display().to_string(),
             pid_file.display().to_string(),
         );
-        let args = [
-            "exec",
-            "--process",
-            &process_arg,
-            "--pid-file",
-            &pid_arg,
-            id,
-        ];
+        let mut args = vec!["exec", "--process", &process_arg, "--pid-file", &pid_arg];
+        args.extend(extra);
+        args.push(id);
         let mut cmd = tokio::process::Command::from(self.inner.crun.command(&args));
         cmd.kill_on_drop(true);
         cmd
     }
 }
 
-/// Which standard streams of an exec'd command the caller connects to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ExecStdio {
-    /// Standard input.
-    pub stdin: bool,
-    /// Standard output.
-    pub stdout: bool,
-    /// Standard error.
-    pub stderr: bool,
-}
-
-/// A command running in a container, started by [`Runtime::exec_stream`]. Dropping it before
-/// [`ExecProcess::wait`] returned kills the command.
-#[derive(Debug)]
-pub struct ExecProcess {
-    /// The command's standard input, when asked for; drop it to close the input.
-    pub stdin: Option<tokio::process::ChildStdin>,
-    /// Its standard output, when asked for.
-    pub stdout: Option<tokio::process::ChildStdout>,
-    /// Its standard error, when asked for.
-    pub stderr: Option<tokio::process::ChildStderr>,
-    child: tokio::process::Child,
-    files: ExecFiles,
-    ended: bool,
-}
-
-impl ExecProcess {
-    /// Waits for the command to end: its exit status, or 128 + the signal that killed it.
-    pub async fn wait(&mut self) -> Result<i32> {
-        let status = self.child.wait().await.map_err(io_err("wait for crun exec"))?;
-        self.ended = true;
-        Ok(exit_code(status))
-    }
-}
-
-impl Drop for ExecProcess {
-    fn drop(&mut self) {
-        if !self.ended {
-            // crun dies with the child handle, but the command it started lives on in the
-            // container unless killed by its pid.
-            kill_by_pid_file(&self.files.pid);
-        }
-    }
-}
-
 /// The files of one `crun exec`, removed when dropped.
 #[derive(Debug)]
-struct ExecFiles {
-    process: PathBuf,
-    pid: PathBuf,
+pub(super) struct ExecFiles {
+    /// The process (`--process`).
+    pub(super) process: PathBuf,
+    /// Where crun writes the command's pid (`--pid-file`).
+    pub(super) pid: PathBuf,
 }
 
 impl Drop for ExecFiles {
@@ -196,14 +129,14 @@ impl Drop for ExecFiles {
 }
 
 /// An exit status as the kubelet reports it: the code, or 128 + the signal.
-fn exit_code(status: std::process::ExitStatus) -> i32 {
+pub(super) fn exit_code(status: std::process::ExitStatus) -> i32 {
     status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// SIGKILLs the process whose pid crun wrote to `pid_file`, if it wrote one.
-fn kill_by_pid_file(pid_file: &Path) {
+pub(super) fn kill_by_pid_file(pid_file: &Path) {
     let pid = std::fs::read_to_string(pid_file)
         .ok()
         .and_then(|p| p.trim().parse().ok());

@@ -14,10 +14,11 @@
 mod cleanup;
 mod container;
 mod exec;
+mod exec_stream;
 mod sandbox;
 pub mod types;
 
-pub use exec::{ExecProcess, ExecStdio};
+pub use exec_stream::{ExecProcess, ExecReader, ExecStdio, ExecWriter, Terminal};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
