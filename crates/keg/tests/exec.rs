@@ -149,11 +149,9 @@ fn kubectl_exec_runs_commands_in_the_container() {
     // Errors as upstream words them.
     let stderr = k.fails(&["exec", "-n", "exec-demo", "missing", "--", "true"]);
     assert!(stderr.contains(r#"pods "missing" not found"#), "{stderr}");
+    // (kubectl itself knows the pod's containers; the server's check is a unit test.)
     let stderr = k.fails(&["exec", "-n", "exec-demo", "duo", "-c", "third", "--", "true"]);
-    assert!(
-        stderr.contains("container third is not valid for pod duo"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("container third not found"), "{stderr}");
     eventually("the init container to run", Duration::from_secs(120), || {
         let pod = k.json(&["get", "pod", "initializing", "-n", "exec-demo"]);
         pod["status"]["initContainerStatuses"][0]["state"]["running"]

@@ -1,0 +1,209 @@
+//! `pods/exec`: runs a command in a container and streams its standard streams to the client,
+//! as upstream's remote command protocol does, over a WebSocket (`v5.channel.k8s.io`, which
+//! kubectl 1.30+ uses, and `v4.channel.k8s.io`).
+//!
+//! What can be checked before the upgrade is answered as a plain `Status` error, so kubectl
+//! prints it; what fails later is the session's final Status.
+
+mod session;
+mod websocket;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::error::{ApiError, Result};
+use crate::request::{Query, RequestInfo};
+use crate::state::{ApiState, ExecOptions};
+
+/// Serves `GET` (WebSocket) or `POST` (SPDY, which keg does not speak) of `pods/<name>/exec`.
+pub async fn serve(state: Arc<ApiState>, info: RequestInfo, request: Request) -> Response {
+    match start(&state, &info, request).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn start(state: &Arc<ApiState>, info: &RequestInfo, mut request: Request) -> Result<Response> {
+    let method = request.method().clone();
+    if method != http::Method::GET && method != http::Method::POST {
+        return Err(ApiError::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
+    let (Some(ns), Some(pod_name)) = (info.namespace.as_deref(), info.name.as_deref()) else {
+        return Err(ApiError::path_not_found());
+    };
+    let raw_query = request.uri().query().map(String::from);
+    let options = parse_options(raw_query.as_deref())?;
+    let res = state
+        .registry
+        .get("", "v1", "pods")
+        .ok_or_else(ApiError::path_not_found)?;
+    let pod = state.objects.get(&res, Some(ns), pod_name).await?;
+    let options = check_pod(&pod, pod_name, options)?;
+    let provider = state.pod_exec.read().expect("lock").clone();
+    let Some(provider) = provider else {
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade connection: no node agent serves pod {pod_name}"
+        )));
+    };
+    let headers = request.headers();
+    if !websocket::requested(headers) {
+        let upgrade = headers
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        return Err(ApiError::bad_request(
+            if upgrade.to_ascii_lowercase().starts_with("spdy") {
+                "keg serves exec over WebSocket only (v5.channel.k8s.io): use kubectl 1.30 or newer"
+            } else {
+                "Upgrade request required"
+            },
+        ));
+    }
+    let (protocol, accept) = websocket::handshake(headers)?;
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return Err(ApiError::bad_request(
+            "unable to upgrade connection: the connection cannot be upgraded (HTTP/1.1 is required)",
+        ));
+    };
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => websocket::serve(upgraded, protocol, provider, pod, options).await,
+            Err(e) => tracing::debug!("exec: upgrading the connection failed: {e}"),
+        }
+    });
+    Ok(websocket::switching(protocol, &accept))
+}
+
+/// The query's PodExecOptions, checked as upstream validates them.
+fn parse_options(raw: Option<&str>) -> Result<ExecOptions> {
+    let query = Query::parse(raw);
+    let options = ExecOptions {
+        container: query.get("container").unwrap_or_default().to_string(),
+        command: Query::values(raw, "command"),
+        stdin: query.flag("stdin"),
+        stdout: query.flag("stdout"),
+        stderr: query.flag("stderr"),
+        tty: query.flag("tty"),
+    };
+    if options.command.is_empty() {
+        return Err(ApiError::bad_request(
+            "you must specify at least one command for the container",
+        ));
+    }
+    if !(options.stdin || options.stdout || options.stderr) {
+        return Err(ApiError::bad_request(
+            "you must specify at least one of stdin, stdout, stderr",
+        ));
+    }
+    Ok(options)
+}
+
+/// Picks the container (the only one when none is named) and checks that it runs, with the
+/// API server's and the kubelet's wording.
+fn check_pod(pod: &Value, pod_name: &str, mut options: ExecOptions) -> Result<ExecOptions> {
+    let names = |key: &str| -> Vec<String> {
+        pod["spec"][key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(String::from))
+            .collect()
+    };
+    let containers = names("containers");
+    let all: Vec<String> = containers
+        .iter()
+        .cloned()
+        .chain(names("initContainers"))
+        .collect();
+    if options.container.is_empty() {
+        match containers.as_slice() {
+            [only] => options.container = only.clone(),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "a container name must be specified for pod {pod_name}, choose one of: [{}]",
+                    all.join(" ")
+                )));
+            }
+        }
+    } else if !all.contains(&options.container) {
+        return Err(ApiError::bad_request(format!(
+            "container {} is not valid for pod {pod_name}",
+            options.container
+        )));
+    }
+    if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(format!(
+            "pod {pod_name} does not have a host assigned"
+        )));
+    }
+    let running = ["containerStatuses", "initContainerStatuses"]
+        .iter()
+        .flat_map(|key| pod["status"][key].as_array().into_iter().flatten())
+        .any(|s| s["name"] == options.container.as_str() && s["state"]["running"].is_object());
+    if !running {
+        return Err(ApiError::bad_request(format!(
+            "container not found ({:?})",
+            options.container
+        )));
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(running: bool) -> Value {
+        let state = if running {
+            json!({"running": {}})
+        } else {
+            json!({"waiting": {"reason": "ContainerCreating"}})
+        };
+        json!({
+            "spec": {"nodeName": "n", "containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"containerStatuses": [{"name": "a", "state": state}, {"name": "b", "state": {"running": {}}}]},
+        })
+    }
+
+    #[test]
+    fn options_keep_every_command_word() {
+        let options =
+            parse_options(Some("command=sh&command=-c&command=echo+a%20b&stdout=true&tty=false"))
+                .unwrap();
+        assert_eq!(options.command, ["sh", "-c", "echo a b"]);
+        assert!(options.stdout && !options.stdin && !options.tty);
+        let err = parse_options(Some("stdout=true")).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert!(parse_options(Some("command=ls")).is_err(), "no stream");
+    }
+
+    #[test]
+    fn the_container_must_be_named_valid_and_running() {
+        let opts = |c: &str| ExecOptions {
+            container: c.into(),
+            command: vec!["ls".into()],
+            stdout: true,
+            ..Default::default()
+        };
+        assert_eq!(check_pod(&pod(true), "p", opts("b")).unwrap().container, "b");
+        let err = check_pod(&pod(true), "p", opts("")).unwrap_err();
+        assert_eq!(
+            err.message,
+            "a container name must be specified for pod p, choose one of: [a b]"
+        );
+        let err = check_pod(&pod(true), "p", opts("x")).unwrap_err();
+        assert_eq!(err.message, "container x is not valid for pod p");
+        let err = check_pod(&pod(false), "p", opts("a")).unwrap_err();
+        assert_eq!((err.code, err.message.as_str()), (400, "container not found (\"a\")"));
+    }
+}
