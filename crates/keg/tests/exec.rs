@@ -1,15 +1,15 @@
-//! `kubectl exec` end to end, as a user checks it: the command runs in the pod's container
-//! (its hostname, PID namespace, environment and working directory), stdin reaches it,
-//! its exit code becomes kubectl's, `-c` picks a container, `-t` gives it a terminal of
-//! kubectl's size, errors read as upstream's, and a command whose kubectl goes away is
-//! killed.
+//! `kubectl exec` end to end, as a user checks it, with kubectl 1.33 (WebSocket) and 1.27
+//! (SPDY): the command runs in the pod's container (its hostname, PID namespace, environment
+//! and working directory), stdin reaches it, its exit code becomes kubectl's, `-c` picks a
+//! container, errors read as upstream's; `-t` gives it a terminal of kubectl's size, and a
+//! command whose kubectl goes away is killed.
 
 mod common;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{Server, eventually, write_file};
+use common::{KUBECTL_VERSIONS, Kubectl, Run, Server, eventually, write_file};
 use keg_runtime::ImageStore;
 use keg_runtime::testing::{build_busybox_image, require_root};
 
@@ -64,6 +64,20 @@ spec:
     command: ["sleep", "3600"]
 "#;
 
+/// `kubectl exec -n exec-demo <args>` with one kubectl.
+fn exec(k: &Kubectl, args: &[&str]) -> Run {
+    let mut all = vec!["exec", "-n", "exec-demo"];
+    all.extend(args);
+    k.run(&all)
+}
+
+/// `kubectl exec -i -n exec-demo <args>` with `input` on stdin, asserting success.
+fn exec_stdin(k: &Kubectl, args: &[&str], input: &str) -> String {
+    let mut all = vec!["exec", "-i", "-n", "exec-demo"];
+    all.extend(args);
+    k.ok_stdin(&all, input)
+}
+
 #[test]
 fn kubectl_exec_runs_commands_in_the_container() {
     if !require_root("kubectl_exec_runs_commands_in_the_container") {
@@ -94,59 +108,61 @@ fn kubectl_exec_runs_commands_in_the_container() {
             "--timeout=120s",
         ]);
     }
-    let exec = |args: &[&str]| {
-        let mut all = vec!["exec", "-n", "exec-demo"];
-        all.extend(args);
-        k.run(&all)
-    };
+    for version in KUBECTL_VERSIONS {
+        // 1.33 speaks WebSocket (v5.channel.k8s.io), 1.27 SPDY/3.1.
+        let k = server.kubectl(version);
+        runs_in_the_container(&k);
+        streams_and_exit_codes(&k);
+        picks_containers_and_words_errors(&k);
+    }
+    terminal_of_kubectls_size(&k);
+    killed_when_kubectl_goes(&k);
+}
 
-    // The container's UTS and PID namespaces, environment and working directory.
-    let run = exec(&["solo", "--", "cat", "/etc/hostname"]);
+/// The container's UTS and PID namespaces, environment, working directory and user.
+fn runs_in_the_container(k: &Kubectl) {
+    let run = exec(k, &["solo", "--", "cat", "/etc/hostname"]);
     assert!(run.status.success(), "{}", run.stderr);
     assert_eq!(run.stdout.trim(), "solo");
-    let run = exec(&["solo", "--", "cat", "/proc/1/cmdline"]);
+    let run = exec(k, &["solo", "--", "cat", "/proc/1/cmdline"]);
     assert_eq!(
         run.stdout.replace('\0', " ").trim(),
         "sleep 3600",
         "PID 1 is the container's command: {}",
         run.stderr
     );
-    let run = exec(&["solo", "--", "sh", "-c", "echo $GREETING; pwd; id -u"]);
+    let run = exec(k, &["solo", "--", "sh", "-c", "echo $GREETING; pwd; id -u"]);
     assert_eq!(run.stdout, "hello from the pod\n/tmp\n0\n", "{}", run.stderr);
+}
 
-    // Standard error, stdin to its end, and the exit code.
-    let run = exec(&["solo", "--", "sh", "-c", "echo out; echo err >&2"]);
+/// Standard error apart from output, stdin to its end, and the exit code as kubectl's.
+fn streams_and_exit_codes(k: &Kubectl) {
+    let run = exec(k, &["solo", "--", "sh", "-c", "echo out; echo err >&2"]);
     assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("out\n", "err\n"));
-    let out = k.ok_stdin(
-        &["exec", "-i", "-n", "exec-demo", "solo", "--", "cat"],
-        "echoed through the pod\n",
-    );
+    let out = exec_stdin(k, &["solo", "--", "cat"], "echoed through the pod\n");
     assert_eq!(out, "echoed through the pod\n");
     let big = "0123456789abcdef".repeat(64 * 1024);
-    let out = k.ok_stdin(
-        &["exec", "-i", "-n", "exec-demo", "solo", "--", "wc", "-c"],
-        &big,
-    );
+    let out = exec_stdin(k, &["solo", "--", "wc", "-c"], &big);
     assert_eq!(out.trim(), big.len().to_string(), "a megabyte of stdin");
-    let run = exec(&["solo", "--", "sh", "-c", "exit 3"]);
+    let run = exec(k, &["solo", "--", "sh", "-c", "exit 3"]);
     assert_eq!(run.status.code(), Some(3), "{}", run.stderr);
     assert!(
         run.stderr.contains("command terminated with exit code 3"),
         "{}",
         run.stderr
     );
-    let run = exec(&["solo", "--", "no-such-command"]);
+    let run = exec(k, &["solo", "--", "no-such-command"]);
     assert!(!run.status.success(), "{}", run.stdout);
+}
 
-    // -c picks the container; without it kubectl takes the first.
+/// `-c` picks the container (kubectl takes the first without it); errors as upstream's.
+fn picks_containers_and_words_errors(k: &Kubectl) {
     for who in ["first", "second"] {
-        let run = exec(&["duo", "-c", who, "--", "sh", "-c", "echo $WHO"]);
+        let run = exec(k, &["duo", "-c", who, "--", "sh", "-c", "echo $WHO"]);
         assert_eq!(run.stdout, format!("{who}\n"), "{}", run.stderr);
     }
-    let run = exec(&["duo", "--", "sh", "-c", "echo $WHO"]);
+    let run = exec(k, &["duo", "--", "sh", "-c", "echo $WHO"]);
     assert_eq!(run.stdout, "first\n", "{}", run.stderr);
-
-    // Errors as upstream words them.
     let stderr = k.fails(&["exec", "-n", "exec-demo", "missing", "--", "true"]);
     assert!(stderr.contains(r#"pods "missing" not found"#), "{stderr}");
     // (kubectl itself knows the pod's containers; the server's check is a unit test.)
@@ -169,39 +185,16 @@ fn kubectl_exec_runs_commands_in_the_container() {
         "true",
     ]);
     assert!(stderr.contains(r#"container not found ("main")"#), "{stderr}");
-    let run = exec(&["initializing", "-c", "wait", "--", "cat", "/etc/hostname"]);
+    let run = exec(k, &["initializing", "-c", "wait", "--", "cat", "/etc/hostname"]);
     assert_eq!(run.stdout.trim(), "initializing", "{}", run.stderr);
+}
 
-    // A command whose kubectl goes away is killed, not left running in the container.
-    let mut child = std::process::Command::new(&k.bin)
-        .arg("--kubeconfig")
-        .arg(&k.kubeconfig)
-        .args(["exec", "-n", "exec-demo", "solo", "--", "sleep", "4321"])
-        .env("HOME", std::env::temp_dir())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let sleeping = || exec(&["solo", "--", "ps"]).stdout;
-    eventually("the exec'd command to start", Duration::from_secs(30), || {
-        sleeping().contains("sleep 4321").then_some(())
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
-    eventually(
-        "the exec'd command to be killed",
-        Duration::from_secs(30),
-        || (!sleeping().contains("sleep 4321")).then_some(()),
-    );
-
-    // -t: a terminal of the size of kubectl's own (under `script`, which gives kubectl one).
-    let kubectl = format!(
-        "{} --kubeconfig {}",
+/// `-t`: a terminal of the size of kubectl's own (under `script`, which gives kubectl one).
+fn terminal_of_kubectls_size(k: &Kubectl) {
+    let line = format!(
+        "stty rows 30 cols 100; exec {} --kubeconfig {} exec -it -n exec-demo solo -- sh -c 'tty; stty size; exit 5'",
         k.bin.display(),
         k.kubeconfig.display()
-    );
-    let line = format!(
-        "stty rows 30 cols 100; exec {kubectl} exec -it -n exec-demo solo -- sh -c 'tty; stty size; exit 5'"
     );
     let mut script = std::process::Command::new("script")
         .args(["-qefc", &line, "/dev/null"])
@@ -219,9 +212,28 @@ fn kubectl_exec_runs_commands_in_the_container() {
     assert!(text.contains("/dev/pts/"), "a terminal: {text:?}");
     assert!(text.contains("30 100"), "its size: {text:?}");
     assert_eq!(out.status.code(), Some(5), "{text:?}");
+}
 
-    // kubectl before 1.30 speaks SPDY only, which keg does not serve: it says so.
-    let old = server.kubectl("1.27");
-    let stderr = old.fails(&["exec", "-n", "exec-demo", "solo", "--", "true"]);
-    assert!(stderr.contains("kubectl 1.30 or newer"), "{stderr}");
+/// A command whose kubectl goes away is killed, not left running in the container.
+fn killed_when_kubectl_goes(k: &Kubectl) {
+    let mut child = std::process::Command::new(&k.bin)
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .args(["exec", "-n", "exec-demo", "solo", "--", "sleep", "4321"])
+        .env("HOME", std::env::temp_dir())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let sleeping = || exec(k, &["solo", "--", "ps"]).stdout;
+    eventually("the exec'd command to start", Duration::from_secs(30), || {
+        sleeping().contains("sleep 4321").then_some(())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eventually(
+        "the exec'd command to be killed",
+        Duration::from_secs(30),
+        || (!sleeping().contains("sleep 4321")).then_some(()),
+    );
 }

@@ -1,11 +1,13 @@
 //! `pods/exec`: runs a command in a container and streams its standard streams to the client,
-//! as upstream's remote command protocol does, over a WebSocket (`v5.channel.k8s.io`, which
-//! kubectl 1.30+ uses, and `v4.channel.k8s.io`).
+//! as upstream's remote command protocol does: over a WebSocket (`v5.channel.k8s.io`, which
+//! kubectl 1.30+ uses, and `v4.channel.k8s.io`) or over SPDY/3.1 (`v4.channel.k8s.io`, what
+//! kubectl 1.27-1.29 use).
 //!
 //! What can be checked before the upgrade is answered as a plain `Status` error, so kubectl
 //! prints it; what fails later is the session's final Status.
 
 mod session;
+mod spdy;
 mod websocket;
 
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use crate::error::{ApiError, Result};
 use crate::request::{Query, RequestInfo};
 use crate::state::{ApiState, ExecOptions};
 
-/// Serves `GET` (WebSocket) or `POST` (SPDY, which keg does not speak) of `pods/<name>/exec`.
+/// Serves `GET` (WebSocket) or `POST` (SPDY) of `pods/<name>/exec`.
 pub async fn serve(state: Arc<ApiState>, info: RequestInfo, request: Request) -> Response {
     match start(&state, &info, request).await {
         Ok(response) => response,
@@ -51,20 +53,15 @@ async fn start(state: &Arc<ApiState>, info: &RequestInfo, mut request: Request) 
         )));
     };
     let headers = request.headers();
-    if !websocket::requested(headers) {
-        let upgrade = headers
-            .get(http::header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        return Err(ApiError::bad_request(
-            if upgrade.to_ascii_lowercase().starts_with("spdy") {
-                "keg serves exec over WebSocket only (v5.channel.k8s.io): use kubectl 1.30 or newer"
-            } else {
-                "Upgrade request required"
-            },
-        ));
-    }
-    let (protocol, accept) = websocket::handshake(headers)?;
+    let spdy = spdy::requested(headers);
+    let protocol = if spdy {
+        spdy::handshake(headers)?;
+        None
+    } else if websocket::requested(headers) {
+        Some(websocket::handshake(headers)?)
+    } else {
+        return Err(ApiError::bad_request("Upgrade request required"));
+    };
     let Some(on_upgrade) = request
         .extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()
@@ -72,6 +69,15 @@ async fn start(state: &Arc<ApiState>, info: &RequestInfo, mut request: Request) 
         return Err(ApiError::bad_request(
             "unable to upgrade connection: the connection cannot be upgraded (HTTP/1.1 is required)",
         ));
+    };
+    let Some((protocol, accept)) = protocol else {
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => spdy::serve(upgraded, provider, pod, options).await,
+                Err(e) => tracing::debug!("exec: upgrading the connection failed: {e}"),
+            }
+        });
+        return Ok(spdy::switching());
     };
     tokio::spawn(async move {
         match on_upgrade.await {
