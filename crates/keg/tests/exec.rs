@@ -165,9 +165,11 @@ fn picks_containers_and_words_errors(k: &Kubectl) {
     assert_eq!(run.stdout, "first\n", "{}", run.stderr);
     let stderr = k.fails(&["exec", "-n", "exec-demo", "missing", "--", "true"]);
     assert!(stderr.contains(r#"pods "missing" not found"#), "{stderr}");
-    // (kubectl itself knows the pod's containers; the server's check is a unit test.)
     let stderr = k.fails(&["exec", "-n", "exec-demo", "duo", "-c", "third", "--", "true"]);
-    assert!(stderr.contains("container third not found"), "{stderr}");
+    assert!(
+        stderr.contains("container third is not valid for pod duo"),
+        "{stderr}"
+    );
     eventually("the init container to run", Duration::from_secs(120), || {
         let pod = k.json(&["get", "pod", "initializing", "-n", "exec-demo"]);
         pod["status"]["initContainerStatuses"][0]["state"]["running"]
