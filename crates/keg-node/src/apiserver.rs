@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{FutureExt, StreamExt};
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use keg_apiserver::error::{ApiError, Result};
@@ -39,7 +39,8 @@ struct NodeExec {
 #[async_trait]
 impl PodExec for NodeExec {
     async fn exec(&self, pod: &Value, options: ExecOptions) -> Result<ExecSession> {
-        let not_found = || ApiError::bad_request(format!("container not found ({:?})", options.container));
+        let not_found =
+            || ApiError::bad_request(format!("container not found ({:?})", options.container));
         let id = ["containerStatuses", "initContainerStatuses"]
             .iter()
             .flat_map(|key| pod["status"][key].as_array().into_iter().flatten())
@@ -85,7 +86,8 @@ impl PodExec for NodeExec {
             stderr,
             exit: exit.boxed(),
             resize: terminal.map(|t| {
-                Box::new(move |width, height| t.resize(width, height)) as Box<dyn Fn(u16, u16) + Send + Sync>
+                Box::new(move |width, height| t.resize(width, height))
+                    as Box<dyn Fn(u16, u16) + Send + Sync>
             }),
         })
     }

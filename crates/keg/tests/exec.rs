@@ -132,13 +132,20 @@ fn runs_in_the_container(k: &Kubectl) {
         run.stderr
     );
     let run = exec(k, &["solo", "--", "sh", "-c", "echo $GREETING; pwd; id -u"]);
-    assert_eq!(run.stdout, "hello from the pod\n/tmp\n0\n", "{}", run.stderr);
+    assert_eq!(
+        run.stdout, "hello from the pod\n/tmp\n0\n",
+        "{}",
+        run.stderr
+    );
 }
 
 /// Standard error apart from output, stdin to its end, and the exit code as kubectl's.
 fn streams_and_exit_codes(k: &Kubectl) {
     let run = exec(k, &["solo", "--", "sh", "-c", "echo out; echo err >&2"]);
-    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("out\n", "err\n"));
+    assert_eq!(
+        (run.stdout.as_str(), run.stderr.as_str()),
+        ("out\n", "err\n")
+    );
     let out = exec_stdin(k, &["solo", "--", "cat"], "echoed through the pod\n");
     assert_eq!(out, "echoed through the pod\n");
     let big = "0123456789abcdef".repeat(64 * 1024);
@@ -165,17 +172,30 @@ fn picks_containers_and_words_errors(k: &Kubectl) {
     assert_eq!(run.stdout, "first\n", "{}", run.stderr);
     let stderr = k.fails(&["exec", "-n", "exec-demo", "missing", "--", "true"]);
     assert!(stderr.contains(r#"pods "missing" not found"#), "{stderr}");
-    let stderr = k.fails(&["exec", "-n", "exec-demo", "duo", "-c", "third", "--", "true"]);
+    let stderr = k.fails(&[
+        "exec",
+        "-n",
+        "exec-demo",
+        "duo",
+        "-c",
+        "third",
+        "--",
+        "true",
+    ]);
     assert!(
         stderr.contains("container third is not valid for pod duo"),
         "{stderr}"
     );
-    eventually("the init container to run", Duration::from_secs(120), || {
-        let pod = k.json(&["get", "pod", "initializing", "-n", "exec-demo"]);
-        pod["status"]["initContainerStatuses"][0]["state"]["running"]
-            .is_object()
-            .then_some(())
-    });
+    eventually(
+        "the init container to run",
+        Duration::from_secs(120),
+        || {
+            let pod = k.json(&["get", "pod", "initializing", "-n", "exec-demo"]);
+            pod["status"]["initContainerStatuses"][0]["state"]["running"]
+                .is_object()
+                .then_some(())
+        },
+    );
     let stderr = k.fails(&[
         "exec",
         "-n",
@@ -186,8 +206,14 @@ fn picks_containers_and_words_errors(k: &Kubectl) {
         "--",
         "true",
     ]);
-    assert!(stderr.contains(r#"container not found ("main")"#), "{stderr}");
-    let run = exec(k, &["initializing", "-c", "wait", "--", "cat", "/etc/hostname"]);
+    assert!(
+        stderr.contains(r#"container not found ("main")"#),
+        "{stderr}"
+    );
+    let run = exec(
+        k,
+        &["initializing", "-c", "wait", "--", "cat", "/etc/hostname"],
+    );
     assert_eq!(run.stdout.trim(), "initializing", "{}", run.stderr);
 }
 
@@ -228,9 +254,11 @@ fn killed_when_kubectl_goes(k: &Kubectl) {
         .spawn()
         .unwrap();
     let sleeping = || exec(k, &["solo", "--", "ps"]).stdout;
-    eventually("the exec'd command to start", Duration::from_secs(30), || {
-        sleeping().contains("sleep 4321").then_some(())
-    });
+    eventually(
+        "the exec'd command to start",
+        Duration::from_secs(30),
+        || sleeping().contains("sleep 4321").then_some(()),
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     eventually(

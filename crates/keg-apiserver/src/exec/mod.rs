@@ -28,7 +28,11 @@ pub async fn serve(state: Arc<ApiState>, info: RequestInfo, request: Request) ->
     }
 }
 
-async fn start(state: &Arc<ApiState>, info: &RequestInfo, mut request: Request) -> Result<Response> {
+async fn start(
+    state: &Arc<ApiState>,
+    info: &RequestInfo,
+    mut request: Request,
+) -> Result<Response> {
     let method = request.method().clone();
     if method != http::Method::GET && method != http::Method::POST {
         return Err(ApiError::method_not_allowed(
@@ -183,9 +187,10 @@ mod tests {
 
     #[test]
     fn options_keep_every_command_word() {
-        let options =
-            parse_options(Some("command=sh&command=-c&command=echo+a%20b&stdout=true&tty=false"))
-                .unwrap();
+        let options = parse_options(Some(
+            "command=sh&command=-c&command=echo+a%20b&stdout=true&tty=false",
+        ))
+        .unwrap();
         assert_eq!(options.command, ["sh", "-c", "echo a b"]);
         assert!(options.stdout && !options.stdin && !options.tty);
         let err = parse_options(Some("stdout=true")).unwrap_err();
@@ -201,7 +206,10 @@ mod tests {
             stdout: true,
             ..Default::default()
         };
-        assert_eq!(check_pod(&pod(true), "p", opts("b")).unwrap().container, "b");
+        assert_eq!(
+            check_pod(&pod(true), "p", opts("b")).unwrap().container,
+            "b"
+        );
         let err = check_pod(&pod(true), "p", opts("")).unwrap_err();
         assert_eq!(
             err.message,
@@ -210,6 +218,9 @@ mod tests {
         let err = check_pod(&pod(true), "p", opts("x")).unwrap_err();
         assert_eq!(err.message, "container x is not valid for pod p");
         let err = check_pod(&pod(false), "p", opts("a")).unwrap_err();
-        assert_eq!((err.code, err.message.as_str()), (400, "container not found (\"a\")"));
+        assert_eq!(
+            (err.code, err.message.as_str()),
+            (400, "container not found (\"a\")")
+        );
     }
 }

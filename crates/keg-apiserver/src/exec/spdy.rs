@@ -164,10 +164,10 @@ async fn open_streams<R: AsyncRead + Unpin>(
         .all(|(name, want)| !want || open.contains_key(*name))
     {
         let frame = read_frame(rd).await?;
-        if let Some((id, headers)) = control(&frame, frames, codec).await? {
-            if let Some((_, kind)) = headers.iter().find(|(k, _)| k == "streamtype") {
-                open.insert(kind.clone(), id);
-            }
+        if let Some((id, headers)) = control(&frame, frames, codec).await?
+            && let Some((_, kind)) = headers.iter().find(|(k, _)| k == "streamtype")
+        {
+            open.insert(kind.clone(), id);
         }
     }
     Ok(Streams {
@@ -232,11 +232,7 @@ async fn write_output(
             Output::Stdout(data) => streams.stdout.map(|id| data_frame(id, 0, &data)),
             Output::Stderr(data) => streams.stderr.map(|id| data_frame(id, 0, &data)),
             Output::Status(status) => {
-                let mut end = vec![data_frame(
-                    streams.error,
-                    0,
-                    status.to_string().as_bytes(),
-                )];
+                let mut end = vec![data_frame(streams.error, 0, status.to_string().as_bytes())];
                 let all = [
                     Some(streams.error),
                     streams.stdin,
@@ -244,7 +240,11 @@ async fn write_output(
                     streams.stderr,
                     streams.resize,
                 ];
-                end.extend(all.into_iter().flatten().map(|id| data_frame(id, FLAG_FIN, &[])));
+                end.extend(
+                    all.into_iter()
+                        .flatten()
+                        .map(|id| data_frame(id, FLAG_FIN, &[])),
+                );
                 let last = all.into_iter().flatten().max().unwrap_or(0);
                 let mut goaway = last.to_be_bytes().to_vec();
                 goaway.extend_from_slice(&0u32.to_be_bytes());
@@ -255,10 +255,10 @@ async fn write_output(
                 return;
             }
         };
-        if let Some(frame) = frame {
-            if frames.send(frame).await.is_err() {
-                return;
-            }
+        if let Some(frame) = frame
+            && frames.send(frame).await.is_err()
+        {
+            return;
         }
     }
 }
@@ -308,7 +308,10 @@ async fn control(
     let Frame::Control { kind, data } = frame else {
         return Ok(None);
     };
-    let stream_id = || data.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff);
+    let stream_id = || {
+        data.get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff)
+    };
     match *kind {
         SYN_STREAM if data.len() >= 10 => {
             let id = stream_id().unwrap_or_default();
@@ -473,7 +476,9 @@ mod tests {
         bytes.extend(control_frame(PING, 0, &7u32.to_be_bytes()));
         let mut rd = bytes.as_slice();
         match read_frame(&mut rd).await.unwrap() {
-            Frame::Data { stream, fin, data } => assert_eq!((stream, fin, data), (3, true, b"hi".to_vec())),
+            Frame::Data { stream, fin, data } => {
+                assert_eq!((stream, fin, data), (3, true, b"hi".to_vec()))
+            }
             other => panic!("{other:?}"),
         }
         match read_frame(&mut rd).await.unwrap() {

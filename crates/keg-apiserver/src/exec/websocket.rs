@@ -135,10 +135,7 @@ pub(super) async fn serve(
         }
         false
     };
-    let (_, closing) = tokio::join!(
-        session::run(provider, pod, options, in_rx, out_tx),
-        writer
-    );
+    let (_, closing) = tokio::join!(session::run(provider, pod, options, in_rx, out_tx), writer);
     let abort = reader.abort_handle();
     if closing {
         let _ = tokio::time::timeout(CLOSE_WAIT, reader).await;
@@ -171,10 +168,16 @@ mod tests {
     #[test]
     fn the_handshake_prefers_v5_and_derives_the_accept_key() {
         let mut headers = http::HeaderMap::new();
-        headers.insert("sec-websocket-protocol", "v4.channel.k8s.io, v5.channel.k8s.io".parse().unwrap());
+        headers.insert(
+            "sec-websocket-protocol",
+            "v4.channel.k8s.io, v5.channel.k8s.io".parse().unwrap(),
+        );
         headers.insert("sec-websocket-version", "13".parse().unwrap());
         // RFC 6455's example key and answer.
-        headers.insert("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap());
+        headers.insert(
+            "sec-websocket-key",
+            "dGhlIHNhbXBsZSBub25jZQ==".parse().unwrap(),
+        );
         let (protocol, accept) = handshake(&headers).unwrap();
         assert_eq!(protocol, "v5.channel.k8s.io");
         assert_eq!(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
@@ -202,7 +205,11 @@ mod tests {
             Some(Input::Resize(3, 4))
         );
         assert_eq!(decode(msg(&[255, 0]), true), Some(Input::CloseStdin));
-        assert_eq!(decode(msg(&[255, 0]), false), None, "v4 has no close signal");
+        assert_eq!(
+            decode(msg(&[255, 0]), false),
+            None,
+            "v4 has no close signal"
+        );
         assert_eq!(decode(msg(&[]), true), None);
     }
 }

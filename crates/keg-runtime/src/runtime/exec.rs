@@ -22,9 +22,7 @@ impl Runtime {
     ) -> Result<ExecOutput> {
         let command: Vec<String> = command.iter().map(|s| s.as_ref().to_string()).collect();
         let files = self.prepare_exec(id, &command, false)?;
-        let outcome = self
-            .run_exec(id, &files.process, &files.pid, timeout)
-            .await;
+        let outcome = self.run_exec(id, &files.process, &files.pid, timeout).await;
         drop(files);
         match outcome {
             Ok(Some(out)) => Ok(out),
@@ -38,7 +36,12 @@ impl Runtime {
 
     /// Checks that `id` runs and writes the process file of `command` (on a terminal when
     /// `tty`) for `crun exec`.
-    pub(super) fn prepare_exec(&self, id: &str, command: &[String], tty: bool) -> Result<ExecFiles> {
+    pub(super) fn prepare_exec(
+        &self,
+        id: &str,
+        command: &[String],
+        tty: bool,
+    ) -> Result<ExecFiles> {
         if command.is_empty() {
             return Err(Error::InvalidArgument("exec needs a command".into()));
         }

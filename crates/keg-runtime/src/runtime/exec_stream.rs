@@ -54,7 +54,11 @@ pub struct ExecProcess {
 impl ExecProcess {
     /// Waits for the command to end: its exit status, or 128 + the signal that killed it.
     pub async fn wait(&mut self) -> Result<i32> {
-        let status = self.child.wait().await.map_err(io_err("wait for crun exec"))?;
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(io_err("wait for crun exec"))?;
         self.ended = true;
         Ok(exit_code(status))
     }
@@ -106,7 +110,13 @@ impl Runtime {
             return self.exec_on_terminal(id, files, stdio).await;
         }
         let mut cmd = self.crun_exec(id, &files.process, &files.pid, &[]);
-        let pipe = |wanted: bool| if wanted { Stdio::piped() } else { Stdio::null() };
+        let pipe = |wanted: bool| {
+            if wanted {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            }
+        };
         cmd.stdin(pipe(stdio.stdin))
             .stdout(pipe(stdio.stdout))
             .stderr(pipe(stdio.stderr));
@@ -131,19 +141,13 @@ impl Runtime {
         stdio: ExecStdio,
     ) -> Result<ExecProcess> {
         // A socket path is limited to 108 bytes: container directories can be longer.
-        let socket = SocketFile(std::env::temp_dir().join(format!(
-            "keg-console-{}.sock",
-            fsutil::random_hex(8)
-        )));
+        let socket = SocketFile(
+            std::env::temp_dir().join(format!("keg-console-{}.sock", fsutil::random_hex(8))),
+        );
         let listener =
             tokio::net::UnixListener::bind(&socket.0).map_err(io_err("bind a console socket"))?;
         let arg = socket.0.display().to_string();
-        let mut cmd = self.crun_exec(
-            id,
-            &files.process,
-            &files.pid,
-            &["--console-socket", &arg],
-        );
+        let mut cmd = self.crun_exec(id, &files.process, &files.pid, &["--console-socket", &arg]);
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -249,7 +253,9 @@ fn recv_fd(socket: RawFd) -> std::io::Result<OwnedFd> {
             || (*cmsg).cmsg_level != libc::SOL_SOCKET
             || (*cmsg).cmsg_type != libc::SCM_RIGHTS
         {
-            return Err(std::io::Error::other("no file descriptor came with the message"));
+            return Err(std::io::Error::other(
+                "no file descriptor came with the message",
+            ));
         }
         let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg) as *const RawFd);
         Ok(OwnedFd::from_raw_fd(fd))
@@ -261,9 +267,7 @@ fn set_blocking(fd: &OwnedFd) -> std::io::Result<()> {
     // SAFETY: fcntl on a descriptor we own, with integer arguments only.
     unsafe {
         let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-        if flags < 0
-            || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0
-        {
+        if flags < 0 || libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
