@@ -76,7 +76,7 @@ pub struct Resource {
     pub short_names: Vec<String>,
     /// Categories, e.g. `all`.
     pub categories: Vec<String>,
-    /// Served subresources: `status`, `scale`, `binding`, `log`, `exec`.
+    /// Served subresources: `status`, `scale`, `binding`, `log`, `exec`, `portforward`.
     pub subresources: Vec<String>,
     /// Hooks for built-in kinds.
     pub typed: Option<Typed>,
@@ -185,7 +185,7 @@ fn builtins() -> Vec<Builtin> {
             true,
             &["po"],
             ALL,
-            &["status", "binding", "log", "exec"],
+            &["status", "binding", "log", "exec", "portforward"],
             typed::<core::Pod>(),
         ),
         b(

@@ -61,13 +61,20 @@ async fn resources(State(state): State<Arc<ApiState>>, request: Request) -> Resp
         }
     }
     match RequestInfo::parse(path) {
-        // The one subresource that takes over the connection: it needs the whole request.
+        // The subresources that take over the connection: they need the whole request.
         Some(info)
             if info.group.is_empty()
                 && info.resource == "pods"
                 && info.subresource.as_deref() == Some("exec") =>
         {
             exec::serve(state, info, Request::from_parts(parts, body)).await
+        }
+        Some(info)
+            if info.group.is_empty()
+                && info.resource == "pods"
+                && info.subresource.as_deref() == Some("portforward") =>
+        {
+            exec::serve_port_forward(state, info, Request::from_parts(parts, body)).await
         }
         Some(info) => {
             rest::handle(

@@ -74,11 +74,24 @@ pub struct ExecSession {
     pub resize: Option<Box<dyn Fn(u16, u16) + Send + Sync>>,
 }
 
-/// Runs commands in containers (the node agent provides it).
+/// A byte stream both ways, such as a TCP connection.
+pub trait Connection: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Connection for T {}
+
+/// Runs commands in containers and connects to pods' ports (the node agent provides it).
 #[async_trait]
 pub trait PodExec: Send + Sync {
     /// Starts `options.command` in a running container of `pod`.
     async fn exec(&self, pod: &Value, options: ExecOptions) -> Result<ExecSession>;
+
+    /// Connects to `port` in the network namespace of `pod` (`pods/portforward`).
+    async fn connect(&self, pod: &Value, port: u16) -> Result<Box<dyn Connection>> {
+        let _ = (pod, port);
+        Err(crate::error::ApiError::bad_request(
+            "port forwarding is not supported by this node",
+        ))
+    }
 }
 
 /// Everything request handlers share.

@@ -10,8 +10,9 @@ use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use keg_apiserver::error::{ApiError, Result};
+use keg_apiserver::state::Connection;
 use keg_apiserver::{ExecOptions, ExecSession, LogOptions, PodExec, PodLogs};
-use keg_runtime::{ExecStdio, Runtime};
+use keg_runtime::{ExecStdio, Runtime, SandboxState};
 use serde_json::Value;
 
 use crate::pod::{ID_PREFIX, POD_UID_LABEL};
@@ -90,6 +91,29 @@ impl PodExec for NodeExec {
                     as Box<dyn Fn(u16, u16) + Send + Sync>
             }),
         })
+    }
+
+    async fn connect(&self, pod: &Value, port: u16) -> Result<Box<dyn Connection>> {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or_default();
+        let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+        let sandbox = self
+            .runtime
+            .list_pod_sandboxes()
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .into_iter()
+            .find(|s| s.config.uid == uid && s.state == SandboxState::Ready)
+            .ok_or_else(|| ApiError::bad_request(format!("pod {name} has no running sandbox")))?;
+        let stream = self
+            .runtime
+            .connect_to_port(&sandbox.id, port)
+            .await
+            .map_err(|e| {
+                ApiError::internal(format!(
+                    "error forwarding port {port} to pod {}, uid {uid}: {e}",
+                    sandbox.id
+                ))
+            })?;
+        Ok(Box::new(stream))
     }
 }
 

@@ -2,7 +2,8 @@
 //! (SPDY): the command runs in the pod's container (its hostname, PID namespace, environment
 //! and working directory), stdin reaches it, its exit code becomes kubectl's, `-c` picks a
 //! container, errors read as upstream's; `-t` gives it a terminal of kubectl's size, and a
-//! command whose kubectl goes away is killed.
+//! command whose kubectl goes away is killed. `kubectl port-forward` reaches a port the pod
+//! serves on its loopback.
 
 mod common;
 
@@ -48,6 +49,16 @@ spec:
     image: busybox:test
     command: ["sleep", "3600"]
     env: [{name: WHO, value: second}]
+---
+# Serves on the pod's loopback only: port-forward reaches it as the kubelet does.
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: exec-demo}
+spec:
+  containers:
+  - name: httpd
+    image: busybox:test
+    command: ["sh", "-c", "mkdir -p /www && echo hello from web > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"]
 ---
 # Its main container waits for an init container that never ends.
 apiVersion: v1
@@ -98,7 +109,7 @@ fn kubectl_exec_runs_commands_in_the_container() {
     let k = server.kubectl("1.33");
     let manifest = write_file(work.path(), "pods.yaml", MANIFEST);
     k.ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    for pod in ["solo", "duo"] {
+    for pod in ["solo", "duo", "web"] {
         k.ok(&[
             "wait",
             "--for=condition=Ready",
@@ -114,6 +125,7 @@ fn kubectl_exec_runs_commands_in_the_container() {
         runs_in_the_container(&k);
         streams_and_exit_codes(&k);
         picks_containers_and_words_errors(&k);
+        port_forward_reaches_the_pods_loopback(&k, &server);
     }
     terminal_of_kubectls_size(&k);
     killed_when_kubectl_goes(&k);
@@ -266,4 +278,54 @@ fn killed_when_kubectl_goes(k: &Kubectl) {
         Duration::from_secs(30),
         || (!sleeping().contains("sleep 4321")).then_some(()),
     );
+}
+
+/// `kubectl port-forward` to a port the pod serves on its own loopback, for two connections.
+fn port_forward_reaches_the_pods_loopback(k: &Kubectl, server: &Server) {
+    use std::io::{BufRead, Read, Write};
+    let port = common::free_port();
+    let mut child = std::process::Command::new(&k.bin)
+        .arg("--kubeconfig")
+        .arg(&k.kubeconfig)
+        .args([
+            "port-forward",
+            "-n",
+            "exec-demo",
+            "pod/web",
+            &format!("{port}:8080"),
+        ])
+        .env("HOME", std::env::temp_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("Forwarding from"), "{first:?}");
+    // Read on: kubectl dies of SIGPIPE when its "Handling connection" lines meet a closed pipe.
+    let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    for _ in 0..2 {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        let mut response = String::new();
+        let read = stream.read_to_string(&mut response);
+        if !response.ends_with("hello from web\n") {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "{read:?}: {response:?}; kubectl: {}\nserver: {}",
+                String::from_utf8_lossy(&out.stderr),
+                server.log()
+            );
+        }
+    }
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let _ = drain.join();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("error"), "{stderr}");
 }

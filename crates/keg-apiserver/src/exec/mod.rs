@@ -6,6 +6,7 @@
 //! What can be checked before the upgrade is answered as a plain `Status` error, so kubectl
 //! prints it; what fails later is the session's final Status.
 
+mod portforward;
 mod session;
 mod spdy;
 mod websocket;
@@ -59,7 +60,7 @@ async fn start(
     let headers = request.headers();
     let spdy = spdy::requested(headers);
     let protocol = if spdy {
-        spdy::handshake(headers)?;
+        spdy::handshake(headers, spdy::PROTOCOL)?;
         None
     } else if websocket::requested(headers) {
         Some(websocket::handshake(headers)?)
@@ -81,7 +82,7 @@ async fn start(
                 Err(e) => tracing::debug!("exec: upgrading the connection failed: {e}"),
             }
         });
-        return Ok(spdy::switching());
+        return Ok(spdy::switching(spdy::PROTOCOL));
     };
     tokio::spawn(async move {
         match on_upgrade.await {
@@ -90,6 +91,59 @@ async fn start(
         }
     });
     Ok(websocket::switching(protocol, &accept))
+}
+
+/// Serves `POST` (SPDY) of `pods/<name>/portforward`; a WebSocket (kubectl 1.31+ first tries
+/// SPDY tunnelled in one) is refused, which makes kubectl fall back to plain SPDY.
+pub async fn serve_port_forward(
+    state: Arc<ApiState>,
+    info: RequestInfo,
+    mut request: Request,
+) -> Response {
+    let result = async {
+        let (Some(ns), Some(pod_name)) = (info.namespace.as_deref(), info.name.as_deref()) else {
+            return Err(ApiError::path_not_found());
+        };
+        let res = state
+            .registry
+            .get("", "v1", "pods")
+            .ok_or_else(ApiError::path_not_found)?;
+        let pod = state.objects.get(&res, Some(ns), pod_name).await?;
+        if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
+            return Err(ApiError::bad_request(format!(
+                "pod {pod_name} does not have a host assigned"
+            )));
+        }
+        let provider = state.pod_exec.read().expect("lock").clone();
+        let Some(provider) = provider else {
+            return Err(ApiError::bad_request(format!(
+                "unable to upgrade connection: no node agent serves pod {pod_name}"
+            )));
+        };
+        if !spdy::requested(request.headers()) {
+            return Err(ApiError::bad_request(
+                "unable to upgrade connection: keg serves port forwarding over SPDY/3.1",
+            ));
+        }
+        spdy::handshake(request.headers(), portforward::PROTOCOL)?;
+        let Some(on_upgrade) = request
+            .extensions_mut()
+            .remove::<hyper::upgrade::OnUpgrade>()
+        else {
+            return Err(ApiError::bad_request(
+                "unable to upgrade connection: the connection cannot be upgraded (HTTP/1.1 is required)",
+            ));
+        };
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => portforward::serve(upgraded, provider, pod).await,
+                Err(e) => tracing::debug!("port-forward: upgrading the connection failed: {e}"),
+            }
+        });
+        Ok(spdy::switching(portforward::PROTOCOL))
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// The query's PodExecOptions, checked as upstream validates them.

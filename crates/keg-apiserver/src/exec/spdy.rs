@@ -27,7 +27,7 @@ use crate::state::{ExecOptions, PodExec};
 /// The dictionary of SPDY/3 header compression (from the SPDY/3 specification).
 const DICTIONARY: &[u8] = include_bytes!("spdy3-dictionary.bin");
 /// The remote command protocol served over SPDY.
-const PROTOCOL: &str = "v4.channel.k8s.io";
+pub(super) const PROTOCOL: &str = "v4.channel.k8s.io";
 /// The header naming the remote command protocol.
 const PROTOCOL_HEADER: &str = "x-stream-protocol-version";
 /// How long the client may take to open its streams.
@@ -36,9 +36,9 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 const SYN_STREAM: u16 = 1;
 const SYN_REPLY: u16 = 2;
 const PING: u16 = 6;
-const GOAWAY: u16 = 7;
+pub(super) const GOAWAY: u16 = 7;
 const HEADERS: u16 = 8;
-const FLAG_FIN: u8 = 1;
+pub(super) const FLAG_FIN: u8 = 1;
 
 /// Whether the request asks for SPDY/3.1.
 pub(super) fn requested(headers: &http::HeaderMap) -> bool {
@@ -52,8 +52,8 @@ pub(super) fn requested(headers: &http::HeaderMap) -> bool {
     has(http::header::UPGRADE, "spdy/3.1") && has(http::header::CONNECTION, "upgrade")
 }
 
-/// Checks that the client speaks the protocol served.
-pub(super) fn handshake(headers: &http::HeaderMap) -> Result<()> {
+/// Checks that the client speaks `protocol`.
+pub(super) fn handshake(headers: &http::HeaderMap, protocol: &str) -> Result<()> {
     let offered: Vec<&str> = headers
         .get_all(PROTOCOL_HEADER)
         .iter()
@@ -61,22 +61,22 @@ pub(super) fn handshake(headers: &http::HeaderMap) -> Result<()> {
         .flat_map(|v| v.split(','))
         .map(str::trim)
         .collect();
-    if offered.contains(&PROTOCOL) {
+    if offered.contains(&protocol) {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
-            "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [\"{PROTOCOL}\"]"
+            "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server accepts [\"{protocol}\"]"
         )))
     }
 }
 
-/// The `101 Switching Protocols` answer.
-pub(super) fn switching() -> Response {
+/// The `101 Switching Protocols` answer, naming `protocol`.
+pub(super) fn switching(protocol: &str) -> Response {
     Response::builder()
         .status(http::StatusCode::SWITCHING_PROTOCOLS)
         .header(http::header::CONNECTION, "Upgrade")
         .header(http::header::UPGRADE, "SPDY/3.1")
-        .header(PROTOCOL_HEADER, PROTOCOL)
+        .header(PROTOCOL_HEADER, protocol)
         .body(Body::empty())
         .expect("valid response")
 }
@@ -265,7 +265,7 @@ async fn write_output(
 
 /// A SPDY frame as read.
 #[derive(Debug)]
-enum Frame {
+pub(super) enum Frame {
     Data {
         stream: u32,
         fin: bool,
@@ -277,7 +277,8 @@ enum Frame {
     },
 }
 
-async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> std::io::Result<Frame> {
+/// Reads one frame.
+pub(super) async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> std::io::Result<Frame> {
     let mut head = [0u8; 8];
     rd.read_exact(&mut head).await?;
     let flags = head[4];
@@ -300,7 +301,7 @@ async fn read_frame<R: AsyncRead + Unpin>(rd: &mut R) -> std::io::Result<Frame> 
 
 /// Handles a control frame: answers a new stream (returning its id and headers) and pings;
 /// reads header blocks that come otherwise, to keep the decompressor in step.
-async fn control(
+pub(super) async fn control(
     frame: &Frame,
     frames: &mpsc::Sender<Vec<u8>>,
     codec: &mut HeaderCodec,
@@ -333,7 +334,8 @@ async fn control(
     }
 }
 
-fn data_frame(stream: u32, flags: u8, data: &[u8]) -> Vec<u8> {
+/// A data frame.
+pub(super) fn data_frame(stream: u32, flags: u8, data: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(8 + data.len());
     frame.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
     frame.push(flags);
@@ -342,7 +344,8 @@ fn data_frame(stream: u32, flags: u8, data: &[u8]) -> Vec<u8> {
     frame
 }
 
-fn control_frame(kind: u16, flags: u8, data: &[u8]) -> Vec<u8> {
+/// A control frame.
+pub(super) fn control_frame(kind: u16, flags: u8, data: &[u8]) -> Vec<u8> {
     let mut frame = Vec::with_capacity(8 + data.len());
     frame.extend_from_slice(&[0x80, 3]);
     frame.extend_from_slice(&kind.to_be_bytes());
@@ -354,13 +357,14 @@ fn control_frame(kind: u16, flags: u8, data: &[u8]) -> Vec<u8> {
 
 /// SPDY/3 header blocks: one zlib stream per direction over the preset dictionary, flushed
 /// (not finished) after every block.
-struct HeaderCodec {
+pub(super) struct HeaderCodec {
     compress: Compress,
     decompress: Decompress,
 }
 
 impl HeaderCodec {
-    fn new() -> HeaderCodec {
+    /// Both directions at their start.
+    pub(super) fn new() -> HeaderCodec {
         let mut compress = Compress::new(Compression::best(), true);
         compress
             .set_dictionary(DICTIONARY)

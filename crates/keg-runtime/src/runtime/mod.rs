@@ -15,6 +15,7 @@ mod cleanup;
 mod container;
 mod exec;
 mod exec_stream;
+mod port;
 mod sandbox;
 pub mod types;
 
