@@ -127,6 +127,7 @@ fn kubectl_exec_runs_commands_in_the_container() {
         picks_containers_and_words_errors(&k);
         port_forward_reaches_the_pods_loopback(&k, &server);
     }
+    speaks_websocket(&k);
     terminal_of_kubectls_size(&k);
     killed_when_kubectl_goes(&k);
 }
@@ -227,6 +228,28 @@ fn picks_containers_and_words_errors(k: &Kubectl) {
         &["initializing", "-c", "wait", "--", "cat", "/etc/hostname"],
     );
     assert_eq!(run.stdout.trim(), "initializing", "{}", run.stderr);
+}
+
+/// kubectl 1.33 gets its WebSocket (v5) and does not fall back to SPDY (a `POST`).
+fn speaks_websocket(k: &Kubectl) {
+    let run = exec(k, &["-v=6", "solo", "--", "true"]);
+    assert!(run.status.success(), "{}", run.stderr);
+    let upgrade = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("/exec?"))
+        .unwrap_or_default();
+    assert!(
+        upgrade.contains(r#"verb="GET""#) && upgrade.contains("101 Switching Protocols"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("The subprotocol is v5.channel.k8s.io"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains(r#"verb="POST""#), "{}", run.stderr);
 }
 
 /// `-t`: a terminal of the size of kubectl's own (under `script`, which gives kubectl one).
