@@ -302,7 +302,26 @@ async fn bad_input_is_refused_with_a_status_and_changes_nothing() {
         assert!(version.git_version.starts_with("v1.33"), "{version:?}");
         let healthz = http::Request::get("/healthz").body(Vec::new()).unwrap();
         assert_eq!(anonymous.request_text(healthz).await.unwrap(), "ok");
+        // The streaming subresources, which take over the connection, check it first too.
+        for sub in ["exec?command=true&stdout=true", "portforward"] {
+            let request = http::Request::post(format!("/api/v1/namespaces/bad/pods/x/{sub}"))
+                .body(Vec::new())
+                .unwrap();
+            let err = anonymous.request_text(request).await.unwrap_err();
+            assert!(
+                matches!(&err, kube::Error::Api(s) if s.code == 401),
+                "{sub}: {err:?}"
+            );
+        }
     }
+    let exec = http::Request::post("/api/v1/namespaces/bad/pods/x/exec?command=true&stdout=true")
+        .body(Vec::new())
+        .unwrap();
+    let err = client.request_text(exec).await.unwrap_err();
+    assert!(
+        matches!(&err, kube::Error::Api(s) if s.code == 404 && s.message == r#"pods "x" not found"#),
+        "{err:?}"
+    );
 
     let post = |body: Vec<u8>, query: &str| {
         http::Request::post(format!("/api/v1/namespaces/bad/configmaps{query}"))
