@@ -126,10 +126,10 @@ fn kubectl_exec_runs_commands_in_the_container() {
         streams_and_exit_codes(&k);
         picks_containers_and_words_errors(&k);
         port_forward_reaches_the_pods_loopback(&k, &server);
+        terminal_of_kubectls_size(&k);
+        killed_when_kubectl_goes(&k);
     }
     speaks_websocket(&k);
-    terminal_of_kubectls_size(&k);
-    killed_when_kubectl_goes(&k);
 }
 
 /// The container's UTS and PID namespaces, environment, working directory and user.
