@@ -58,6 +58,8 @@ pub struct ExecOptions {
     pub stderr: bool,
     /// Run it on a terminal.
     pub tty: bool,
+    /// The terminal's first size (width, height), when the client sent one in time.
+    pub terminal_size: Option<(u16, u16)>,
 }
 
 /// A command a [`PodExec`] started: its streams and its end.

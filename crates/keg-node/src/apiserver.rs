@@ -60,6 +60,7 @@ impl PodExec for NodeExec {
             stdout: options.stdout,
             stderr: options.stderr,
             tty: options.tty,
+            terminal_size: options.terminal_size,
         };
         let mut process = match self.runtime.exec_stream(id, &options.command, stdio).await {
             Ok(p) => p,

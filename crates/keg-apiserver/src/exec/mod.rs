@@ -156,6 +156,7 @@ fn parse_options(raw: Option<&str>) -> Result<ExecOptions> {
         stdout: query.flag("stdout"),
         stderr: query.flag("stderr"),
         tty: query.flag("tty"),
+        terminal_size: None,
     };
     if options.command.is_empty() {
         return Err(ApiError::bad_request(

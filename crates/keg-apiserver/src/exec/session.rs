@@ -11,6 +11,9 @@ use tokio::sync::mpsc;
 
 use crate::state::{ExecOptions, ExecSession, PodExec};
 
+/// How long a terminal's first size is awaited before the command starts without it (kubectl
+/// sends it first thing when it has one).
+const FIRST_SIZE: Duration = Duration::from_secs(2);
 /// How long output still in flight is awaited once the command ended: a background child
 /// that keeps the pipe open must not hold the session forever.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -42,13 +45,32 @@ pub(super) enum Output {
 pub(super) async fn run(
     provider: Arc<dyn PodExec>,
     pod: Value,
-    options: ExecOptions,
+    mut options: ExecOptions,
     mut input: mpsc::Receiver<Input>,
     output: mpsc::Sender<Output>,
 ) {
     let command = options.command.clone();
+    // A terminal starts with the client's size, or a command that asks at once sees 0x0.
+    let mut early = Vec::new();
+    if options.tty {
+        let deadline = tokio::time::sleep(FIRST_SIZE);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                message = input.recv() => match message {
+                    Some(Input::Resize(width, height)) => {
+                        options.terminal_size = Some((width, height));
+                        break;
+                    }
+                    Some(other) => early.push(other),
+                    None => return,
+                },
+                () = &mut deadline => break,
+            }
+        }
+    }
     let status = match provider.exec(&pod, options).await {
-        Ok(session) => supervise(session, &mut input, &output, &command).await,
+        Ok(session) => supervise(session, early, &mut input, &output, &command).await,
         Err(e) => Some(e.status()),
     };
     if let Some(status) = status {
@@ -60,6 +82,7 @@ pub(super) async fn run(
 /// (the session is dropped, which kills the command).
 async fn supervise(
     session: ExecSession,
+    early: Vec<Input>,
     input: &mut mpsc::Receiver<Input>,
     output: &mpsc::Sender<Output>,
     command: &[String],
@@ -80,7 +103,11 @@ async fn supervise(
     }
     let client = async {
         let mut stdin = stdin;
-        while let Some(message) = input.recv().await {
+        let mut early = early.into_iter();
+        while let Some(message) = match early.next() {
+            Some(message) => Some(message),
+            None => input.recv().await,
+        } {
             match message {
                 Input::Stdin(data) => {
                     if let Some(writer) = stdin.as_mut() {

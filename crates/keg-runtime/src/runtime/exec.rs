@@ -21,7 +21,7 @@ impl Runtime {
         timeout: Duration,
     ) -> Result<ExecOutput> {
         let command: Vec<String> = command.iter().map(|s| s.as_ref().to_string()).collect();
-        let files = self.prepare_exec(id, &command, false)?;
+        let files = self.prepare_exec(id, &command, None)?;
         let outcome = self.run_exec(id, &files.process, &files.pid, timeout).await;
         drop(files);
         match outcome {
@@ -34,13 +34,13 @@ impl Runtime {
         }
     }
 
-    /// Checks that `id` runs and writes the process file of `command` (on a terminal when
-    /// `tty`) for `crun exec`.
+    /// Checks that `id` runs and writes the process file of `command` for `crun exec`: on a
+    /// terminal of the given size (width, height; 0x0 for none known) when there is one.
     pub(super) fn prepare_exec(
         &self,
         id: &str,
         command: &[String],
-        tty: bool,
+        terminal: Option<(u16, u16)>,
     ) -> Result<ExecFiles> {
         if command.is_empty() {
             return Err(Error::InvalidArgument("exec needs a command".into()));
@@ -60,7 +60,10 @@ impl Runtime {
             pid: dir.join(format!("exec-{tag}.pid")),
         };
         let mut process = spec::exec_process(&container_spec, command);
-        process["terminal"] = serde_json::json!(tty);
+        process["terminal"] = serde_json::json!(terminal.is_some());
+        if let Some((width, height)) = terminal.filter(|&(w, h)| w > 0 && h > 0) {
+            process["consoleSize"] = serde_json::json!({"width": width, "height": height});
+        }
         fsutil::write_json(&files.process, &process).map_err(io_err("write the exec process"))?;
         Ok(files)
     }

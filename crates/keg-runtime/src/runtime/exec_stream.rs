@@ -33,6 +33,8 @@ pub struct ExecStdio {
     pub stderr: bool,
     /// A terminal (`kubectl exec -t`).
     pub tty: bool,
+    /// The terminal's first size (width, height).
+    pub terminal_size: Option<(u16, u16)>,
 }
 
 /// A command running in a container, started by [`Runtime::exec_stream`]. Dropping it before
@@ -105,7 +107,8 @@ impl Runtime {
         stdio: ExecStdio,
     ) -> Result<ExecProcess> {
         let command: Vec<String> = command.iter().map(|s| s.as_ref().to_string()).collect();
-        let files = self.prepare_exec(id, &command, stdio.tty)?;
+        let terminal = stdio.tty.then_some(stdio.terminal_size.unwrap_or_default());
+        let files = self.prepare_exec(id, &command, terminal)?;
         if stdio.tty {
             return self.exec_on_terminal(id, files, stdio).await;
         }
