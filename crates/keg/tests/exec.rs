@@ -152,7 +152,8 @@ fn runs_in_the_container(k: &Kubectl) {
     );
 }
 
-/// Standard error apart from output, stdin to its end, and the exit code as kubectl's.
+/// Standard error apart from output, stdin to its end, the exit code as kubectl's, and
+/// `kubectl cp`.
 fn streams_and_exit_codes(k: &Kubectl) {
     let run = exec(k, &["solo", "--", "sh", "-c", "echo out; echo err >&2"]);
     assert_eq!(
@@ -173,6 +174,27 @@ fn streams_and_exit_codes(k: &Kubectl) {
     );
     let run = exec(k, &["solo", "--", "no-such-command"]);
     assert!(!run.status.success(), "{}", run.stdout);
+
+    // kubectl cp is tar through exec, both ways.
+    let dir = tempfile::tempdir().unwrap();
+    let local = write_file(dir.path(), "notes.txt", "copied in and out\n");
+    k.ok(&[
+        "cp",
+        local.to_str().unwrap(),
+        "exec-demo/solo:/tmp/notes.txt",
+    ]);
+    let run = exec(k, &["solo", "--", "cat", "/tmp/notes.txt"]);
+    assert_eq!(run.stdout, "copied in and out\n", "{}", run.stderr);
+    let back = dir.path().join("back.txt");
+    k.ok(&[
+        "cp",
+        "exec-demo/solo:/tmp/notes.txt",
+        back.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(back).unwrap(),
+        "copied in and out\n"
+    );
 }
 
 /// `-c` picks the container (kubectl takes the first without it); errors as upstream's.
