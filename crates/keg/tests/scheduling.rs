@@ -158,7 +158,7 @@ fn the_seed_cluster_places_pods_as_eks_does() {
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(
-            ImageStore::open(&env.keg_home().join("images"))
+            ImageStore::open(env.keg_home().join("images"))
                 .unwrap()
                 .import_archive(&image.oci_archive),
         )
