@@ -42,6 +42,28 @@ pub fn parse_bytes(text: &str) -> Result<u64> {
     Parsed::new(text)?.scaled(0, text)
 }
 
+/// Bytes in Kubernetes' canonical binary form, as kubectl prints them ("25Mi", "80Gi",
+/// "1536Ki").
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["", "Ki", "Mi", "Gi", "Ti", "Pi"];
+    let mut value = bytes;
+    let mut unit = 0;
+    while unit + 1 < UNITS.len() && value >= 1024 && value.is_multiple_of(1024) {
+        value /= 1024;
+        unit += 1;
+    }
+    format!("{value}{}", UNITS[unit])
+}
+
+/// Millicores in Kubernetes' canonical form ("250m", "4").
+pub fn format_millis(millis: u64) -> String {
+    if millis.is_multiple_of(1000) {
+        (millis / 1000).to_string()
+    } else {
+        format!("{millis}m")
+    }
+}
+
 /// A quantity as `digits / 10^frac_len * 10^exp10 * 2^exp2`, exact.
 struct Parsed {
     negative: bool,
@@ -170,6 +192,17 @@ fn parse_suffix(suffix: &str) -> Option<(i64, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantities_print_in_canonical_form() {
+        assert_eq!(format_bytes(25 * 1024 * 1024), "25Mi");
+        assert_eq!(format_bytes(80 << 30), "80Gi");
+        assert_eq!(format_bytes(1536 * 1024), "1536Ki");
+        assert_eq!(format_bytes(1000), "1000");
+        assert_eq!(format_millis(250), "250m");
+        assert_eq!(format_millis(4000), "4");
+        assert_eq!(format_millis(0), "0");
+    }
 
     #[test]
     fn cpu_quantities() {

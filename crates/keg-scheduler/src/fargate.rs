@@ -13,6 +13,7 @@ use keg_api::fargate::sizing::FargateSize;
 use keg_api::nodes::{
     AGENT_LABEL, COMPUTE_TYPE_LABEL, ClusterInfo, free_node_address, region_labels,
 };
+use keg_api::quantity::{format_bytes, format_millis};
 use kube::api::{Api, DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
@@ -172,8 +173,8 @@ async fn launch(
     labels.insert(PROFILE_LABEL.into(), profile.to_owned());
     labels.insert(AGENT_LABEL.into(), cluster.agent.clone());
     let capacity: BTreeMap<String, Quantity> = [
-        ("cpu", format!("{}m", size.millicpu)),
-        ("memory", format!("{}Mi", size.memory_mib)),
+        ("cpu", format_millis(size.millicpu.into())),
+        ("memory", format_bytes(u64::from(size.memory_mib) << 20)),
         ("pods", "1".to_owned()),
         ("ephemeral-storage", "20Gi".to_owned()),
     ]

@@ -3,81 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{Kubectl, eventually, kubectl_binary};
-
-const CLUSTER: &str = "terrax-fargate";
-
-struct Env {
-    home: tempfile::TempDir,
-}
-
-impl Env {
-    fn kubeconfig(&self) -> PathBuf {
-        self.home.path().join("kube").join("config")
-    }
-
-    fn keg(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_keg"))
-            .args(args)
-            .env("KEG_HOME", self.home.path().join("keg"))
-            .env("KUBECONFIG", self.kubeconfig())
-            .output()
-            .unwrap()
-    }
-
-    fn keg_ok(&self, args: &[&str]) -> String {
-        let out = self.keg(args);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "keg {args:?} failed:\n{text}\n{}",
-            self.server_log()
-        );
-        text
-    }
-
-    fn cluster_dir(&self) -> PathBuf {
-        self.home.path().join("keg").join("clusters").join(CLUSTER)
-    }
-
-    fn server_log(&self) -> String {
-        std::fs::read_to_string(self.cluster_dir().join("logs").join("keg.log")).unwrap_or_default()
-    }
-
-    fn kubectl(&self) -> Kubectl {
-        Kubectl {
-            bin: kubectl_binary("1.33"),
-            kubeconfig: self.kubeconfig(),
-        }
-    }
-}
-
-/// A test that fails half-way still ends its cluster, so nothing outlives it.
-impl Drop for Env {
-    fn drop(&mut self) {
-        if self.cluster_dir().exists() {
-            let out = self.keg(&["delete", "cluster", "--name", CLUSTER, "--timeout", "20s"]);
-            if !out.status.success() {
-                eprintln!(
-                    "cleaning up the cluster failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        }
-    }
-}
-
-fn seed_file() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/terrax/eks-terrax-fargate.yaml")
-}
+use common::cluster::{CLUSTER, Env, seed_file};
+use common::{Kubectl, eventually};
 
 fn ready_nodes(k: &Kubectl, selector: &str) -> Vec<serde_json::Value> {
     let nodes = k.json(&["get", "nodes", "-l", selector]);
@@ -98,9 +28,7 @@ fn ready_nodes(k: &Kubectl, selector: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn create_scale_and_delete_the_seed_cluster() {
-    let env = Env {
-        home: tempfile::tempdir().unwrap(),
-    };
+    let env = Env::new();
     let seed = seed_file();
     let seed = seed.to_str().unwrap();
     let out = env.keg_ok(&["create", "cluster", "-f", seed]);
@@ -273,9 +201,7 @@ fn create_scale_and_delete_the_seed_cluster() {
 
 #[test]
 fn a_broken_cluster_file_names_file_line_and_column() {
-    let env = Env {
-        home: tempfile::tempdir().unwrap(),
-    };
+    let env = Env::new();
     let file = common::write_file(
         env.home.path(),
         "bad.yaml",

@@ -14,7 +14,8 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::reflector::{ObjectRef, Store};
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::cluster_ip::cluster_ip;
 use super::proxy::ready_endpoints;
@@ -66,6 +67,45 @@ pub(crate) async fn serve(socket: UdpSocket, resolver: Resolver) {
                     }
                 });
             }
+        }
+    }
+}
+
+/// Answers queries over TCP (each message behind its two-byte length, RFC 7766) until the
+/// process ends.
+pub(crate) async fn serve_tcp(listener: TcpListener, resolver: Resolver) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        tokio::spawn(serve_connection(stream, resolver.clone()));
+    }
+}
+
+/// Answers one client's queries in turn until it closes or idles past the upstream timeout.
+async fn serve_connection(mut stream: TcpStream, resolver: Resolver) {
+    loop {
+        let mut length = [0u8; 2];
+        let read = tokio::time::timeout(UPSTREAM_TIMEOUT, stream.read_exact(&mut length)).await;
+        if !matches!(read, Ok(Ok(_))) {
+            return;
+        }
+        let mut query = vec![0u8; usize::from(u16::from_be_bytes(length))];
+        if stream.read_exact(&mut query).await.is_err() {
+            return;
+        }
+        let reply = match resolver.answer(&query) {
+            Some(reply) => Some(reply),
+            None => forward(&query, &resolver.upstream).await,
+        };
+        let Some(reply) = reply else { return };
+        let Ok(length) = u16::try_from(reply.len()) else {
+            return;
+        };
+        let mut framed = length.to_be_bytes().to_vec();
+        framed.extend_from_slice(&reply);
+        if stream.write_all(&framed).await.is_err() {
+            return;
         }
     }
 }
@@ -244,6 +284,44 @@ mod tests {
 
     fn reply(resolver: &Resolver, name: &str, kind: RecordType) -> Message {
         Message::from_vec(&resolver.answer(&query(name, kind)).expect("answered")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn tcp_clients_get_two_queries_answered_on_one_connection() {
+        let r = resolver(vec![service(
+            "mysql-service",
+            ServiceSpec {
+                cluster_ip: Some("10.43.0.12".into()),
+                ..Default::default()
+            },
+        )]);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve_tcp(listener, r));
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        for name in [
+            "mysql-service.tb-demo.svc.cluster.local.",
+            "nope.tb-demo.svc.cluster.local.",
+        ] {
+            let q = query(name, RecordType::A);
+            let mut framed = u16::try_from(q.len()).unwrap().to_be_bytes().to_vec();
+            framed.extend_from_slice(&q);
+            stream.write_all(&framed).await.unwrap();
+            let mut length = [0u8; 2];
+            stream.read_exact(&mut length).await.unwrap();
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes(length))];
+            stream.read_exact(&mut body).await.unwrap();
+            let answer = Message::from_vec(&body).unwrap();
+            if name.starts_with("nope") {
+                assert_eq!(answer.metadata.response_code, ResponseCode::NXDomain);
+            } else {
+                assert_eq!(
+                    answer.answers[0].data,
+                    RData::A(A(Ipv4Addr::new(10, 43, 0, 12)))
+                );
+            }
+        }
+        server.abort();
     }
 
     #[test]

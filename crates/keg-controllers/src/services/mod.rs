@@ -25,7 +25,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
-use tokio::net::UdpSocket;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -166,13 +166,18 @@ async fn start_dns(network: &PodNetwork, services: &Store<Service>, slices: &Sto
     let address = SocketAddr::new(IpAddr::V4(network.gateway), 53);
     tokio::spawn(async move {
         loop {
-            match UdpSocket::bind(address).await {
-                Ok(socket) => {
-                    tracing::info!(%address, "cluster DNS listening");
+            // Both or neither: a resolver that got a truncated answer over UDP retries over TCP.
+            match (
+                UdpSocket::bind(address).await,
+                TcpListener::bind(address).await,
+            ) {
+                (Ok(socket), Ok(listener)) => {
+                    tracing::info!(%address, "cluster DNS listening (UDP and TCP)");
+                    tokio::spawn(dns::serve_tcp(listener, resolver.clone()));
                     dns::serve(socket, resolver).await;
                     return;
                 }
-                Err(e) => {
+                (Err(e), _) | (_, Err(e)) => {
                     tracing::debug!(%address, "cluster DNS cannot listen yet: {e}");
                     tokio::time::sleep(RETRY).await;
                 }

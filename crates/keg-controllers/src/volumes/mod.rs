@@ -174,29 +174,9 @@ pub(crate) fn has_finalizer(meta: &kube::api::ObjectMeta, finalizer: &str) -> bo
         .is_some_and(|f| f.iter().any(|x| x == finalizer))
 }
 
-/// Bytes as a Kubernetes binary quantity, for messages ("25Mi", "80Gi", "1536Ki").
-pub fn format_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["", "Ki", "Mi", "Gi", "Ti", "Pi"];
-    let mut value = bytes;
-    let mut unit = 0;
-    while unit + 1 < UNITS.len() && value >= 1024 && value.is_multiple_of(1024) {
-        value /= 1024;
-        unit += 1;
-    }
-    format!("{value}{}", UNITS[unit])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bytes_read_as_kubectl_prints_them() {
-        assert_eq!(format_bytes(25 * 1024 * 1024), "25Mi");
-        assert_eq!(format_bytes(80 << 30), "80Gi");
-        assert_eq!(format_bytes(1536 * 1024), "1536Ki");
-        assert_eq!(format_bytes(1000), "1000");
-    }
 
     #[test]
     fn in_tree_ebs_is_served_by_its_csi_driver() {

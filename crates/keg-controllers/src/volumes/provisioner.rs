@@ -25,6 +25,7 @@ use k8s_openapi::api::core::v1::{
     VolumeNodeAffinity,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
+use keg_api::quantity::format_bytes;
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
@@ -36,8 +37,8 @@ use super::capacity::{booked, can_hold_volumes, free, node_storage};
 use super::matching::topology_allows;
 use super::{
     ANN_BETA_STORAGE_PROVISIONER, ANN_PROVISIONED_BY, ANN_SELECTED_NODE, ANN_STORAGE_PROVISIONER,
-    ANN_VOLUME_NODE, Config, PROVISIONER_FINALIZER, annotation, claim_class, format_bytes,
-    is_local_provisioner, requested_bytes, requested_quantity,
+    ANN_VOLUME_NODE, Config, PROVISIONER_FINALIZER, annotation, claim_class, is_local_provisioner,
+    requested_bytes, requested_quantity,
 };
 use crate::events::Events;
 use crate::{Error, Result};

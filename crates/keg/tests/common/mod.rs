@@ -2,6 +2,8 @@
 //! real kubectl binaries (1.27 to 1.33) installed beside `kubectl`.
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
