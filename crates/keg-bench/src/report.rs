@@ -177,11 +177,6 @@ impl Latencies {
     pub fn len(&self) -> usize {
         self.0.len()
     }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Bytes as MiB.
