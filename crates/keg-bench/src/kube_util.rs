@@ -63,11 +63,7 @@ pub fn pod(name: &str, scheduler: Option<&str>, labels: serde_json::Value) -> Re
 
 /// Runs `op(0..n)` on `clients` concurrent tasks; returns each call's latency and the wall
 /// time of all of them.
-pub async fn run_pool<F, Fut>(
-    n: usize,
-    clients: usize,
-    op: F,
-) -> Result<(Vec<Duration>, Duration)>
+pub async fn run_pool<F, Fut>(n: usize, clients: usize, op: F) -> Result<(Vec<Duration>, Duration)>
 where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send,
@@ -198,7 +194,10 @@ fn note(seen: &Mutex<HashMap<String, (Instant, Pod)>>, pods: Vec<Pod>, state: fn
 
 /// Whether a pod is bound to a node.
 pub fn is_bound(pod: &Pod) -> bool {
-    pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_ref())
+        .is_some()
 }
 
 /// Whether a pod is Running.

@@ -129,7 +129,9 @@ pub struct Report {
 impl Report {
     /// The results as a Markdown table (suite, metric, keg, published anchor), then notes.
     pub fn table(&self) -> String {
-        let mut out = String::from("| suite | metric | keg | published anchor |\n| --- | --- | --- | --- |\n");
+        let mut out = String::from(
+            "| suite | metric | keg | published anchor |\n| --- | --- | --- | --- |\n",
+        );
         for row in &self.rows {
             out.push_str(&format!(
                 "| {} | {} | {} | {} |\n",

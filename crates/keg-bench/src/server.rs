@@ -58,7 +58,10 @@ impl Server {
             .arg(&self.dir)
             .args(["--port", &self.port.to_string()])
             .args(&self.flags)
-            .env("RUST_LOG", std::env::var("KEG_BENCH_LOG").unwrap_or("warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("KEG_BENCH_LOG").unwrap_or("warn".into()),
+            )
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
@@ -82,7 +85,11 @@ impl Server {
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 bail!("keg server exited with {status}:\n{}", self.log_tail());
             }
             if self.kubeconfig().exists()
@@ -106,11 +113,9 @@ impl Server {
     /// A kube client with the admin kubeconfig.
     pub async fn client(&self) -> Result<kube::Client> {
         let file = kube::config::Kubeconfig::read_from(self.kubeconfig())?;
-        let mut config = kube::Config::from_custom_kubeconfig(
-            file,
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await?;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(file, &kube::config::KubeConfigOptions::default())
+                .await?;
         // Lists of 100,000 pods and stalled watches must not time out on the client side.
         config.read_timeout = None;
         config.write_timeout = None;

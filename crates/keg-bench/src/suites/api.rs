@@ -49,7 +49,11 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         let update = kube_util::run_pool(n, clients, move |i| {
             let (api, store) = (a.clone(), store.clone());
             async move {
-                let mut cm = store[i].lock().expect("not poisoned").clone().expect("created");
+                let mut cm = store[i]
+                    .lock()
+                    .expect("not poisoned")
+                    .clone()
+                    .expect("created");
                 cm.data
                     .get_or_insert_default()
                     .insert("key".into(), format!("updated {i}"));

@@ -13,8 +13,8 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Secret, Service};
 use k8s_openapi::api::storage::v1::StorageClass;
 use keg_api::cluster_config::ClusterConfig;
 use keg_api::crds::{FargateProfile, NodeGroup};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, PostParams};
 use serde_json::{Value, json};
 
 use super::pod_start::{import_busybox, path_str};
@@ -34,7 +34,9 @@ const K3S: &str = "k3s server: ~1.4 to 1.6 GB in its resource profiling";
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let settle = Duration::from_secs(ctx.size.pick(2, 15));
     let cluster = ClusterConfig::parse("eks-terrax-fargate.yaml", CLUSTER_FILE)?;
-    let scratch = tempfile::Builder::new().prefix("keg-bench-images-").tempdir()?;
+    let scratch = tempfile::Builder::new()
+        .prefix("keg-bench-images-")
+        .tempdir()?;
     let mut notes = Vec::new();
     let mut flags = vec![
         "--cluster-name".to_owned(),
@@ -78,12 +80,20 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     deploy(&client, &cluster, stand_ins).await?;
     let tracker = PodTracker::start(&client, "tb-demo", kube_util::is_ready).await?;
     tracker
-        .wait_for(3, Duration::from_secs(ctx.size.pick(240, 300)), "Terrax pods Ready")
+        .wait_for(
+            3,
+            Duration::from_secs(ctx.size.pick(240, 300)),
+            "Terrax pods Ready",
+        )
         .await
         .with_context(|| server.log_tail())?;
     tokio::time::sleep(settle).await;
     let deployed = server.rss_bytes()?;
-    let nodes = Api::<Node>::all(client).list(&ListParams::default()).await?.items.len();
+    let nodes = Api::<Node>::all(client)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .len();
     rows.push(
         Row::new(
             SUITE,
@@ -149,7 +159,11 @@ async fn deploy(client: &Client, cluster: &ClusterConfig, stand_ins: bool) -> Re
         };
         let object: DynamicObject = serde_json::from_value(doc)?;
         let api: Api<DynamicObject> = if namespaced {
-            let namespace = object.metadata.namespace.clone().unwrap_or("default".into());
+            let namespace = object
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or("default".into());
             Api::namespaced_with(client.clone(), &namespace, &resource)
         } else {
             Api::all_with(client.clone(), &resource)

@@ -28,7 +28,9 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     }
     let pods = ctx.size.pick(3, 100);
     let timeout = Duration::from_secs(ctx.size.pick(180, 600));
-    let scratch = tempfile::Builder::new().prefix("keg-bench-images-").tempdir()?;
+    let scratch = tempfile::Builder::new()
+        .prefix("keg-bench-images-")
+        .tempdir()?;
     let images = import_busybox(scratch.path()).await?;
     let mut server = Server::start(&ctx.keg, &["--images-dir", path_str(&images)?]).await?;
     let client = server.client().await?;
@@ -43,7 +45,9 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         async move {
             let name = format!("start-{i}");
             let pod = kube_util::pod(&name, None, json!({"app": "bench-start"}))?;
-            sent.lock().expect("not poisoned").insert(name, Instant::now());
+            sent.lock()
+                .expect("not poisoned")
+                .insert(name, Instant::now());
             api.create(&PostParams::default(), &pod).await?;
             Ok::<_, anyhow::Error>(())
         }

@@ -73,14 +73,13 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     server.stop().await?;
     let stopped = stopping.elapsed();
     let starting = Instant::now();
-    server
-        .restart(Duration::from_secs(600))
-        .await?;
+    server.restart(Duration::from_secs(600)).await?;
     let ready = starting.elapsed();
     let client = server.client().await?;
     let api: Api<Pod> = Api::namespaced(client.clone(), "bench-scale");
     loop {
-        if server::ready(&client).await && api.list(&ListParams::default().limit(500)).await.is_ok() {
+        if server::ready(&client).await && api.list(&ListParams::default().limit(500)).await.is_ok()
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -90,18 +89,43 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let rss_restarted = server.rss_bytes()?;
 
     let rows = vec![
-        Row::new(SUITE, format!("create {pods} pods (32 clients)"), pods as f64 / wall.as_secs_f64(), "pods/s"),
+        Row::new(
+            SUITE,
+            format!("create {pods} pods (32 clients)"),
+            pods as f64 / wall.as_secs_f64(),
+            "pods/s",
+        ),
         Row::new(SUITE, "server RSS, empty", mib(rss_empty), "MiB"),
-        Row::new(SUITE, format!("server RSS with {pods} pods"), mib(rss_full), "MiB"),
+        Row::new(
+            SUITE,
+            format!("server RSS with {pods} pods"),
+            mib(rss_full),
+            "MiB",
+        ),
         Row::new(SUITE, "data dir size", mib(data_bytes), "MiB"),
-        Row::new(SUITE, format!("full list, all namespaces ({pods} pods)"), full, "ms")
-            .anchor("Kubernetes SLO: cluster-scoped list p99 <= 30 s"),
-        Row::new(SUITE, format!("label-selected list ({} pods)", pods / GROUPS), by_label, "ms")
-            .anchor("Kubernetes SLO: namespace-scoped list p99 <= 5 s"),
+        Row::new(
+            SUITE,
+            format!("full list, all namespaces ({pods} pods)"),
+            full,
+            "ms",
+        )
+        .anchor("Kubernetes SLO: cluster-scoped list p99 <= 30 s"),
+        Row::new(
+            SUITE,
+            format!("label-selected list ({} pods)", pods / GROUPS),
+            by_label,
+            "ms",
+        )
+        .anchor("Kubernetes SLO: namespace-scoped list p99 <= 5 s"),
         Row::new(SUITE, "field-selected list (1 pod)", by_field, "ms"),
         Row::new(SUITE, "stop (SIGTERM → exit)", stopped.as_secs_f64(), "s"),
         Row::new(SUITE, "restart → /readyz 200", ready.as_secs_f64(), "s"),
-        Row::new(SUITE, "restart → a pod list answered", serving.as_secs_f64(), "s"),
+        Row::new(
+            SUITE,
+            "restart → a pod list answered",
+            serving.as_secs_f64(),
+            "s",
+        ),
         Row::new(SUITE, "server RSS after restart", mib(rss_restarted), "MiB"),
     ];
     let notes = vec![format!(

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, ListParams, PostParams};
 use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 use super::{Ctx, Outcome};
@@ -52,7 +52,12 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         "ms",
     ));
     let used: HashSet<&String> = group.nodes.iter().collect();
-    rows.push(Row::new(SUITE, "node-group nodes used", used.len() as f64, "nodes"));
+    rows.push(Row::new(
+        SUITE,
+        "node-group nodes used",
+        used.len() as f64,
+        "nodes",
+    ));
 
     let fargate = schedule(&client, "bench-fargate", fargate_pods, timeout).await?;
     rows.push(
@@ -147,7 +152,12 @@ async fn schedule(
         if let Some(sent) = *sent[i].lock().expect("not poisoned") {
             latencies.push(at.saturating_duration_since(sent));
         }
-        nodes.push(pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default());
+        nodes.push(
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .unwrap_or_default(),
+        );
     }
     Ok(Scheduled {
         rate: n as f64 / last.duration_since(started).as_secs_f64(),
@@ -196,7 +206,9 @@ async fn create_nodes(client: &Client, n: usize) -> Result<()> {
         }
     })
     .await?;
-    let listed = api.list(&ListParams::default().labels("keg-bench/node")).await?;
+    let listed = api
+        .list(&ListParams::default().labels("keg-bench/node"))
+        .await?;
     let ready_nodes = listed.items.iter().filter(|n| ready(n)).count();
     if ready_nodes != n {
         bail!("{ready_nodes} of {n} API-only nodes are Ready");

@@ -116,7 +116,12 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let each = Latencies::new(each);
     let every = Latencies::new(every);
     let rows = vec![
-        Row::new(SUITE, format!("open {watchers} watches"), open_time.as_secs_f64(), "s"),
+        Row::new(
+            SUITE,
+            format!("open {watchers} watches"),
+            open_time.as_secs_f64(),
+            "s",
+        ),
         Row::new(
             SUITE,
             format!("delivery delay p50 (each of {watchers} watchers)"),
