@@ -133,6 +133,12 @@ impl Server {
         rss_of(pid)
     }
 
+    /// The most resident memory the server has had, in bytes (VmHWM).
+    pub fn peak_rss_bytes(&self) -> Result<u64> {
+        let pid = self.pid().context("server not running")?;
+        status_kib(pid, "VmHWM:").map(|kib| kib * 1024)
+    }
+
     /// Stops the server with SIGTERM and waits for it to exit.
     pub async fn stop(&mut self) -> Result<()> {
         let Some(mut child) = self.child.take() else {
@@ -182,17 +188,21 @@ pub async fn ready(client: &kube::Client) -> bool {
 
 /// The resident memory (VmRSS) of a process, in bytes.
 pub fn rss_of(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS:").map(|kib| kib * 1024)
+}
+
+/// A `kB` field of /proc/PID/status.
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS in /proc/PID/status")?;
-    let kib: u64 = line
+        .find(|l| l.starts_with(field))
+        .with_context(|| format!("no {field} in /proc/{pid}/status"))?;
+    Ok(line
         .split_whitespace()
         .nth(1)
-        .context("VmRSS without a value")?
-        .parse()?;
-    Ok(kib * 1024)
+        .with_context(|| format!("{field} without a value"))?
+        .parse()?)
 }
 
 fn free_port() -> Result<u16> {

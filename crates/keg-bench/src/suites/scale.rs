@@ -67,6 +67,8 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         Ok(())
     })
     .await?;
+    // Lists hold whole responses in memory: the peak says what a machine must have.
+    let peak = server.peak_rss_bytes()?;
     let data_bytes = dir_size(&server.dir);
 
     let stopping = Instant::now();
@@ -100,6 +102,12 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             SUITE,
             format!("server RSS with {pods} pods"),
             mib(rss_full),
+            "MiB",
+        ),
+        Row::new(
+            SUITE,
+            "server peak RSS (VmHWM), creates and lists",
+            mib(peak),
             "MiB",
         ),
         Row::new(SUITE, "data dir size", mib(data_bytes), "MiB"),
