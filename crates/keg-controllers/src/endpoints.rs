@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
 use crate::{Result, gone_is_fine, pods};
@@ -322,7 +322,11 @@ fn addresses_by_port(service: &Service, selected: &[Pod]) -> BTreeMap<PortKey, A
 /// those left from before the controller started (upstream's checkLeftoverEndpoints).
 async fn delete_leftovers(client: Client) {
     let services: Api<Service> = Api::all(client.clone());
-    let mut events = watcher(services, watcher::Config::default()).boxed();
+    // Backoff as every other watcher here: without it a failing watch is retried in a hot
+    // loop (seen: a server spinning a core while a test deleted namespaces).
+    let mut events = watcher(services, watcher::Config::default())
+        .default_backoff()
+        .boxed();
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Delete(service)) => {
