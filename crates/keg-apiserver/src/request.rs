@@ -67,24 +67,24 @@ impl RequestInfo {
     }
 }
 
-/// Query options, by name. Repeated keys keep the last value.
+/// Query options, by name, with every value of a repeated key.
 #[derive(Debug, Clone, Default)]
-pub struct Query(pub HashMap<String, String>);
+pub struct Query(HashMap<String, Vec<String>>);
 
 impl Query {
     /// Parses a raw query string.
     pub fn parse(raw: Option<&str>) -> Query {
-        let mut map = HashMap::new();
+        let mut map: HashMap<String, Vec<String>> = HashMap::new();
         for (k, v) in form_urlencoded_pairs(raw.unwrap_or_default()) {
-            map.insert(k, v);
+            map.entry(k).or_default().push(v);
         }
         Query(map)
     }
 
-    /// A value, if present and non-empty.
+    /// A value, if present and non-empty; of a repeated option, the last.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .get(key)
+        self.values(key)
+            .last()
             .map(String::as_str)
             .filter(|v| !v.is_empty())
     }
@@ -109,14 +109,9 @@ impl Query {
         }
     }
 
-    /// Every value of a repeated option, in order (`command=sh&command=-c`), which [`Query`]
-    /// itself keeps only the last of.
-    pub fn values(raw: Option<&str>, key: &str) -> Vec<String> {
-        form_urlencoded_pairs(raw.unwrap_or_default())
-            .into_iter()
-            .filter(|(k, _)| k == key)
-            .map(|(_, v)| v)
-            .collect()
+    /// Every value of a repeated option, in order (`command=sh&command=-c`).
+    pub fn values(&self, key: &str) -> &[String] {
+        self.0.get(key).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// Whether the request is a dry run (`dryRun=All`).
@@ -209,6 +204,13 @@ mod tests {
         assert_eq!(q.get("labelSelector"), Some("app=web,tier in (a)"));
         assert!(q.flag("watch"));
         assert_eq!(q.number("limit"), Ok(Some(5)));
+        let repeated = Query::parse(Some("command=sh&command=-c&command=echo+hi&tty=0&tty=1"));
+        assert_eq!(repeated.values("command"), ["sh", "-c", "echo hi"]);
+        assert!(
+            repeated.flag("tty"),
+            "the last value of a repeated option counts"
+        );
+        assert!(repeated.values("missing").is_empty());
     }
 
     #[test]

@@ -224,6 +224,24 @@ fn add_to<W: Write>(b: &mut tar::Builder<W>, path: &str, data: &[u8]) -> io::Res
     )
 }
 
+/// Builds the busybox image tagged `name` under `work` and imports it into the machine image
+/// store at `images` (made if missing), as a cluster's pods would find it.
+pub async fn busybox_in_store(
+    work: &Path,
+    images: impl Into<PathBuf>,
+    name: &str,
+) -> crate::image::Result<crate::ImageStore> {
+    let image = build_busybox_image(&work.join("busybox-image"), name).map_err(|source| {
+        crate::image::Error::Io {
+            what: "building the busybox test image (needs Debian's busybox-static)".into(),
+            source,
+        }
+    })?;
+    let store = crate::ImageStore::open(images)?;
+    store.import_archive(&image.oci_archive).await?;
+    Ok(store)
+}
+
 /// True when the tests that need root can run. Off root they are skipped with a printed
 /// reason, except in CI (`CI=true`), where skipping would hide a broken machine.
 pub fn require_root(test: &str) -> bool {

@@ -11,8 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{KUBECTL_VERSIONS, Kubectl, Run, Server, eventually, write_file};
-use keg_runtime::ImageStore;
-use keg_runtime::testing::{build_busybox_image, require_root};
+use keg_runtime::testing::{busybox_in_store, require_root};
 
 const MANIFEST: &str = r#"
 apiVersion: v1
@@ -95,15 +94,10 @@ fn kubectl_exec_runs_commands_in_the_container() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let image = build_busybox_image(&work.path().join("image"), "busybox:test").unwrap();
     let images_dir = work.path().join("images");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime
-        .block_on(
-            ImageStore::open(&images_dir)
-                .unwrap()
-                .import_archive(&image.oci_archive),
-        )
+        .block_on(busybox_in_store(work.path(), &images_dir, "busybox:test"))
         .unwrap();
     let server = Server::start_with(&["--images-dir", images_dir.to_str().unwrap()]);
     let k = server.kubectl("1.33");

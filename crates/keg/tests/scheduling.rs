@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use common::cluster::{Env, seed_file};
 use common::{Kubectl, eventually, write_file};
-use keg_runtime::ImageStore;
-use keg_runtime::testing::{build_busybox_image, require_root};
+use keg_runtime::testing::{busybox_in_store, require_root};
 use serde_json::{Value, json};
 
 const PROFILE_LABEL: &str = "eks.amazonaws.com/fargate-profile";
@@ -117,6 +116,13 @@ fn fargate_node_of(k: &Kubectl, pod: &Value, profile: &str) -> String {
     node_name.to_owned()
 }
 
+/// The nodes of `pods`, each checked to be a fargate node `profile` made for it.
+fn distinct_fargate_nodes(k: &Kubectl, pods: &[Value], profile: &str) -> BTreeSet<String> {
+    pods.iter()
+        .map(|p| fargate_node_of(k, p, profile))
+        .collect()
+}
+
 /// The FailedScheduling event message the fargate scheduler recorded for a pod.
 fn fargate_refusal(k: &Kubectl, namespace: &str, pod: &str) -> String {
     eventually(&format!("FailedScheduling of {pod}"), WAIT, || {
@@ -154,14 +160,13 @@ fn the_seed_cluster_places_pods_as_eks_does() {
     }
     let env = Env::new();
     let work = tempfile::tempdir().unwrap();
-    let image = build_busybox_image(&work.path().join("image"), "busybox:test").unwrap();
     tokio::runtime::Runtime::new()
         .unwrap()
-        .block_on(
-            ImageStore::open(env.keg_home().join("images"))
-                .unwrap()
-                .import_archive(&image.oci_archive),
-        )
+        .block_on(busybox_in_store(
+            work.path(),
+            env.keg_home().join("images"),
+            "busybox:test",
+        ))
         .unwrap();
     env.keg_ok(&["create", "cluster", "-f", seed_file().to_str().unwrap()]);
     let k = env.kubectl();
@@ -193,10 +198,7 @@ fn the_seed_cluster_places_pods_as_eks_does() {
 
     // app=service pods: a fargate node each; app=database: the node group's node.
     let services = running_pods(&k, "tb-demo", "app=service", 2);
-    let service_nodes: BTreeSet<String> = services
-        .iter()
-        .map(|p| fargate_node_of(&k, p, "fp-demo-service"))
-        .collect();
+    let service_nodes = distinct_fargate_nodes(&k, &services, "fp-demo-service");
     assert_eq!(
         service_nodes.len(),
         2,
@@ -214,34 +216,21 @@ fn the_seed_cluster_places_pods_as_eks_does() {
     }
 
     // Scaling 2 -> 4 -> 1: the fargate nodes follow, extra ones removed once their pods end.
-    let service_node_count = || nodes(&k, &format!("{PROFILE_LABEL}=fp-demo-service")).len();
-    k.ok(&[
-        "scale",
-        "deployment",
-        "service",
-        "-n",
-        "tb-demo",
-        "--replicas=4",
-    ]);
+    let service_nodes = || nodes(&k, &format!("{PROFILE_LABEL}=fp-demo-service"));
+    let scale = |replicas: &str| {
+        let replicas = format!("--replicas={replicas}");
+        k.ok(&["scale", "deployment", "service", "-n", "tb-demo", &replicas]);
+    };
+    scale("4");
     let services = running_pods(&k, "tb-demo", "app=service", 4);
-    let service_nodes: BTreeSet<String> = services
-        .iter()
-        .map(|p| fargate_node_of(&k, p, "fp-demo-service"))
-        .collect();
-    assert_eq!(service_nodes.len(), 4, "{service_nodes:?}");
-    assert_eq!(service_node_count(), 4);
-    k.ok(&[
-        "scale",
-        "deployment",
-        "service",
-        "-n",
-        "tb-demo",
-        "--replicas=1",
-    ]);
+    let distinct = distinct_fargate_nodes(&k, &services, "fp-demo-service");
+    assert_eq!(distinct.len(), 4, "{distinct:?}");
+    assert_eq!(service_nodes().len(), 4);
+    scale("1");
     let kept = &running_pods(&k, "tb-demo", "app=service", 1)[0];
     let kept_node = fargate_node_of(&k, kept, "fp-demo-service");
     eventually("the extra fargate nodes to go", WAIT, || {
-        let left = nodes(&k, &format!("{PROFILE_LABEL}=fp-demo-service"));
+        let left = service_nodes();
         (left.len() == 1 && name(&left[0]) == kept_node).then_some(())
     });
 

@@ -10,8 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Server, eventually, write_file};
-use keg_runtime::ImageStore;
-use keg_runtime::testing::{build_busybox_image, require_root};
+use keg_runtime::testing::{busybox_in_store, require_root};
 
 const MANIFEST: &str = r#"
 apiVersion: v1
@@ -146,15 +145,10 @@ fn services_reach_ready_pods_by_name_cluster_ip_and_load_balancer() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let image = build_busybox_image(&work.path().join("image"), "busybox:test").unwrap();
     let images_dir = work.path().join("images");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime
-        .block_on(
-            ImageStore::open(&images_dir)
-                .unwrap()
-                .import_archive(&image.oci_archive),
-        )
+        .block_on(busybox_in_store(work.path(), &images_dir, "busybox:test"))
         .unwrap();
     let mut server = Server::start_with(&["--images-dir", images_dir.to_str().unwrap()]);
     let k = server.kubectl("1.33");

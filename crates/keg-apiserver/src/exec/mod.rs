@@ -11,15 +11,17 @@ mod session;
 mod spdy;
 mod websocket;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use hyper::upgrade::{OnUpgrade, Upgraded};
 use serde_json::Value;
 
 use crate::error::{ApiError, Result};
 use crate::request::{Query, RequestInfo};
-use crate::state::{ApiState, ExecOptions};
+use crate::state::{ApiState, ExecOptions, PodExec};
 
 /// Serves `GET` (WebSocket) or `POST` (SPDY) of `pods/<name>/exec`.
 pub async fn serve(state: Arc<ApiState>, info: RequestInfo, request: Request) -> Response {
@@ -40,23 +42,11 @@ async fn start(
             "the server does not allow this method on the requested resource",
         ));
     }
-    let (Some(ns), Some(pod_name)) = (info.namespace.as_deref(), info.name.as_deref()) else {
-        return Err(ApiError::path_not_found());
-    };
     let raw_query = request.uri().query().map(String::from);
     let options = parse_options(raw_query.as_deref())?;
-    let res = state
-        .registry
-        .get("", "v1", "pods")
-        .ok_or_else(ApiError::path_not_found)?;
-    let pod = state.objects.get(&res, Some(ns), pod_name).await?;
+    let (pod_name, pod) = get_pod(state, info).await?;
     let options = check_pod(&pod, pod_name, options)?;
-    let provider = state.pod_exec.read().expect("lock").clone();
-    let Some(provider) = provider else {
-        return Err(ApiError::bad_request(format!(
-            "unable to upgrade connection: no node agent serves pod {pod_name}"
-        )));
-    };
+    let provider = provider(state, pod_name)?;
     let headers = request.headers();
     let spdy = spdy::requested(headers);
     let protocol = if spdy {
@@ -67,30 +57,62 @@ async fn start(
     } else {
         return Err(ApiError::bad_request("Upgrade request required"));
     };
-    let Some(on_upgrade) = request
-        .extensions_mut()
-        .remove::<hyper::upgrade::OnUpgrade>()
-    else {
-        return Err(ApiError::bad_request(
-            "unable to upgrade connection: the connection cannot be upgraded (HTTP/1.1 is required)",
-        ));
-    };
+    let on_upgrade = take_upgrade(&mut request)?;
     let Some((protocol, accept)) = protocol else {
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => spdy::serve(upgraded, provider, pod, options).await,
-                Err(e) => tracing::debug!("exec: upgrading the connection failed: {e}"),
-            }
+        serve_upgraded("exec", on_upgrade, |upgraded| {
+            spdy::serve(upgraded, provider, pod, options)
         });
         return Ok(spdy::switching(spdy::PROTOCOL));
     };
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => websocket::serve(upgraded, protocol, provider, pod, options).await,
-            Err(e) => tracing::debug!("exec: upgrading the connection failed: {e}"),
-        }
+    serve_upgraded("exec", on_upgrade, |upgraded| {
+        websocket::serve(upgraded, protocol, provider, pod, options)
     });
     Ok(websocket::switching(protocol, &accept))
+}
+
+/// The pod the request names, with its name.
+async fn get_pod<'a>(state: &ApiState, info: &'a RequestInfo) -> Result<(&'a str, Value)> {
+    let (Some(ns), Some(pod_name)) = (info.namespace.as_deref(), info.name.as_deref()) else {
+        return Err(ApiError::path_not_found());
+    };
+    let res = state
+        .registry
+        .get("", "v1", "pods")
+        .ok_or_else(ApiError::path_not_found)?;
+    Ok((pod_name, state.objects.get(&res, Some(ns), pod_name).await?))
+}
+
+/// The node agent that runs commands in the pod's containers.
+fn provider(state: &ApiState, pod_name: &str) -> Result<Arc<dyn PodExec>> {
+    let provider = state.pod_exec.read().expect("lock").clone();
+    provider.ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unable to upgrade connection: no node agent serves pod {pod_name}"
+        ))
+    })
+}
+
+/// The connection hyper hands over once the 101 response is sent.
+fn take_upgrade(request: &mut Request) -> Result<OnUpgrade> {
+    request.extensions_mut().remove::<OnUpgrade>().ok_or_else(|| {
+        ApiError::bad_request(
+            "unable to upgrade connection: the connection cannot be upgraded (HTTP/1.1 is required)",
+        )
+    })
+}
+
+/// Serves the upgraded connection in the background, once the client has the 101.
+fn serve_upgraded<F, Fut>(what: &'static str, on_upgrade: OnUpgrade, serve: F)
+where
+    F: FnOnce(Upgraded) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => serve(upgraded).await,
+            Err(e) => tracing::debug!("{what}: upgrading the connection failed: {e}"),
+        }
+    });
 }
 
 /// Serves `POST` (SPDY) of `pods/<name>/portforward`; a WebSocket (kubectl 1.31+ first tries
@@ -101,44 +123,22 @@ pub async fn serve_port_forward(
     mut request: Request,
 ) -> Response {
     let result = async {
-        let (Some(ns), Some(pod_name)) = (info.namespace.as_deref(), info.name.as_deref()) else {
-            return Err(ApiError::path_not_found());
-        };
-        let res = state
-            .registry
-            .get("", "v1", "pods")
-            .ok_or_else(ApiError::path_not_found)?;
-        let pod = state.objects.get(&res, Some(ns), pod_name).await?;
+        let (pod_name, pod) = get_pod(&state, &info).await?;
         if pod["spec"]["nodeName"].as_str().is_none_or(str::is_empty) {
             return Err(ApiError::bad_request(format!(
                 "pod {pod_name} does not have a host assigned"
             )));
         }
-        let provider = state.pod_exec.read().expect("lock").clone();
-        let Some(provider) = provider else {
-            return Err(ApiError::bad_request(format!(
-                "unable to upgrade connection: no node agent serves pod {pod_name}"
-            )));
-        };
+        let provider = provider(&state, pod_name)?;
         if !spdy::requested(request.headers()) {
             return Err(ApiError::bad_request(
                 "unable to upgrade connection: keg serves port forwarding over SPDY/3.1",
             ));
         }
         spdy::handshake(request.headers(), portforward::PROTOCOL)?;
-        let Some(on_upgrade) = request
-            .extensions_mut()
-            .remove::<hyper::upgrade::OnUpgrade>()
-        else {
-            return Err(ApiError::bad_request(
-                "unable to upgrade connection: the connection cannot be upgraded (HTTP/1.1 is required)",
-            ));
-        };
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => portforward::serve(upgraded, provider, pod).await,
-                Err(e) => tracing::debug!("port-forward: upgrading the connection failed: {e}"),
-            }
+        let on_upgrade = take_upgrade(&mut request)?;
+        serve_upgraded("port-forward", on_upgrade, |upgraded| {
+            portforward::serve(upgraded, provider, pod)
         });
         Ok(spdy::switching(portforward::PROTOCOL))
     }
@@ -151,7 +151,7 @@ fn parse_options(raw: Option<&str>) -> Result<ExecOptions> {
     let query = Query::parse(raw);
     let options = ExecOptions {
         container: query.get("container").unwrap_or_default().to_string(),
-        command: Query::values(raw, "command"),
+        command: query.values("command").to_vec(),
         stdin: query.flag("stdin"),
         stdout: query.flag("stdout"),
         stderr: query.flag("stderr"),

@@ -9,12 +9,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::spdy::{FLAG_FIN, Frame, HeaderCodec, control, data_frame, read_frame};
+use super::spdy::{FLAG_FIN, Frame, HeaderCodec, control, data_frame, read_frame, split};
 use crate::state::PodExec;
 
 /// The port-forward protocol.
@@ -34,16 +33,7 @@ pub(super) async fn serve(
     provider: Arc<dyn PodExec>,
     pod: Value,
 ) {
-    let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
-    let (frames, mut frames_rx) = mpsc::channel::<Vec<u8>>(32);
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = frames_rx.recv().await {
-            if wr.write_all(&frame).await.is_err() {
-                return;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
+    let (mut rd, frames, writer) = split(upgraded);
     let pod = Arc::new(pod);
     let mut codec = HeaderCodec::new();
     let mut pairs: HashMap<String, Pair> = HashMap::new();

@@ -17,8 +17,9 @@ use axum::response::Response;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::session::{self, Input, Output, terminal_size};
 use crate::error::{ApiError, Result};
@@ -98,17 +99,7 @@ pub(super) async fn serve(
     pod: Value,
     options: ExecOptions,
 ) {
-    let (mut rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
-    let (frames, mut frames_rx) = mpsc::channel::<Vec<u8>>(32);
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = frames_rx.recv().await {
-            if wr.write_all(&frame).await.is_err() {
-                return;
-            }
-        }
-        let _ = wr.flush().await;
-        let _ = wr.shutdown().await;
-    });
+    let (mut rd, frames, writer) = split(upgraded);
     let mut codec = HeaderCodec::new();
     let opened = tokio::time::timeout(
         OPEN_TIMEOUT,
@@ -142,6 +133,30 @@ pub(super) async fn serve(
     reader.abort();
     drop(frames);
     let _ = writer.await;
+}
+
+/// The upgraded connection's read half, and a sender of whole frames to its write half: one
+/// task writes them in order, then flushes and closes once every sender is gone (awaited
+/// through the returned handle).
+pub(super) fn split(
+    upgraded: hyper::upgrade::Upgraded,
+) -> (
+    ReadHalf<TokioIo<hyper::upgrade::Upgraded>>,
+    mpsc::Sender<Vec<u8>>,
+    JoinHandle<()>,
+) {
+    let (rd, mut wr) = tokio::io::split(TokioIo::new(upgraded));
+    let (frames, mut frames_rx) = mpsc::channel::<Vec<u8>>(32);
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = frames_rx.recv().await {
+            if wr.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    });
+    (rd, frames, writer)
 }
 
 /// Reads frames until every stream the options call for is open, answering each.

@@ -107,12 +107,8 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
 
 /// Builds the busybox image and imports it into a fresh image store under `dir`.
 pub async fn import_busybox(dir: &std::path::Path) -> Result<std::path::PathBuf> {
-    let image = keg_runtime::testing::build_busybox_image(&dir.join("image"), "busybox:bench")
-        .context("building the busybox image (needs Debian's busybox-static)")?;
     let images = dir.join("images");
-    keg_runtime::ImageStore::open(&images)?
-        .import_archive(&image.oci_archive)
-        .await?;
+    keg_runtime::testing::busybox_in_store(dir, &images, "busybox:bench").await?;
     Ok(images)
 }
 

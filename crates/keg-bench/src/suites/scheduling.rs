@@ -34,23 +34,12 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     kube_util::fargate_profile(&client, "bench-fp", "bench-fargate").await?;
     create_nodes(&client, nodes).await?;
 
-    let mut rows = Vec::new();
     let group = schedule(&client, "bench-sched", pods, timeout).await?;
-    rows.push(
-        Row::new(
-            SUITE,
-            format!("{pods} pods onto {nodes} node-group nodes"),
-            group.rate,
-            "pods/s",
-        )
-        .anchor("kube-scheduler scheduler_perf thresholds: ~680 to 1,100 pods/s at 5,000 nodes"),
+    let mut rows = group.rows(
+        format!("{pods} pods onto {nodes} node-group nodes"),
+        "node-group",
+        "kube-scheduler scheduler_perf thresholds: ~680 to 1,100 pods/s at 5,000 nodes",
     );
-    rows.push(Row::new(
-        SUITE,
-        "node-group pod create → bound p99",
-        group.latencies.ms(0.99),
-        "ms",
-    ));
     let used: HashSet<&String> = group.nodes.iter().collect();
     rows.push(Row::new(
         SUITE,
@@ -60,20 +49,10 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     ));
 
     let fargate = schedule(&client, "bench-fargate", fargate_pods, timeout).await?;
-    rows.push(
-        Row::new(
-            SUITE,
-            format!("{fargate_pods} Fargate pods, each onto a new node"),
-            fargate.rate,
-            "pods/s",
-        )
-        .anchor("Fargate launch rate: 20 pods/s; kwok: 20 nodes or pods/s"),
-    );
-    rows.push(Row::new(
-        SUITE,
-        "Fargate pod create → bound p99",
-        fargate.latencies.ms(0.99),
-        "ms",
+    rows.extend(fargate.rows(
+        format!("{fargate_pods} Fargate pods, each onto a new node"),
+        "Fargate",
+        "Fargate launch rate: 20 pods/s; kwok: 20 nodes or pods/s",
     ));
     let distinct: HashSet<&String> = fargate.nodes.iter().collect();
     if distinct.len() != fargate_pods {
@@ -115,6 +94,21 @@ struct Scheduled {
     rate: f64,
     latencies: Latencies,
     nodes: Vec<String>,
+}
+
+impl Scheduled {
+    /// Its rate (beside `anchor`) and its create → bound p99, as rows.
+    fn rows(&self, rate_metric: String, kind: &str, anchor: &str) -> Vec<Row> {
+        vec![
+            Row::new(SUITE, rate_metric, self.rate, "pods/s").anchor(anchor),
+            Row::new(
+                SUITE,
+                format!("{kind} pod create → bound p99"),
+                self.latencies.ms(0.99),
+                "ms",
+            ),
+        ]
+    }
 }
 
 /// Creates `n` pods in `namespace` and waits until a watch has seen each bound.
