@@ -1,5 +1,6 @@
-//! Bearer-token authentication. Tokens live in the data dir; only health and version
-//! endpoints answer without one.
+//! Authentication: who a request is. Tokens live in the data dir; only health and version
+//! endpoints answer without credentials. The authenticated [`UserInfo`] goes into the request's
+//! extensions, where authorization, admission and the review APIs read it.
 
 use std::fs;
 use std::path::Path;
@@ -14,6 +15,30 @@ use crate::error::ApiError;
 
 /// Paths that answer without credentials, as upstream's system:public-info-viewer allows.
 const PUBLIC_PATHS: [&str; 4] = ["/healthz", "/livez", "/readyz", "/version"];
+
+/// Who made a request, as upstream's `user.Info`: name, uid, groups and extra.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserInfo {
+    /// The user name, e.g. `kubernetes-admin` or `system:serviceaccount:NS:NAME`.
+    pub name: String,
+    /// A unique id, empty when the authenticator has none.
+    pub uid: String,
+    /// Groups, `system:authenticated` included for every authenticated user.
+    pub groups: Vec<String>,
+    /// Extra attributes (e.g. `authentication.kubernetes.io/pod-name` for bound tokens).
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    /// The cluster admin that the admin token names: a member of `system:masters`.
+    pub fn admin() -> UserInfo {
+        UserInfo {
+            name: "kubernetes-admin".to_string(),
+            groups: vec!["system:masters".to_string(), "system:authenticated".to_string()],
+            ..UserInfo::default()
+        }
+    }
+}
 
 /// The accepted bearer tokens.
 #[derive(Clone)]
@@ -80,7 +105,11 @@ pub async fn authenticate(
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented {
-        Some(token) if tokens.accepts(token) => next.run(request).await,
+        Some(token) if tokens.accepts(token) => {
+            let mut request = request;
+            request.extensions_mut().insert(UserInfo::admin());
+            next.run(request).await
+        }
         _ => ApiError::unauthorized().into_response(),
     }
 }
