@@ -34,7 +34,10 @@ impl UserInfo {
     pub fn admin() -> UserInfo {
         UserInfo {
             name: "kubernetes-admin".to_string(),
-            groups: vec!["system:masters".to_string(), "system:authenticated".to_string()],
+            groups: vec![
+                "system:masters".to_string(),
+                "system:authenticated".to_string(),
+            ],
             ..UserInfo::default()
         }
     }

@@ -23,6 +23,7 @@ pub struct DeleteOptions {
     propagation: Option<String>,
     uid: Option<String>,
     resource_version: Option<String>,
+    orphan_dependents: Option<bool>,
 }
 
 impl DeleteOptions {
@@ -44,7 +45,12 @@ impl DeleteOptions {
             .as_str()
             .or(query.get("propagationPolicy"))
             .map(String::from);
-        if body["orphanDependents"] == json!(true) || query.flag("orphanDependents") {
+        let orphan_dependents = body["orphanDependents"].as_bool().or_else(|| {
+            query
+                .get("orphanDependents")
+                .map(|_| query.flag("orphanDependents"))
+        });
+        if orphan_dependents == Some(true) {
             propagation = Some("Orphan".into());
         }
         Ok(DeleteOptions {
@@ -54,6 +60,7 @@ impl DeleteOptions {
             resource_version: body["preconditions"]["resourceVersion"]
                 .as_str()
                 .map(String::from),
+            orphan_dependents,
         })
     }
 }
@@ -99,8 +106,45 @@ fn pod_grace(obj: &Value, requested: Option<i64>) -> i64 {
         .max(0)
 }
 
+/// Whether a DELETE that removes the object at once answers with the object itself: the kinds
+/// whose upstream registry sets `ReturnDeletedObject`. Every other kind answers a Status of
+/// Success; typed clients (the Python client's models) parse the body as the declared type.
+fn returns_deleted_object(res: &Resource) -> bool {
+    res.group.is_empty()
+        && matches!(
+            res.plural.as_str(),
+            "pods"
+                | "services"
+                | "serviceaccounts"
+                | "namespaces"
+                | "persistentvolumes"
+                | "persistentvolumeclaims"
+        )
+}
+
+/// The body of a DELETE that removed `obj` at once.
+fn deleted_response(res: &Resource, obj: Value) -> Value {
+    if returns_deleted_object(res) {
+        obj
+    } else {
+        success_status(res, &obj)
+    }
+}
+
+/// The code of a DELETE that only marked the object: upstream answers 202 only when the client
+/// asked for cascading deletion with `orphanDependents: false`, 200 otherwise (changing that
+/// would break clients, its handler says).
+fn marked_code(options: &DeleteOptions) -> u16 {
+    if options.orphan_dependents == Some(false) {
+        202
+    } else {
+        200
+    }
+}
+
 /// Deletes one object: at once, or by marking it (deletionTimestamp) when finalizers or a
-/// grace period must run first. Answers 200 with a Status, or 202 with the marked object.
+/// grace period must run first. Answers with the code and the body upstream gives: the
+/// deleted object or a Status (see [`returns_deleted_object`]), or the marked object.
 pub async fn delete(
     ctx: &WriteContext<'_>,
     name: &str,
@@ -136,10 +180,10 @@ pub async fn delete(
                 .is_some_and(|f| !f.is_empty());
         if pending_finalizers.is_empty() && grace == 0 && !namespace_finalizing {
             if ctx.query.dry_run() {
-                return Ok((200, success_status(res, &obj)));
+                return Ok((200, deleted_response(res, obj)));
             }
             return match remove(ctx.state, res, ctx.ns, name, Some(rv)).await {
-                Ok(deleted) => Ok((200, success_status(res, &deleted))),
+                Ok(deleted) => Ok((200, deleted_response(res, deleted))),
                 Err(e) if e.code == 409 && options.resource_version.is_none() => continue,
                 Err(e) => Err(e),
             };
@@ -147,7 +191,7 @@ pub async fn delete(
         let already = is_deleting(&obj);
         let current_grace = obj["metadata"]["deletionGracePeriodSeconds"].as_i64();
         if already && current_grace.is_none_or(|g| grace >= g) && marked == obj {
-            return Ok((202, obj)); // already being deleted; nothing shortens it
+            return Ok((marked_code(options), obj)); // already being deleted; nothing shortens it
         }
         let meta = objects::meta_mut(&mut marked);
         if !already || current_grace.is_some_and(|g| grace < g) {
@@ -158,12 +202,12 @@ pub async fn delete(
             marked["status"]["phase"] = json!("Terminating");
         }
         if ctx.query.dry_run() {
-            return Ok((202, marked));
+            return Ok((marked_code(options), marked));
         }
         match ctx.state.objects.update(res, ctx.ns, &marked, rv).await {
             Ok(stored) => {
                 crate::hooks::after_write(ctx.state, res, &stored).await;
-                return Ok((202, stored));
+                return Ok((marked_code(options), stored));
             }
             Err(e) if e.code == 409 && options.resource_version.is_none() => continue,
             Err(e) => return Err(e),

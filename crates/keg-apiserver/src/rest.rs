@@ -38,6 +38,18 @@ pub fn json_response_with_warnings(code: u16, body: &Value, warnings: &[String])
         .expect("valid response")
 }
 
+/// The response to a write: the object in the representation the client asked for (upstream
+/// transforms every verb's response, so metadata informers can patch and get metadata back).
+fn respond(
+    res: &crate::resources::Resource,
+    written: crate::write::Written,
+    output: negotiate::Output,
+    query: &Query,
+) -> Response {
+    let body = crate::render::object(res, written.object, output, query);
+    json_response_with_warnings(written.code, &body, &written.warnings)
+}
+
 /// Serves one resource request.
 pub async fn handle(
     state: Arc<ApiState>,
@@ -113,23 +125,32 @@ async fn serve(
                     "the server does not allow this method on the requested resource",
                 ));
             }
-            ctx.create(headers, &read_body(body).await?).await
+            let written = ctx.create(headers, &read_body(body).await?).await?;
+            Ok(respond(&res, written, output, query))
         }
         ("PUT", Some(name), None) => {
-            ctx.update(name, None, headers, &read_body(body).await?)
-                .await
+            let written = ctx
+                .update(name, None, headers, &read_body(body).await?)
+                .await?;
+            Ok(respond(&res, written, output, query))
         }
         ("PUT", Some(name), Some("status")) if res.has_subresource("status") => {
-            ctx.update(name, Some("status"), headers, &read_body(body).await?)
-                .await
+            let written = ctx
+                .update(name, Some("status"), headers, &read_body(body).await?)
+                .await?;
+            Ok(respond(&res, written, output, query))
         }
         ("PATCH", Some(name), None) => {
-            ctx.patch(name, None, headers, &read_body(body).await?)
-                .await
+            let written = ctx
+                .patch(name, None, headers, &read_body(body).await?)
+                .await?;
+            Ok(respond(&res, written, output, query))
         }
         ("PATCH", Some(name), Some("status")) if res.has_subresource("status") => {
-            ctx.patch(name, Some("status"), headers, &read_body(body).await?)
-                .await
+            let written = ctx
+                .patch(name, Some("status"), headers, &read_body(body).await?)
+                .await?;
+            Ok(respond(&res, written, output, query))
         }
         ("DELETE", Some(name), None) => {
             let options = DeleteOptions::parse(&read_body(body).await?, query)?;
@@ -137,7 +158,7 @@ async fn serve(
             let rendered = if obj["kind"] == "Status" {
                 obj
             } else {
-                crate::render::with_type(&res, obj)
+                crate::render::object(&res, obj, output, query)
             };
             Ok(json_response(code, &rendered))
         }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use axum::response::Response;
 use bytes::Bytes;
 use http::HeaderMap;
 use keg_apimachinery::patch::{PatchType, apply_patch};
@@ -15,7 +14,6 @@ use crate::fieldcheck::unknown_fields;
 use crate::objects::{self, finalizers, is_deleting, meta_mut, name, parse_resource_version};
 use crate::request::Query;
 use crate::resources::Resource;
-use crate::rest::json_response_with_warnings;
 use crate::state::ApiState;
 use crate::strategy;
 
@@ -32,6 +30,16 @@ pub struct WriteContext<'a> {
     pub ns: Option<&'a str>,
     /// Query options.
     pub query: &'a Query,
+}
+
+/// What a write stored (or, under dryRun, would store), for the response.
+pub struct Written {
+    /// The HTTP status: 201 for a create, 200 otherwise.
+    pub code: u16,
+    /// The object as stored.
+    pub object: Value,
+    /// `Warning` headers (e.g. unknown fields under fieldValidation=Warn).
+    pub warnings: Vec<String>,
 }
 
 /// Decodes a request body as JSON, YAML or Kubernetes protobuf (as the content type says)
@@ -137,9 +145,14 @@ impl WriteContext<'_> {
     }
 
     /// POST of a new object.
-    pub async fn create(&self, headers: &HeaderMap, body: &Bytes) -> Result<Response> {
+    pub async fn create(&self, headers: &HeaderMap, body: &Bytes) -> Result<Written> {
         let mut obj = decode_body(headers, body)?;
         let warnings = self.check_fields(&mut obj)?;
+        self.create_object(obj, warnings).await
+    }
+
+    /// Creates a decoded, field-checked object: defaulting, validation, admission, storage.
+    async fn create_object(&self, mut obj: Value, warnings: Vec<String>) -> Result<Written> {
         let meta = meta_mut(&mut obj);
         if self.res.namespaced {
             let url_ns = self.ns.unwrap_or_default();
@@ -200,11 +213,19 @@ impl WriteContext<'_> {
         self.state.admission.admit(self.state, &mut attrs).await?;
         self.check_size(&obj)?;
         if dry_run {
-            return Ok(json_response_with_warnings(201, &obj, &warnings));
+            return Ok(Written {
+                code: 201,
+                object: obj,
+                warnings,
+            });
         }
         let created = self.state.objects.create(self.res, self.ns, &obj).await?;
         crate::hooks::after_write(self.state, self.res, &created).await;
-        Ok(json_response_with_warnings(201, &created, &warnings))
+        Ok(Written {
+            code: 201,
+            object: created,
+            warnings,
+        })
     }
 
     /// PUT of an object (or of its status with `subresource = Some("status")`).
@@ -214,7 +235,7 @@ impl WriteContext<'_> {
         subresource: Option<&str>,
         headers: &HeaderMap,
         body: &Bytes,
-    ) -> Result<Response> {
+    ) -> Result<Written> {
         let mut obj = decode_body(headers, body)?;
         let warnings = self.check_fields(&mut obj)?;
         let body_name = name(&obj).to_string();
@@ -229,7 +250,11 @@ impl WriteContext<'_> {
         let stored = self
             .store_update(obj_name, subresource, precondition, |_| Ok(obj.clone()))
             .await?;
-        Ok(json_response_with_warnings(200, &stored, &warnings))
+        Ok(Written {
+            code: 200,
+            object: stored,
+            warnings,
+        })
     }
 
     /// PATCH of an object or its status.
@@ -239,7 +264,7 @@ impl WriteContext<'_> {
         subresource: Option<&str>,
         headers: &HeaderMap,
         body: &Bytes,
-    ) -> Result<Response> {
+    ) -> Result<Written> {
         let content_type = headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
@@ -253,6 +278,14 @@ impl WriteContext<'_> {
             .as_str()
             .map(parse_resource_version)
             .transpose()?;
+        if patch_type == PatchType::Apply && subresource.is_none() {
+            // An apply of an object that does not exist yet creates it, as upstream.
+            match self.state.objects.get(self.res, self.ns, obj_name).await {
+                Err(e) if e.code == 404 => return self.apply_create(obj_name, &patch).await,
+                Err(e) => return Err(e),
+                Ok(_) => {}
+            }
+        }
         let mut warnings = Vec::new();
         let stored = self
             .store_update(obj_name, subresource, precondition, |current| {
@@ -268,7 +301,38 @@ impl WriteContext<'_> {
                 Ok(patched)
             })
             .await?;
-        Ok(json_response_with_warnings(200, &stored, &warnings))
+        Ok(Written {
+            code: 200,
+            object: stored,
+            warnings,
+        })
+    }
+
+    /// The create that an apply of a missing object makes: the applied configuration, named
+    /// by the URL. A create racing it is a 409 AlreadyExists, which the client retries.
+    async fn apply_create(&self, obj_name: &str, patch: &Value) -> Result<Written> {
+        let mut obj = apply_patch(
+            &self.res.kind,
+            &json!({}),
+            patch,
+            PatchType::Apply,
+            self.res.custom.is_some(),
+        )
+        .map_err(|e| patch_error(self.res, obj_name, e))?;
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the applied configuration is not an object",
+            ));
+        }
+        let body_name = name(&obj).to_string();
+        if !body_name.is_empty() && body_name != obj_name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({obj_name})"
+            )));
+        }
+        meta_mut(&mut obj).insert("name".into(), json!(obj_name));
+        let warnings = self.check_fields(&mut obj)?;
+        self.create_object(obj, warnings).await
     }
 
     /// Read-modify-write with retries: `change` gets the current object and returns the new

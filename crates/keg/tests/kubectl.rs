@@ -122,6 +122,23 @@ fn apply_and_reapply(ns: &str, k: &Kubectl, dir: &std::path::Path) {
     assert_eq!(lines_with(&out, "unchanged"), 5, "{out}");
 }
 
+/// `kubectl apply --server-side` creates what does not exist and patches what does.
+fn server_side_apply(ns: &str, k: &Kubectl, dir: &std::path::Path) {
+    let config = |size: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  namespace: {ns}\ndata:\n  size: {size}\n"
+        )
+    };
+    let file = write_file(dir, "ssa.yaml", &config("small"));
+    let out = k.ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    assert!(out.contains("configmap/ssa serverside-applied"), "{out}");
+    let file = write_file(dir, "ssa.yaml", &config("large"));
+    k.ok(&["apply", "--server-side", "-f", file.to_str().unwrap()]);
+    let cm = k.json(&["get", "configmap", "ssa", "-n", ns]);
+    assert_eq!(cm["data"]["size"], "large");
+    k.ok(&["delete", "configmap", "ssa", "-n", ns]);
+}
+
 fn read_commands(ns: &str, k: &Kubectl) {
     let wide = k.ok(&["get", "deployments", "-n", ns, "-o", "wide"]);
     let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
@@ -386,6 +403,7 @@ fn kubectl_drives_keg() {
         let ns = format!("demo-{}", version.replace('.', ""));
         let dir = tempfile::tempdir().unwrap();
         apply_and_reapply(&ns, &k, dir.path());
+        server_side_apply(&ns, &k, dir.path());
         read_commands(&ns, &k);
         watch_sees_scale(&ns, &k);
         errors_users_know(&ns, &k);

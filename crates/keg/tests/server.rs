@@ -436,3 +436,116 @@ async fn a_watch_from_a_compacted_version_gets_410_and_kube_rs_relists() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn metadata_requests_apply_creates_and_deletes_answer_as_upstream_shapes_them() {
+    use k8s_openapi::api::core::v1::{Pod, Service};
+    let server = Server::start();
+    let client = client(&server).await;
+    namespace(&client, "shapes").await;
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "shapes");
+
+    // A server-side apply of an object that does not exist creates it (201), as upstream.
+    let applied = maps
+        .patch(
+            "applied",
+            &PatchParams::apply("shapes-test"),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "applied", "labels": {"tier": "one"}},
+                "data": {"k": "v"},
+            })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.data.unwrap()["k"], "v");
+    assert!(!applied.metadata.uid.unwrap_or_default().is_empty());
+
+    // Metadata-only reads, patches and watches get PartialObjectMetadata back.
+    let meta = maps.get_metadata("applied").await.unwrap();
+    assert_eq!(
+        meta.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    assert_eq!(meta.labels()["tier"], "one");
+    let list = maps.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(
+        list.items.iter().map(|m| m.name_any()).collect::<Vec<_>>(),
+        ["applied"]
+    );
+    let (watched_tx, mut watched_rx) = tokio::sync::mpsc::unbounded_channel();
+    let watch = tokio::spawn(
+        // kube-rs makes an Api of PartialObjectMeta ask for metadata only (its metadata watcher).
+        watcher(
+            Api::<kube::core::PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), "shapes"),
+            watcher::Config::default(),
+        )
+        .applied_objects()
+        .try_for_each(move |m| {
+            let _ = watched_tx.send(m);
+            async { Ok(()) }
+        }),
+    );
+    let patched = maps
+        .patch_metadata(
+            "applied",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"tier": "two"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.types.as_ref().map(|t| t.kind.as_str()),
+        Some("PartialObjectMetadata")
+    );
+    assert_eq!(patched.labels()["tier"], "two");
+    let seen = eventually("the metadata watcher to see the patch", || {
+        let next = watched_rx.try_recv().ok();
+        async move { next.filter(|m| m.labels().get("tier").map(String::as_str) == Some("two")) }
+    })
+    .await;
+    assert_eq!(seen.name_any(), "applied");
+    watch.abort();
+
+    // DELETE answers with the deleted object for the kinds upstream does (pods, services) and
+    // with a Status of Success for the others (config maps).
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shapes");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let deleted = pods.delete("p", &DeleteParams::default()).await.unwrap();
+    assert_eq!(
+        deleted.left().map(|p| p.name_any()).as_deref(),
+        Some("p"),
+        "a pod DELETE answers with the pod"
+    );
+    let services: Api<Service> = Api::namespaced(client.clone(), "shapes");
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    services
+        .create(&PostParams::default(), &service)
+        .await
+        .unwrap();
+    let deleted = services
+        .delete("s", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(deleted.left().map(|s| s.name_any()).as_deref(), Some("s"));
+    let deleted = maps
+        .delete("applied", &DeleteParams::default())
+        .await
+        .unwrap();
+    let status = deleted
+        .right()
+        .expect("a config map DELETE answers a Status");
+    assert_eq!(
+        status.status,
+        Some(kube::core::response::StatusSummary::Success)
+    );
+}

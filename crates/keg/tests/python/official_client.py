@@ -88,6 +88,22 @@ scale = apps.read_namespaced_deployment_scale("web", ns)
 check("the scale subresource sets replicas", scale.spec.replicas == 3)
 apps.delete_namespaced_deployment("web", ns, propagation_policy="Foreground")
 
+# DELETE answers with the object for pods and services, so the typed models parse it.
+pod = client.V1Pod(
+    metadata=client.V1ObjectMeta(name="doomed"),
+    spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="busybox")]),
+)
+core.create_namespaced_pod(ns, pod)
+gone = core.delete_namespaced_pod("doomed", ns)
+check("deleting a pod returns the pod", isinstance(gone, client.V1Pod) and gone.metadata.name == "doomed")
+svc = client.V1Service(
+    metadata=client.V1ObjectMeta(name="doomed"),
+    spec=client.V1ServiceSpec(ports=[client.V1ServicePort(port=80)]),
+)
+core.create_namespaced_service(ns, svc)
+gone = core.delete_namespaced_service("doomed", ns)
+check("deleting a service returns the service", isinstance(gone, client.V1Service) and gone.metadata.name == "doomed")
+
 core.delete_namespaced_config_map("settings", ns)
 watcher.join(timeout=30)
 check(
