@@ -12,10 +12,12 @@ use crate::resources::Resource;
 use crate::state::ApiState;
 
 mod fargate;
+mod service_account;
 mod service_ips;
 mod storage_class;
 
 pub use fargate::{FARGATE_SCHEDULER, Fargate};
+pub use service_account::{MOUNT_PATH, ROOT_CA_CONFIG_MAP, ServiceAccount};
 pub use service_ips::ServiceIps;
 pub use storage_class::DefaultStorageClass;
 
@@ -44,6 +46,8 @@ pub struct Attributes<'a> {
     pub old: Option<&'a Value>,
     /// Whether this is a dry run (allocate nothing).
     pub dry_run: bool,
+    /// Who writes.
+    pub user: &'a crate::auth::UserInfo,
 }
 
 /// An admission plugin.
@@ -64,6 +68,8 @@ impl Admission {
     pub fn standard() -> Admission {
         let mut admission = Admission::default();
         admission.push(Arc::new(NamespaceLifecycle));
+        admission.push(Arc::new(crate::authz::escalation::NoEscalation));
+        admission.push(Arc::new(ServiceAccount));
         admission.push(Arc::new(ServiceIps::default()));
         admission.push(Arc::new(DefaultStorageClass));
         admission.push(Arc::new(Fargate));

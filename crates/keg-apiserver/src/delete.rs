@@ -81,6 +81,7 @@ pub async fn remove(
         object: &mut deleted,
         old: None,
         dry_run: false,
+        user: crate::auth::UserInfo::apiserver(),
     };
     state.admission.admit(state, &mut attrs).await?;
     crate::hooks::after_delete(state, res, &deleted).await;

@@ -24,6 +24,15 @@ const VERBS: [&str; 8] = [
     "watch",
 ];
 
+/// What can be done with a resource: reviews are only ever created.
+fn verbs_of(res: &Resource) -> Vec<&'static str> {
+    if res.create_only {
+        vec!["create"]
+    } else {
+        VERBS.to_vec()
+    }
+}
+
 /// The kind and verbs of a subresource, as upstream reports them.
 fn subresource_kind(res: &Resource, sub: &str) -> (String, String, String, Vec<&'static str>) {
     let (g, v) = (res.group.clone(), res.version.clone());
@@ -35,6 +44,12 @@ fn subresource_kind(res: &Resource, sub: &str) -> (String, String, String, Vec<&
             vec!["get", "patch", "update"],
         ),
         "binding" => (String::new(), "v1".into(), "Binding".into(), vec!["create"]),
+        "token" => (
+            "authentication.k8s.io".into(),
+            "v1".into(),
+            "TokenRequest".into(),
+            vec!["create"],
+        ),
         "log" => (String::new(), "v1".into(), "Pod".into(), vec!["get"]),
         "exec" => (
             String::new(),
@@ -88,7 +103,7 @@ pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Option<
     for res in sorted {
         let mut entry = json!({
             "name": res.plural, "singularName": res.singular, "namespaced": res.namespaced,
-            "kind": res.kind, "verbs": VERBS,
+            "kind": res.kind, "verbs": verbs_of(&res),
         });
         if !res.short_names.is_empty() {
             entry["shortNames"] = json!(res.short_names);
@@ -163,7 +178,7 @@ fn aggregated(registry: &Registry, core: bool, format: Discovery) -> Response {
                     "responseKind": {"group": res.group, "version": res.version, "kind": res.kind},
                     "scope": if res.namespaced { "Namespaced" } else { "Cluster" },
                     "singularResource": res.singular,
-                    "verbs": VERBS,
+                    "verbs": verbs_of(res),
                 });
                 if !res.short_names.is_empty() {
                     entry["shortNames"] = json!(res.short_names);

@@ -201,6 +201,21 @@ impl ApiError {
         ApiError::new(403, "Forbidden", message).with_details(group, plural, name)
     }
 
+    /// 403 for a refused request on a resource: `pods "x" is forbidden: ...`, or
+    /// `pods is forbidden: ...` when the request names no object.
+    pub fn forbidden_resource(group: &str, plural: &str, name: &str, why: &str) -> ApiError {
+        if !name.is_empty() {
+            return ApiError::forbidden(group, plural, name, why);
+        }
+        let message = format!("{} is forbidden: {why}", qualified_resource(group, plural));
+        ApiError::new(403, "Forbidden", message).with_details(group, plural, name)
+    }
+
+    /// 403 for a refused request on a path that is not a resource.
+    pub fn forbidden_path(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, "Forbidden", message).with_details("", "", "")
+    }
+
     /// 405 MethodNotAllowed.
     pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
         ApiError::new(405, "MethodNotAllowed", message)

@@ -1,4 +1,5 @@
-//! What the server itself does after a write: serving the resources of a CRD as soon as it
+//! What the server itself does after a write: letting the authorizer catch up with RBAC
+//! changes, serving the resources of a CRD as soon as it
 //! is stored (and marking it Established), and dropping them when it goes.
 
 use std::sync::Arc;
@@ -13,11 +14,26 @@ fn is_crd(res: &Resource) -> bool {
     res.group == "apiextensions.k8s.io" && res.kind == "CustomResourceDefinition"
 }
 
+/// After a write to an RBAC object, waits until the authorizer has seen it, so the writer's
+/// next request (a `kubectl auth can-i` right after `kubectl create rolebinding`) is decided
+/// by it. (Deletes take effect as the watch delivers them, within milliseconds, as upstream's
+/// informer-fed authorizer does for every change.)
+async fn policy_caught_up(state: &ApiState, res: &Resource, obj: &Value) {
+    if res.group == "rbac.authorization.k8s.io"
+        && let Some(revision) =
+            meta_str(obj, "resourceVersion").and_then(|rv| parse_resource_version(rv).ok())
+    {
+        state.authz.policy.wait_for(revision).await;
+    }
+}
+
 /// Runs after an object was created or updated.
 pub async fn after_write(state: &Arc<ApiState>, res: &Resource, obj: &Value) {
+    policy_caught_up(state, res, obj).await;
     if res.group.is_empty() && res.kind == "Namespace" && !objects::is_deleting(obj) {
-        // As upstream's service account controller: every namespace gets a default account.
-        let _ = crate::bootstrap::ensure_default_service_account(state, objects::name(obj)).await;
+        // As upstream's service account and root CA publisher controllers: every namespace
+        // gets a default account and the cluster CA.
+        let _ = crate::bootstrap::ensure_namespace_defaults(state, objects::name(obj)).await;
         return;
     }
     if !is_crd(res) {

@@ -1,16 +1,50 @@
-//! Kubeconfig files: the one the server writes to its data dir for the admin.
+//! Kubeconfig files: the one the server writes to its data dir for the admin, and those
+//! `keg create kubeconfig` writes for other users.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use base64::Engine;
 
-/// Writes a kubeconfig with one cluster, user and context named `name`.
-pub fn write(path: &Path, name: &str, server: &str, ca_pem: &str, token: &str) -> Result<()> {
-    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: {server}\n  name: {name}\ncontexts:\n- context:\n    cluster: {name}\n    user: {name}-admin\n  name: {name}\ncurrent-context: {name}\npreferences: {{}}\nusers:\n- name: {name}-admin\n  user:\n    token: {token}\n"
-    );
+/// How a kubeconfig's user proves who it is.
+pub enum Credential<'a> {
+    /// A bearer token.
+    Token(&'a str),
+    /// A client certificate and its key (PEM).
+    Certificate {
+        /// The certificate.
+        cert_pem: &'a str,
+        /// Its private key.
+        key_pem: &'a str,
+    },
+}
+
+/// A kubeconfig with one cluster and context named `name`, whose user `user` holds
+/// `credential`.
+pub fn render(
+    name: &str,
+    server: &str,
+    ca_pem: &str,
+    user: &str,
+    credential: Credential,
+) -> String {
+    let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+    let ca = b64(ca_pem);
+    let credential = match credential {
+        Credential::Token(token) => format!("    token: {token}\n"),
+        Credential::Certificate { cert_pem, key_pem } => format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(cert_pem),
+            b64(key_pem)
+        ),
+    };
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: {ca}\n    server: {server}\n  name: {name}\ncontexts:\n- context:\n    cluster: {name}\n    user: {user}\n  name: {name}\ncurrent-context: {name}\npreferences: {{}}\nusers:\n- name: {user}\n  user:\n{credential}"
+    )
+}
+
+/// Writes `text` to `path` atomically; only its owner can read it (it holds credentials).
+pub fn write(path: &Path, text: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
@@ -25,4 +59,16 @@ pub fn write(path: &Path, name: &str, server: &str, ca_pem: &str, token: &str) -
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// The server URL of a kubeconfig's first cluster.
+pub fn server_of(path: &Path) -> Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+        .with_context(|| format!("{} is not a kubeconfig", path.display()))?;
+    config["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .map(String::from)
+        .with_context(|| format!("{} names no server", path.display()))
 }

@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod authz;
 pub mod bootstrap;
 #[cfg(feature = "client")]
 pub mod client;
@@ -26,11 +27,13 @@ pub mod render;
 pub mod request;
 pub mod resources;
 pub mod rest;
+pub mod reviews;
 pub mod server;
 pub mod state;
 pub mod storage;
 pub mod strategy;
 pub mod subresources;
+pub mod token_request;
 pub mod version;
 pub mod watch;
 pub mod write;
@@ -59,6 +62,9 @@ pub struct Config {
     pub extra_names: Vec<String>,
     /// How often history is compacted; five intervals of history are kept.
     pub compaction_interval: Duration,
+    /// Where pods reach the API server (the pod network's gateway): the server listens there
+    /// too, on the same port, and the `kubernetes` Service's endpoints name it.
+    pub advertise_address: Option<IpAddr>,
 }
 
 impl Config {
@@ -89,15 +95,22 @@ impl ApiServer {
                 .with_context(|| format!("opening the store {}", db.display()))?,
         );
         let pki = pki::Pki::load_or_create(&config.data_dir, &config.extra_names)?;
-        let tokens = auth::Tokens::load_or_create(&config.data_dir)?;
+        let auth = auth::Authenticator::load_or_create(&config.data_dir)?;
+        let tokens = auth.tokens.clone();
+        let policy = authz::cache::PolicyCache::start(store.clone())
+            .await
+            .context("loading the RBAC policy")?;
         let state = Arc::new(ApiState {
-            objects: storage::Objects::new(store),
+            objects: storage::Objects::new(store.clone()),
             registry: resources::Registry::new(),
             admission,
             pod_logs: Default::default(),
             pod_exec: Default::default(),
             ready: Default::default(),
             metrics: Default::default(),
+            auth,
+            authz: authz::Authorizer { policy },
+            ca_pem: pki.ca_pem.clone(),
         });
         metrics::pods::spawn_observer(state.clone());
         load_crds(&state).await?;
@@ -114,7 +127,7 @@ impl ApiServer {
 
     /// The router serving every endpoint.
     pub fn router(&self) -> axum::Router {
-        server::router(self.state.clone(), self.tokens.clone())
+        server::router(self.state.clone())
     }
 
     /// The HTTPS URL clients use.
@@ -144,19 +157,61 @@ impl ApiServer {
             .with_context(|| format!("listening on {addr}"))?;
         let port = listener.local_addr()?.port();
         let url = self.url(port);
-        kubeconfig::write(
-            &self.config.data_dir.join("kubeconfig"),
+        let admin = kubeconfig::render(
             "keg",
             &url,
             &self.pki.ca_pem,
-            self.tokens.admin(),
-        )?;
+            "keg-admin",
+            kubeconfig::Credential::Token(self.tokens.admin()),
+        );
+        kubeconfig::write(&self.config.data_dir.join("kubeconfig"), &admin)?;
         let tls = self.pki.server_config()?;
         let router = self.router();
         spawn_compactor(self.state.clone(), self.config.compaction_interval);
+        let (stopped, stop) = tokio::sync::watch::channel(false);
+        if let Some(address) = self.config.advertise_address {
+            let (state, tls, router) = (self.state.clone(), tls.clone(), router.clone());
+            tokio::spawn(async move {
+                let mut stop = stop;
+                let listener = tokio::select! {
+                    listener = bind_when_present(SocketAddr::new(address, port)) => listener,
+                    _ = stop.wait_for(|s| *s) => return,
+                };
+                if let Err(e) = bootstrap::endpoints::publish(&state, address, port).await {
+                    tracing::error!("publishing the kubernetes endpoints: {}", e.message);
+                }
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = server::serve_tls(listener, tls, router, shutdown).await {
+                    tracing::error!("serving pods on {address}:{port}: {e}");
+                }
+            });
+        }
         self.state.ready.store(true, Ordering::SeqCst);
         tracing::info!(%url, "API server ready");
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stopped.send(true);
+        };
         server::serve_tls(listener, tls, router, shutdown).await
+    }
+}
+
+/// Binds `addr`, trying again every second while the address is not on any interface yet
+/// (the pod bridge appears when the node agent sets up its network).
+async fn bind_when_present(addr: SocketAddr) -> tokio::net::TcpListener {
+    let mut logged = false;
+    loop {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return listener,
+            Err(e) if !logged => {
+                tracing::info!("waiting to listen on {addr}: {e}");
+                logged = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

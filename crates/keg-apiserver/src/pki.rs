@@ -4,6 +4,7 @@
 use std::fs;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rcgen::{
@@ -35,7 +36,8 @@ fn ca_params() -> Result<CertificateParams> {
     Ok(params)
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+/// Writes a file only its owner can read.
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = fs::OpenOptions::new()
@@ -50,10 +52,16 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
     Ok(())
 }
 
-impl Pki {
-    /// Loads the CA from `dir` (creating it the first time) and issues a serving certificate
-    /// for the local names plus `extra_names` (DNS names or IP addresses).
-    pub fn load_or_create(dir: &Path, extra_names: &[String]) -> Result<Pki> {
+/// The cluster CA: its certificate, and the key that signs with it.
+pub struct ClusterCa {
+    /// The CA certificate (clients trust it).
+    pub ca_pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl ClusterCa {
+    /// Loads the CA from `dir`, creating it the first time.
+    pub fn load_or_create(dir: &Path) -> Result<ClusterCa> {
         let ca_cert_path = dir.join("ca.crt");
         let ca_key_path = dir.join("ca.key");
         let (ca_pem, ca_key) = if ca_cert_path.exists() && ca_key_path.exists() {
@@ -72,6 +80,38 @@ impl Pki {
         // The CA's subject comes from the same parameters it was made with, so certificates
         // signed now chain to the stored CA certificate.
         let issuer = Issuer::new(ca_params()?, ca_key);
+        Ok(ClusterCa { ca_pem, issuer })
+    }
+
+    /// A client certificate for `user` in `groups` (its CN and O, as upstream's x509
+    /// authenticator reads them), valid from the start of this month for a year: the certificate and key PEM.
+    pub fn issue_client(&self, user: &str, groups: &[String]) -> Result<(String, String)> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name.push(DnType::CommonName, user);
+        for group in groups {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, group.as_str());
+        }
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let today = jiff::Timestamp::now()
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .date();
+        let month = today.month() as u8;
+        params.not_before = rcgen::date_time_ymd(today.year().into(), month, 1);
+        params.not_after = rcgen::date_time_ymd((today.year() + 1).into(), month, 1);
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
+impl Pki {
+    /// Loads the CA from `dir` (creating it the first time) and issues a serving certificate
+    /// for the local names plus `extra_names` (DNS names or IP addresses).
+    pub fn load_or_create(dir: &Path, extra_names: &[String]) -> Result<Pki> {
+        let ClusterCa { ca_pem, issuer } = ClusterCa::load_or_create(dir)?;
         let mut names = vec![
             "localhost".to_string(),
             "kubernetes".to_string(),
@@ -120,8 +160,17 @@ impl Pki {
             .collect::<Result<Vec<_>, _>>()?;
         let key = rustls_pemfile::private_key(&mut self.server_key_pem.as_bytes())?
             .context("no private key in PEM")?;
+        // Client certificates are optional (most clients bring a token) but, when presented,
+        // must chain to the cluster CA: they name the user.
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in rustls_pemfile::certs(&mut self.ca_pem.as_bytes()) {
+            roots.add(ca?)?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+            .allow_unauthenticated()
+            .build()?;
         let mut config = rustls::ServerConfig::builder()
-            .with_no_client_auth()
+            .with_client_cert_verifier(verifier)
             .with_single_cert(certs, key)?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(config)

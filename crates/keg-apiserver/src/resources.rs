@@ -6,7 +6,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use k8s_openapi::api::{apps, coordination, core::v1 as core, discovery, events, storage};
+use k8s_openapi::api::{
+    apps, authentication, authorization, coordination, core::v1 as core, discovery, events, rbac,
+    storage,
+};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -84,6 +87,9 @@ pub struct Resource {
     pub custom: Option<CustomInfo>,
     /// Where objects are kept, as (group, resource); kinds sharing storage (events) share this.
     pub storage: (String, String),
+    /// Whether the kind is a review that is only ever created and never stored (TokenReview,
+    /// SubjectAccessReview and the like): the answer is computed from the request.
+    pub create_only: bool,
     schema_cache: OnceLock<Value>,
 }
 
@@ -255,7 +261,7 @@ fn builtins() -> Vec<Builtin> {
             true,
             &["sa"],
             &[],
-            &[],
+            &["token"],
             typed::<core::ServiceAccount>(),
         ),
         b(
@@ -369,6 +375,106 @@ fn builtins() -> Vec<Builtin> {
             typed::<events::v1::Event>(),
         ),
         b(
+            "rbac.authorization.k8s.io",
+            "Role",
+            "roles",
+            true,
+            &[],
+            &[],
+            &[],
+            typed::<rbac::v1::Role>(),
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "RoleBinding",
+            "rolebindings",
+            true,
+            &[],
+            &[],
+            &[],
+            typed::<rbac::v1::RoleBinding>(),
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "ClusterRole",
+            "clusterroles",
+            false,
+            &[],
+            &[],
+            &[],
+            typed::<rbac::v1::ClusterRole>(),
+        ),
+        b(
+            "rbac.authorization.k8s.io",
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            &[],
+            &[],
+            &[],
+            typed::<rbac::v1::ClusterRoleBinding>(),
+        ),
+        b(
+            "authentication.k8s.io",
+            "TokenReview",
+            "tokenreviews",
+            false,
+            &[],
+            &[],
+            &[],
+            typed::<authentication::v1::TokenReview>(),
+        ),
+        b(
+            "authentication.k8s.io",
+            "SelfSubjectReview",
+            "selfsubjectreviews",
+            false,
+            &[],
+            &[],
+            &[],
+            typed::<authentication::v1::SelfSubjectReview>(),
+        ),
+        b(
+            "authorization.k8s.io",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            false,
+            &[],
+            &[],
+            &[],
+            typed::<authorization::v1::SubjectAccessReview>(),
+        ),
+        b(
+            "authorization.k8s.io",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+            &[],
+            &[],
+            &[],
+            typed::<authorization::v1::SelfSubjectAccessReview>(),
+        ),
+        b(
+            "authorization.k8s.io",
+            "LocalSubjectAccessReview",
+            "localsubjectaccessreviews",
+            true,
+            &[],
+            &[],
+            &[],
+            typed::<authorization::v1::LocalSubjectAccessReview>(),
+        ),
+        b(
+            "authorization.k8s.io",
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            false,
+            &[],
+            &[],
+            &[],
+            typed::<authorization::v1::SelfSubjectRulesReview>(),
+        ),
+        b(
             "apiextensions.k8s.io",
             "CustomResourceDefinition",
             "customresourcedefinitions",
@@ -379,6 +485,25 @@ fn builtins() -> Vec<Builtin> {
             typed::<apiext::CustomResourceDefinition>(),
         ),
     ]
+}
+
+fn builtin_resource(b: &Builtin, storage: (String, String), create_only: bool) -> Resource {
+    Resource {
+        group: b.group.to_string(),
+        version: "v1".to_string(),
+        kind: b.kind.to_string(),
+        plural: b.plural.to_string(),
+        singular: b.kind.to_lowercase(),
+        namespaced: b.namespaced,
+        short_names: b.short_names.iter().map(|s| s.to_string()).collect(),
+        categories: b.categories.iter().map(|s| s.to_string()).collect(),
+        subresources: b.subresources.iter().map(|s| s.to_string()).collect(),
+        typed: b.typed,
+        custom: None,
+        storage,
+        create_only,
+        schema_cache: OnceLock::new(),
+    }
 }
 
 /// All served resources; built-ins plus the custom resources of established CRDs.
@@ -408,21 +533,15 @@ impl Registry {
                 b.group
             };
             let storage = (storage_group.to_string(), b.plural.to_string());
-            registry.insert(Resource {
-                group: b.group.to_string(),
-                version: "v1".to_string(),
-                kind: b.kind.to_string(),
-                plural: b.plural.to_string(),
-                singular: b.kind.to_lowercase(),
-                namespaced: b.namespaced,
-                short_names: b.short_names.iter().map(|s| s.to_string()).collect(),
-                categories: b.categories.iter().map(|s| s.to_string()).collect(),
-                subresources: b.subresources.iter().map(|s| s.to_string()).collect(),
-                typed: b.typed,
-                custom: None,
-                storage,
-                schema_cache: OnceLock::new(),
-            });
+            let create_only = matches!(b.group, "authentication.k8s.io" | "authorization.k8s.io");
+            if b.kind == "SelfSubjectReview" {
+                // kubectl 1.27's `auth whoami` asks for the beta version.
+                registry.insert(Resource {
+                    version: "v1beta1".to_string(),
+                    ..builtin_resource(&b, storage.clone(), create_only)
+                });
+            }
+            registry.insert(builtin_resource(&b, storage, create_only));
         }
         registry
     }
@@ -517,6 +636,7 @@ impl Registry {
                     schema: version["schema"].get("openAPIV3Schema").cloned(),
                 }),
                 storage: (group.clone(), plural.clone()),
+                create_only: false,
                 schema_cache: OnceLock::new(),
             });
         }

@@ -8,12 +8,13 @@ use bytes::Bytes;
 use http::{HeaderMap, Method};
 use serde_json::Value;
 
+use crate::auth::UserInfo;
 use crate::delete::{self, DeleteOptions};
 use crate::error::{ApiError, Result};
 use crate::negotiate;
 use crate::request::{Query, RequestInfo};
 use crate::state::ApiState;
-use crate::write::WriteContext;
+use crate::write::{WriteContext, decode_body};
 use crate::{read, subresources, watch};
 
 /// Largest request body accepted (objects are further held to 1.5 MiB), as upstream's 3 MiB.
@@ -50,17 +51,27 @@ fn respond(
     json_response_with_warnings(written.code, &body, &written.warnings)
 }
 
+/// One resource request.
+pub struct ResourceRequest {
+    /// The method.
+    pub method: Method,
+    /// What the path names.
+    pub info: RequestInfo,
+    /// Its headers.
+    pub headers: HeaderMap,
+    /// Who asks.
+    pub user: UserInfo,
+}
+
 /// Serves one resource request.
 pub async fn handle(
     state: Arc<ApiState>,
-    method: Method,
-    info: RequestInfo,
+    request: ResourceRequest,
     raw_query: Option<&str>,
-    headers: HeaderMap,
     body: Body,
 ) -> Response {
     let query = Query::parse(raw_query);
-    match serve(&state, &method, &info, &query, &headers, body).await {
+    match serve(&state, &request, &query, body).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -78,12 +89,11 @@ async fn read_body(body: Body) -> Result<Bytes> {
 
 async fn serve(
     state: &Arc<ApiState>,
-    method: &Method,
-    info: &RequestInfo,
+    request: &ResourceRequest,
     query: &Query,
-    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response> {
+    let (method, info, headers) = (&request.method, &request.info, &request.headers);
     let res = state
         .registry
         .get(&info.group, &info.version, &info.resource)
@@ -97,13 +107,24 @@ async fn serve(
         None
     };
     let output = negotiate::output(headers);
+    let name = info.name.as_deref();
+    if res.create_only {
+        if method != Method::POST || name.is_some() {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let review = decode_body(headers, &read_body(body).await?)?;
+        let answer = crate::reviews::create(state, &res, ns, &request.user, review).await?;
+        return Ok(json_response(201, &answer));
+    }
     let ctx = WriteContext {
         state,
         res: &res,
         ns,
         query,
+        user: &request.user,
     };
-    let name = info.name.as_deref();
     match (method.as_str(), name, info.subresource.as_deref()) {
         ("GET", None, None) if query.flag("watch") => {
             watch::watch(
@@ -168,6 +189,12 @@ async fn serve(
         }
         ("GET" | "PUT" | "PATCH", Some(name), Some("scale")) if res.has_subresource("scale") => {
             subresources::scale(&ctx, method, name, headers, &read_body(body).await?).await
+        }
+        ("POST", Some(name), Some("token")) if res.has_subresource("token") => {
+            let request = decode_body(headers, &read_body(body).await?)?;
+            let ns = ns.unwrap_or_default();
+            let answer = crate::token_request::create(state, ns, name, request).await?;
+            Ok(json_response(201, &answer))
         }
         ("POST", Some(name), Some("binding")) if res.has_subresource("binding") => {
             subresources::bind(state, &ctx, name, headers, &read_body(body).await?).await

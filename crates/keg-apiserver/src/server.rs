@@ -16,7 +16,9 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
-use crate::auth::{Tokens, authenticate};
+use crate::auth::x509::PeerCertificates;
+use crate::auth::{UserInfo, authenticate, serviceaccount};
+use crate::authz::authorize;
 use crate::error::ApiError;
 use crate::request::RequestInfo;
 use crate::rest::json_response;
@@ -77,15 +79,18 @@ async fn resources(State(state): State<Arc<ApiState>>, request: Request) -> Resp
             exec::serve_port_forward(state, info, Request::from_parts(parts, body)).await
         }
         Some(info) => {
-            rest::handle(
-                state.clone(),
-                parts.method,
+            let user = parts
+                .extensions
+                .get::<UserInfo>()
+                .cloned()
+                .unwrap_or_default();
+            let request = rest::ResourceRequest {
+                method: parts.method,
                 info,
-                parts.uri.query(),
-                parts.headers,
-                body,
-            )
-            .await
+                headers: parts.headers,
+                user,
+            };
+            rest::handle(state.clone(), request, parts.uri.query(), body).await
         }
         None => ApiError::path_not_found().into_response(),
     }
@@ -101,8 +106,8 @@ async fn openapi_document(
     }
 }
 
-/// The router of every endpoint, authenticated with `tokens`.
-pub fn router(state: Arc<ApiState>, tokens: Tokens) -> Router {
+/// The router of every endpoint, behind authentication and authorization.
+pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/livez", get(health))
@@ -146,12 +151,29 @@ pub fn router(state: Arc<ApiState>, tokens: Tokens) -> Router {
             }),
         )
         .route("/metrics", get(metrics::serve))
+        .route(
+            "/.well-known/openid-configuration",
+            get(|| async { json_response(200, &serviceaccount::openid_configuration()) }),
+        )
+        .route(
+            "/openid/v1/jwks",
+            get(|State(s): State<Arc<ApiState>>| async move {
+                json_response(200, &s.auth.service_accounts.jwks())
+            }),
+        )
         .fallback(resources)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
         ))
-        .layer(axum::middleware::from_fn_with_state(tokens, authenticate))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ))
         .with_state(state)
 }
 
@@ -176,10 +198,20 @@ pub async fn serve_tls(
                 tracing::debug!(%peer, "TLS handshake failed");
                 return;
             };
+            // The client certificate (already verified against the cluster CA) names the
+            // user when the request carries no token.
+            let peer_certificates =
+                tls.get_ref().1.peer_certificates().map(|certs| {
+                    PeerCertificates(certs.iter().map(|c| c.as_ref().to_vec()).collect())
+                });
             let service =
                 hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let mut router = router.clone();
-                    async move { router.call(request.map(Body::new)).await }
+                    let mut request = request.map(Body::new);
+                    if let Some(certs) = &peer_certificates {
+                        request.extensions_mut().insert(certs.clone());
+                    }
+                    async move { router.call(request).await }
                 });
             if let Err(err) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)

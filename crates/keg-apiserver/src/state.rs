@@ -112,4 +112,10 @@ pub struct ApiState {
     pub ready: AtomicBool,
     /// What `/metrics` reports of the server's own work.
     pub metrics: crate::metrics::Metrics,
+    /// Who requests are: tokens and the service-account token issuer.
+    pub auth: crate::auth::Authenticator,
+    /// What they may do.
+    pub authz: crate::authz::Authorizer,
+    /// The cluster CA certificate (PEM), published to pods as `kube-root-ca.crt`.
+    pub ca_pem: String,
 }

@@ -9,6 +9,7 @@ use keg_apimachinery::patch::{PatchType, apply_patch};
 use serde_json::{Value, json};
 
 use crate::admission::{Attributes, Operation};
+use crate::auth::UserInfo;
 use crate::error::{ApiError, Result};
 use crate::fieldcheck::unknown_fields;
 use crate::objects::{self, finalizers, is_deleting, meta_mut, name, parse_resource_version};
@@ -30,6 +31,8 @@ pub struct WriteContext<'a> {
     pub ns: Option<&'a str>,
     /// Query options.
     pub query: &'a Query,
+    /// Who writes.
+    pub user: &'a UserInfo,
 }
 
 /// What a write stored (or, under dryRun, would store), for the response.
@@ -209,6 +212,7 @@ impl WriteContext<'_> {
             object: &mut obj,
             old: None,
             dry_run,
+            user: self.user,
         };
         self.state.admission.admit(self.state, &mut attrs).await?;
         self.check_size(&obj)?;
@@ -372,6 +376,7 @@ impl WriteContext<'_> {
                 object: &mut new,
                 old: Some(&old),
                 dry_run,
+                user: self.user,
             };
             self.state.admission.admit(self.state, &mut attrs).await?;
             self.check_size(&new)?;
@@ -432,7 +437,7 @@ fn patch_error(res: &Resource, obj_name: &str, err: keg_apimachinery::patch::Err
 }
 
 /// Five random lowercase alphanumerics, as upstream's generateName suffix.
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut rng = rand::rng();

@@ -27,6 +27,7 @@ impl Server {
             port: 0,
             extra_names: vec![],
             compaction_interval: Config::DEFAULT_COMPACTION_INTERVAL,
+            advertise_address: None,
         };
         let server = ApiServer::open(config, Admission::standard())
             .await

@@ -2,6 +2,7 @@
 //! volumes, service networking). Each is a kube-rs controller: a client of the API only.
 
 pub mod cache;
+pub mod clusterrole_aggregation;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
@@ -108,5 +109,6 @@ pub async fn run_all(client: Client) {
         deployment::run(client.clone(), clock.clone()),
         endpoints::run(client.clone()),
         endpointslice::run(client.clone()),
+        clusterrole_aggregation::run(client.clone()),
     );
 }

@@ -50,6 +50,7 @@ async fn a_fargate_pod_is_billed_at_the_size_the_scheduler_provisioned() -> anyh
         port: 0,
         extra_names: vec![],
         compaction_interval: keg_apiserver::Config::DEFAULT_COMPACTION_INTERVAL,
+        advertise_address: None,
     };
     let admission = keg_apiserver::admission::Admission::standard();
     let server = keg_apiserver::ApiServer::open(config, admission).await?;

@@ -63,7 +63,11 @@ fn validate_meta(res: &Resource, obj: &Value, causes: &mut Vec<Cause>) {
                 v::is_dns1123_label(name)
             }
         }
-        _ if res.custom.is_some() => v::is_path_segment_name(name),
+        // RBAC objects, like custom resources, only need a valid path segment (upstream's
+        // own roles are named `system:...`).
+        _ if res.custom.is_some() || res.group == "rbac.authorization.k8s.io" => {
+            v::is_path_segment_name(name)
+        }
         _ => v::is_dns1123_subdomain(name),
     };
     for problem in problems {

@@ -314,6 +314,7 @@ impl Cluster {
             port: 0,
             extra_names: vec![],
             compaction_interval: Duration::from_secs(300),
+            advertise_address: None,
         };
         let admission = keg_apiserver::admission::Admission::standard();
         let server = keg_apiserver::ApiServer::open(config, admission)

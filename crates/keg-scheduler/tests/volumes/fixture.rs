@@ -51,6 +51,7 @@ impl Cluster {
             port: 0,
             extra_names: vec![],
             compaction_interval: keg_apiserver::Config::DEFAULT_COMPACTION_INTERVAL,
+            advertise_address: None,
         };
         let server =
             keg_apiserver::ApiServer::open(config, keg_apiserver::admission::Admission::standard())

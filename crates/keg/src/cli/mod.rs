@@ -44,6 +44,8 @@ enum Command {
 enum CreateCommand {
     /// Create a cluster from an eksctl ClusterConfig file.
     Cluster(cluster::create::CreateClusterArgs),
+    /// Write a kubeconfig for a user (a client certificate from the cluster CA).
+    Kubeconfig(cluster::user::CreateKubeconfigArgs),
 }
 
 #[derive(Subcommand)]
@@ -64,6 +66,7 @@ impl Cli {
         match self.command {
             Command::Server(args) => server::run(args).await,
             Command::Create(CreateCommand::Cluster(args)) => cluster::create::run(args).await,
+            Command::Create(CreateCommand::Kubeconfig(args)) => cluster::user::run(args),
             Command::Delete(DeleteCommand::Cluster(args)) => cluster::delete::run(args).await,
             Command::Get(command) => eks::get(command).await,
             Command::Image(command) => image::run(command).await,

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use keg_api::nodes::ClusterInfo;
+use keg_apiserver::auth::UserInfo;
 use keg_apiserver::client::in_process_client;
 use keg_apiserver::{ApiServer, Config, admission::Admission};
 
@@ -53,62 +54,76 @@ pub struct ServerArgs {
 
 /// Serves until SIGINT or SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<()> {
+    let runs_agent = if args.no_node_agent {
+        false
+    } else if !nix::unistd::Uid::effective().is_root() {
+        tracing::warn!("not root: no node agent runs, so nodes stay NotReady and pods do not run");
+        false
+    } else {
+        true
+    };
+    // With a node agent, pods reach the API server at their gateway (the `kubernetes`
+    // Service's endpoint), so the serving certificate names it too.
+    let pod_network = if runs_agent {
+        Some(super::node::pod_network(&args.data_dir)?)
+    } else {
+        None
+    };
+    let gateway = pod_network.as_ref().map(|n| IpAddr::V4(n.gateway));
+    let mut extra_names = args.tls_san;
+    extra_names.extend(gateway.map(|g| g.to_string()));
     let config = Config {
         data_dir: args.data_dir,
         bind_address: args.bind_address,
         port: args.port,
-        extra_names: args.tls_san,
+        extra_names,
         compaction_interval: std::time::Duration::from_secs(args.compaction_interval.max(1)),
+        advertise_address: gateway,
     };
     let data_dir = config.data_dir.clone();
     let prices = super::cost::load_prices(args.prices.as_deref())?;
     let server = ApiServer::open(config, Admission::standard()).await?;
-    let client = in_process_client(server.router(), server.tokens.admin());
     let cluster = ClusterInfo {
         agent: args.cluster_name.clone(),
         name: args.cluster_name,
         region: args.region,
     };
-    tokio::spawn(keg_controllers::run_all(client.clone()));
+    // Each component is its own user with the rights the bootstrap policy gives it (see
+    // keg-apiserver's bootstrap/policy.yaml), as upstream's controller manager, scheduler
+    // and kubelets are.
+    let client_as = |user: UserInfo| in_process_client(server.router(), &server.tokens.issue(user));
+    let controllers = client_as(UserInfo::component("system:kube-controller-manager", &[]));
+    let scheduler = client_as(UserInfo::component("system:kube-scheduler", &[]));
+    let node = client_as(UserInfo::component(
+        &format!("system:node:{}", cluster.agent),
+        &["system:nodes"],
+    ));
+    tokio::spawn(keg_controllers::run_all(controllers.clone()));
     tokio::spawn(keg_controllers::volumes::run(
-        client.clone(),
+        controllers.clone(),
         keg_controllers::volumes::Config {
             root: data_dir.join("volumes"),
         },
     ));
     tokio::spawn(keg_controllers::metering::run(
-        client.clone(),
+        controllers.clone(),
         keg_controllers::metering::Config::new(&cluster, prices),
     ));
     tokio::spawn(keg_controllers::nodegroup::run(
-        client.clone(),
+        controllers.clone(),
         cluster.clone(),
     ));
-    tokio::spawn(keg_scheduler::run(client.clone(), cluster.clone()));
-    let mut pod_network = None;
-    let agent = if args.no_node_agent {
-        None
-    } else if !nix::unistd::Uid::effective().is_root() {
-        tracing::warn!("not root: no node agent runs, so nodes stay NotReady and pods do not run");
-        None
-    } else {
+    tokio::spawn(keg_scheduler::run(scheduler, cluster.clone()));
+    let agent = if let Some(network) = &pod_network {
         let images = args
             .images_dir
             .unwrap_or_else(|| super::cluster::keg_home().join("images"));
-        let network = super::node::pod_network(&data_dir)?;
         let gateway = network.gateway;
-        let agent = super::node::open(
-            client.clone(),
-            &data_dir,
-            &images,
-            &cluster.agent,
-            |config| {
-                config.insecure_registries = args.insecure_registries;
-                config.cluster_dns = vec![gateway.to_string()];
-            },
-        )
+        let agent = super::node::open(node, &data_dir, &images, &cluster.agent, |config| {
+            config.insecure_registries = args.insecure_registries;
+            config.cluster_dns = vec![gateway.to_string()];
+        })
         .await?;
-        pod_network = Some(network);
         *server.state.pod_logs.write().expect("not poisoned") = Some(agent.pod_logs());
         *server.state.pod_exec.write().expect("not poisoned") = Some(agent.pod_exec());
         let running = agent.clone();
@@ -118,9 +133,11 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             }
         });
         Some((agent, task))
+    } else {
+        None
     };
     tokio::spawn(keg_controllers::services::run(
-        client,
+        controllers,
         keg_controllers::services::Config {
             load_balancer_address: args.load_balancer_address,
             pod_network,

@@ -5,6 +5,7 @@ pub mod create;
 pub mod delete;
 pub mod kubeconfig;
 pub mod progress;
+pub mod user;
 
 use std::path::{Path, PathBuf};
 

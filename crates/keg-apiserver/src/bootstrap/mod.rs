@@ -1,6 +1,10 @@
 //! What a new cluster has from the start: the system namespaces, a default ServiceAccount in
 //! every namespace, the `kubernetes` Service, keg's own resource definitions (FargateProfile,
-//! NodeGroup) and the `gp2` StorageClass EKS clusters of the seed's time came with.
+//! NodeGroup), the `gp2` StorageClass EKS clusters of the seed's time came with, and the
+//! default RBAC roles and bindings.
+
+pub mod endpoints;
+mod rbac;
 
 use std::sync::Arc;
 
@@ -42,6 +46,7 @@ pub async fn ensure(
         res: &res,
         ns,
         query: &query,
+        user: crate::auth::UserInfo::apiserver(),
     };
     // Boxed: creating a namespace ensures its service account through this same path.
     match Box::pin(ctx.create(&HeaderMap::new(), &Bytes::from(obj.to_string()))).await {
@@ -51,10 +56,19 @@ pub async fn ensure(
     }
 }
 
-/// The default ServiceAccount of a namespace, as upstream's service account controller makes.
-pub async fn ensure_default_service_account(state: &Arc<ApiState>, ns: &str) -> Result<()> {
+/// What every namespace has: the `default` ServiceAccount (upstream's service account
+/// controller) and the `kube-root-ca.crt` ConfigMap (its root CA publisher), which the
+/// projected service-account volume of every pod reads.
+pub async fn ensure_namespace_defaults(state: &Arc<ApiState>, ns: &str) -> Result<()> {
     let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}});
-    ensure(state, "", "serviceaccounts", Some(ns), sa).await
+    ensure(state, "", "serviceaccounts", Some(ns), sa).await?;
+    let ca = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": crate::admission::ROOT_CA_CONFIG_MAP, "namespace": ns,
+            "annotations": {"kubernetes.io/description": "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of Kubernetes clusters."}},
+        "data": {"ca.crt": state.ca_pem},
+    });
+    ensure(state, "", "configmaps", Some(ns), ca).await
 }
 
 /// Creates what every cluster has, idempotently.
@@ -68,7 +82,20 @@ pub async fn run(state: &Arc<ApiState>) -> Result<()> {
             json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
         )
         .await?;
-        ensure_default_service_account(state, ns).await?;
+    }
+    // Every namespace, including those a store from an older keg holds.
+    let namespaces = state
+        .registry
+        .get("", "v1", "namespaces")
+        .expect("built-in resource");
+    let page = state
+        .objects
+        .list(&namespaces, None, None, None, None)
+        .await?;
+    for ns in &page.items {
+        if !crate::objects::is_deleting(ns) {
+            ensure_namespace_defaults(state, crate::objects::name(ns)).await?;
+        }
     }
     let kubernetes = json!({
         "apiVersion": "v1", "kind": "Service",
@@ -87,7 +114,8 @@ pub async fn run(state: &Arc<ApiState>) -> Result<()> {
         )
         .await?;
     }
-    ensure(state, "storage.k8s.io", "storageclasses", None, gp2()).await
+    ensure(state, "storage.k8s.io", "storageclasses", None, gp2()).await?;
+    rbac::ensure_policy(state).await
 }
 
 /// EKS's default class before 1.30: EBS gp2 volumes, bound once a pod needs them.
