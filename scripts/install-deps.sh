@@ -4,6 +4,7 @@ set -euo pipefail
 packages=(
   crun iproute2 nftables iptables util-linux procps psmisc  # container runtime and pod network
   busybox-static umoci skopeo jq                           # building test images
+  curl                                                     # requests without credentials
   docker-registry                                          # a real OCI registry on loopback
   mariadb-server mariadb-client                            # the Terrax database image and tests
   chromium chromium-driver                                 # the Swagger UI browser test

@@ -27,7 +27,8 @@ pub async fn run(client: Client) {
                 && role.rules.as_deref().unwrap_or_default() != rules.as_slice()
                 && let Err(e) = write_rules(&api, &role, rules).await
             {
-                tracing::warn!("aggregating ClusterRole {}: {e}", role.name_any());
+                // A conflict means the role changed meanwhile; that change wakes this loop.
+                tracing::debug!("aggregating ClusterRole {}: {e}", role.name_any());
             }
         }
         if changed.changed().await.is_err() {

@@ -14,8 +14,15 @@ use super::ClusterDir;
 #[derive(clap::Args)]
 pub struct CreateKubeconfigArgs {
     /// The cluster (as named at `keg create cluster`).
+    #[arg(
+        long,
+        required_unless_present = "data_dir",
+        conflicts_with = "data_dir"
+    )]
+    cluster: Option<String>,
+    /// The data dir of a `keg server` run by hand, instead of a cluster's.
     #[arg(long)]
-    cluster: String,
+    data_dir: Option<PathBuf>,
     /// The user name the certificate carries.
     #[arg(long)]
     user: String,
@@ -29,23 +36,25 @@ pub struct CreateKubeconfigArgs {
 
 /// Writes the kubeconfig.
 pub fn run(args: CreateKubeconfigArgs) -> Result<()> {
-    let dir = ClusterDir::new(&args.cluster);
-    let data = dir.data();
+    let (name, data) = match (&args.cluster, &args.data_dir) {
+        (Some(cluster), _) => (cluster.clone(), ClusterDir::new(cluster).data()),
+        (None, Some(dir)) => ("keg".to_string(), dir.clone()),
+        (None, None) => anyhow::bail!("name a --cluster or a --data-dir"),
+    };
     anyhow::ensure!(
         data.join("ca.key").exists(),
-        "no cluster {:?} (looked in {})",
-        args.cluster,
-        dir.root.display()
+        "no cluster CA in {} (is the cluster's name right?)",
+        data.display()
     );
-    let server =
-        kubeconfig::server_of(&dir.admin_kubeconfig()).context("the cluster has not served yet")?;
+    let server = kubeconfig::server_of(&data.join("kubeconfig"))
+        .context("the cluster has not served yet")?;
     let ca = ClusterCa::load_or_create(&data)?;
     let (cert_pem, key_pem) = ca.issue_client(&args.user, &args.groups)?;
     let credential = Credential::Certificate {
         cert_pem: &cert_pem,
         key_pem: &key_pem,
     };
-    let text = kubeconfig::render(&args.cluster, &server, &ca.ca_pem, &args.user, credential);
+    let text = kubeconfig::render(&name, &server, &ca.ca_pem, &args.user, credential);
     match args.output {
         Some(path) => kubeconfig::write(&path, &text),
         None => {

@@ -1,0 +1,309 @@
+//! Identity and access as a user checks it with kubectl 1.27 and 1.33: RBAC objects are
+//! created with kubectl's own verbs and enforced at once; `kubectl auth can-i` (with `--as`
+//! and `--list`) and `kubectl auth whoami` answer; a service account's token from `kubectl
+//! create token` names the account and is held to its role; a user of `keg create
+//! kubeconfig` with the `view` role reads but cannot write; nobody grants what they do not
+//! hold; the aggregated `view` role grows when a role is labelled for it; tampered tokens are
+//! refused.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{KUBECTL_VERSIONS, Kubectl, Server, eventually, write_file};
+
+fn kubectl_with(bin: &Kubectl, kubeconfig: &Path) -> Kubectl {
+    Kubectl {
+        bin: bin.bin.clone(),
+        kubeconfig: kubeconfig.to_path_buf(),
+    }
+}
+
+/// `keg create kubeconfig` for `user` in `groups`, written under the server's data dir.
+fn user_kubeconfig(server: &Server, user: &str, groups: &[&str]) -> std::path::PathBuf {
+    let path = server.dir.join(format!("{user}.kubeconfig"));
+    let mut args = vec![
+        "create".to_string(),
+        "kubeconfig".to_string(),
+        "--data-dir".to_string(),
+        server.dir.to_str().unwrap().to_string(),
+        "--user".to_string(),
+        user.to_string(),
+        "-o".to_string(),
+        path.to_str().unwrap().to_string(),
+    ];
+    for group in groups {
+        args.extend(["--group".to_string(), group.to_string()]);
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keg"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "keg create kubeconfig: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
+#[test]
+fn rbac_is_enforced_as_kubectl_users_expect() {
+    let server = Server::start();
+    let admin = server.kubectl("1.33");
+    admin.ok(&["create", "namespace", "rbac-demo"]);
+    admin.ok(&["create", "serviceaccount", "reader", "-n", "rbac-demo"]);
+    admin.ok(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        "rbac-demo",
+        "--from-literal=a=b",
+    ]);
+
+    // The admin is who the admin kubeconfig says, in system:masters.
+    let whoami = admin.ok(&["auth", "whoami"]);
+    assert!(whoami.contains("kubernetes-admin"), "{whoami}");
+    assert!(whoami.contains("system:masters"), "{whoami}");
+
+    for (i, version) in KUBECTL_VERSIONS.iter().enumerate() {
+        let k = server.kubectl(version);
+        let role = format!("pod-reader-{i}");
+        let binding = format!("read-pods-{i}");
+        k.ok(&[
+            "create",
+            "role",
+            &role,
+            "--verb=get,list,watch",
+            "--resource=pods,configmaps",
+            "-n",
+            "rbac-demo",
+        ]);
+        k.ok(&[
+            "create",
+            "rolebinding",
+            &binding,
+            &format!("--role={role}"),
+            "--serviceaccount=rbac-demo:reader",
+            "-n",
+            "rbac-demo",
+        ]);
+        let table = k.ok(&[
+            "get",
+            "rolebinding",
+            &binding,
+            "-n",
+            "rbac-demo",
+            "-o",
+            "wide",
+        ]);
+        assert!(table.contains(&format!("Role/{role}")), "{table}");
+        assert!(table.contains("rbac-demo/reader"), "{table}");
+
+        let sa = "--as=system:serviceaccount:rbac-demo:reader";
+        let yes = k.ok(&["auth", "can-i", "list", "pods", "-n", "rbac-demo", sa]);
+        assert_eq!(yes.trim(), "yes");
+        let no = k.run(&["auth", "can-i", "delete", "pods", "-n", "rbac-demo", sa]);
+        assert!(!no.status.success());
+        assert_eq!(no.stdout.trim(), "no");
+        let elsewhere = k.run(&["auth", "can-i", "list", "pods", "-n", "default", sa]);
+        assert_eq!(elsewhere.stdout.trim(), "no");
+        let list = k.ok(&["auth", "can-i", "--list", "-n", "rbac-demo", sa]);
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with("pods ") && l.contains("[get list watch]")),
+            "{list}"
+        );
+        // Every authenticated user may ask about itself (system:basic-user).
+        assert!(
+            list.contains("selfsubjectaccessreviews.authorization.k8s.io"),
+            "{list}"
+        );
+    }
+
+    // A token for the account names it and is held to its role.
+    let token = admin.ok(&[
+        "create",
+        "token",
+        "reader",
+        "-n",
+        "rbac-demo",
+        "--duration=10m",
+    ]);
+    let token = token.trim();
+    let as_sa = |args: &[&str]| {
+        let mut all = vec!["--token", token];
+        all.extend(args);
+        admin.run(&all)
+    };
+    let got = as_sa(&[
+        "get",
+        "configmap",
+        "settings",
+        "-n",
+        "rbac-demo",
+        "-o",
+        "name",
+    ]);
+    assert!(got.status.success(), "{}", got.stderr);
+    assert_eq!(got.stdout.trim(), "configmap/settings");
+    let denied = as_sa(&["delete", "configmap", "settings", "-n", "rbac-demo"]);
+    assert!(!denied.status.success());
+    assert!(
+        denied.stderr.contains(
+            r#"Error from server (Forbidden): configmaps "settings" is forbidden: User "system:serviceaccount:rbac-demo:reader" cannot delete resource "configmaps" in API group "" in the namespace "rbac-demo""#
+        ),
+        "{}",
+        denied.stderr
+    );
+    let other_ns = as_sa(&["get", "pods", "-n", "default"]);
+    assert!(
+        other_ns
+            .stderr
+            .contains(r#"cannot list resource "pods" in API group "" in the namespace "default""#),
+        "{}",
+        other_ns.stderr
+    );
+    admin.ok(&["get", "configmap", "settings", "-n", "rbac-demo"]);
+
+    // A tampered token is a 401.
+    let mut tampered = token.to_string();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let refused = admin.run(&["--token", &tampered, "get", "pods", "-n", "rbac-demo"]);
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains("Unauthorized"),
+        "{}",
+        refused.stderr
+    );
+
+    // The TokenReview API says who the token is.
+    let review = write_file(
+        &server.dir,
+        "review.yaml",
+        &format!(
+            "apiVersion: authentication.k8s.io/v1\nkind: TokenReview\nspec:\n  token: {token}\n"
+        ),
+    );
+    let reviewed = admin.json(&["create", "-f", review.to_str().unwrap()]);
+    assert_eq!(reviewed["status"]["authenticated"], true, "{reviewed}");
+    assert_eq!(
+        reviewed["status"]["user"]["username"],
+        "system:serviceaccount:rbac-demo:reader"
+    );
+
+    // A user with a client certificate, bound to the view role through a group.
+    admin.ok(&[
+        "create",
+        "clusterrolebinding",
+        "viewers",
+        "--clusterrole=view",
+        "--group=viewers",
+    ]);
+    let jane = kubectl_with(&admin, &user_kubeconfig(&server, "jane", &["viewers"]));
+    let whoami = jane.ok(&["auth", "whoami"]);
+    assert!(
+        whoami.contains("jane") && whoami.contains("viewers"),
+        "{whoami}"
+    );
+    let pods = jane.run(&["get", "configmaps", "-n", "rbac-demo"]);
+    assert!(pods.status.success(), "{}", pods.stderr);
+    assert!(pods.stdout.contains("settings"), "{}", pods.stdout);
+    let write = jane.run(&["create", "configmap", "mine", "-n", "rbac-demo"]);
+    assert!(
+        write.stderr.contains(
+            r#"configmaps is forbidden: User "jane" cannot create resource "configmaps" in API group "" in the namespace "rbac-demo""#
+        ),
+        "{}",
+        write.stderr
+    );
+    // view does not read secrets.
+    let secrets = jane.run(&["get", "secrets", "-n", "rbac-demo"]);
+    assert!(secrets.stderr.contains("Forbidden"), "{}", secrets.stderr);
+
+    // The aggregated view role takes in a role labelled for it (as charts extend it).
+    admin.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: secret-lister}\nrules:\n- {apiGroups: [\"\"], resources: [secrets], verbs: [list]}\n",
+    );
+    let no = jane.run(&["auth", "can-i", "list", "secrets", "-n", "rbac-demo"]);
+    assert_eq!(no.stdout.trim(), "no");
+    admin.ok(&[
+        "label",
+        "clusterrole",
+        "secret-lister",
+        "rbac.authorization.k8s.io/aggregate-to-view=true",
+    ]);
+    eventually(
+        "view aggregates secret-lister",
+        Duration::from_secs(20),
+        || {
+            let run = jane.run(&["auth", "can-i", "list", "secrets", "-n", "rbac-demo"]);
+            (run.stdout.trim() == "yes").then_some(())
+        },
+    );
+    let listed = jane.run(&["get", "secrets", "-n", "rbac-demo"]);
+    assert!(listed.status.success(), "{}", listed.stderr);
+
+    // Nobody grants what they do not hold: an admin of the namespace cannot hand out
+    // access to persistent volumes, which admin does not include, and nothing is stored.
+    admin.ok(&[
+        "create",
+        "rolebinding",
+        "jane-admin",
+        "--clusterrole=admin",
+        "--user=jane",
+        "-n",
+        "rbac-demo",
+    ]);
+    jane.ok(&[
+        "create",
+        "role",
+        "cm-editor",
+        "--verb=update",
+        "--resource=configmaps",
+        "-n",
+        "rbac-demo",
+    ]);
+    let escalation = jane.run(&[
+        "create",
+        "role",
+        "pv-reader",
+        "--verb=get",
+        "--resource=secrets,persistentvolumes",
+        "-n",
+        "rbac-demo",
+    ]);
+    assert!(
+        escalation.stderr.contains(
+            r#"user "jane" (groups=["viewers" "system:authenticated"]) is attempting to grant RBAC permissions not currently held"#
+        ),
+        "{}",
+        escalation.stderr
+    );
+    let roles = admin.ok(&["get", "roles", "-n", "rbac-demo", "-o", "name"]);
+    assert!(
+        roles.contains("role.rbac.authorization.k8s.io/cm-editor"),
+        "{roles}"
+    );
+    assert!(!roles.contains("pv-reader"), "{roles}");
+
+    // Health and version answer anyone; the API needs credentials. (curl, because kubectl
+    // asks for a password when its kubeconfig holds no credentials.)
+    let anonymous = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--cacert"])
+            .arg(server.dir.join("ca.crt"))
+            .arg(format!("{}{path}", server.url()))
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(anonymous("/version").contains("gitVersion"));
+    assert_eq!(anonymous("/healthz"), "ok");
+    let api = anonymous("/api/v1/namespaces");
+    assert!(api.contains(r#""reason":"Unauthorized""#), "{api}");
+}
