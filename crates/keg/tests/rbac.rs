@@ -307,3 +307,135 @@ fn rbac_is_enforced_as_kubectl_users_expect() {
     let api = anonymous("/api/v1/namespaces");
     assert!(api.contains(r#""reason":"Unauthorized""#), "{api}");
 }
+
+const IN_POD: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: in-pod}
+---
+apiVersion: keg.dev/v1
+kind: FargateProfile
+metadata: {name: fp-in-pod}
+spec:
+  selectors: [{namespace: in-pod}]
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: lister, namespace: in-pod}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: in-pod}
+spec:
+  serviceAccountName: lister
+  containers:
+  - name: main
+    image: busybox:test
+    command: ["sleep", "3600"]
+"#;
+
+#[test]
+fn a_pod_calls_the_api_as_its_service_account() {
+    if !keg_runtime::testing::require_root("a_pod_calls_the_api_as_its_service_account") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let images_dir = work.path().join("images");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(keg_runtime::testing::busybox_in_store(
+            work.path(),
+            &images_dir,
+            "busybox:test",
+        ))
+        .unwrap();
+    let server = Server::start_with(&["--images-dir", images_dir.to_str().unwrap()]);
+    let k = server.kubectl("1.33");
+    k.ok_stdin(&["apply", "-f", "-"], IN_POD);
+    k.ok(&[
+        "wait",
+        "--for=condition=Ready",
+        "pod/client",
+        "-n",
+        "in-pod",
+        "--timeout=120s",
+    ]);
+    let exec = |script: &str| k.run(&["exec", "-n", "in-pod", "client", "--", "sh", "-c", script]);
+    // The projected volume, where in-cluster clients look.
+    let files = exec("ls /var/run/secrets/kubernetes.io/serviceaccount");
+    assert_eq!(
+        files.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["ca.crt", "namespace", "token"]
+    );
+    let ns = exec("cat /var/run/secrets/kubernetes.io/serviceaccount/namespace");
+    assert_eq!(ns.stdout, "in-pod");
+    let ca = exec("cat /var/run/secrets/kubernetes.io/serviceaccount/ca.crt");
+    assert_eq!(
+        ca.stdout,
+        std::fs::read_to_string(server.dir.join("ca.crt")).unwrap()
+    );
+
+    // The token names the account and its pod.
+    let token = exec("cat /var/run/secrets/kubernetes.io/serviceaccount/token").stdout;
+    let whoami = k.ok(&["--token", &token, "auth", "whoami"]);
+    assert!(
+        whoami.contains("system:serviceaccount:in-pod:lister"),
+        "{whoami}"
+    );
+    assert!(
+        whoami.contains("authentication.kubernetes.io/pod-name"),
+        "{whoami}"
+    );
+    assert!(whoami.contains("[client]"), "{whoami}");
+
+    // The API server is reachable from the pod at the kubernetes Service.
+    // (busybox's nc has no -z: it connects, sends nothing, and gives up after two seconds.)
+    let reachable =
+        exec("nc -w 2 kubernetes.default.svc.cluster.local 443 </dev/null 2>&1; echo connected");
+    assert_eq!(reachable.stdout.trim(), "connected", "{}", reachable.stderr);
+
+    // The pod's token is held to RBAC: forbidden until a binding allows it.
+    let list = [
+        "--token",
+        token.as_str(),
+        "get",
+        "pods",
+        "-n",
+        "in-pod",
+        "-o",
+        "name",
+    ];
+    let denied = k.run(&list);
+    assert!(
+        denied
+            .stderr
+            .contains(r#"User "system:serviceaccount:in-pod:lister" cannot list resource "pods""#),
+        "{}",
+        denied.stderr
+    );
+    k.ok(&[
+        "create",
+        "rolebinding",
+        "lister-view",
+        "--clusterrole=view",
+        "--serviceaccount=in-pod:lister",
+        "-n",
+        "in-pod",
+    ]);
+    assert_eq!(k.ok(&list).trim(), "pod/client");
+
+    // A pod that opts out gets no credentials.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: bare, namespace: in-pod}\nspec:\n  automountServiceAccountToken: false\n  containers:\n  - {name: main, image: busybox:test, command: [sleep, '3600']}\n",
+    );
+    let bare = k.json(&["get", "pod", "bare", "-n", "in-pod"]);
+    assert!(bare["spec"]["volumes"].is_null(), "{}", bare["spec"]);
+    k.ok(&[
+        "delete",
+        "namespace",
+        "in-pod",
+        "--wait=true",
+        "--timeout=120s",
+    ]);
+}

@@ -117,7 +117,14 @@ async fn env_and_volumes() {
         let cgroup = format!("/{}/pod{uid}", c.runtime_config.cgroup_root.trim_matches('/'));
         assert_eq!(c.runtime.cgroup_memory_limit(&cgroup), Some(64 << 20));
         let mounts = container_status(&pod, "app").volume_mounts.unwrap();
-        assert_eq!(mounts.len(), 6);
+        // The pod's six volumes, and the service-account volume admission added.
+        assert_eq!(mounts.len(), 7);
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m.mount_path == "/var/run/secrets/kubernetes.io/serviceaccount"),
+            "{mounts:?}"
+        );
         c.delete_pod("configured").await;
         c.wait_gone("configured").await;
         c
