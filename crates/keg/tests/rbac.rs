@@ -4,7 +4,8 @@
 //! create token` names the account and is held to its role; a user of `keg create
 //! kubeconfig` with the `view` role reads but cannot write; nobody grants what they do not
 //! hold; the aggregated `view` role grows when a role is labelled for it; tampered tokens are
-//! refused.
+//! refused; a chart's rendered RBAC gives its Deployment's account exactly its role. As root,
+//! a pod gets its credentials mounted and reaches the API's Service.
 
 mod common;
 
@@ -174,6 +175,22 @@ fn rbac_is_enforced_as_kubectl_users_expect() {
     tampered.push(if last == 'A' { 'B' } else { 'A' });
     let refused = admin.run(&["--token", &tampered, "get", "pods", "-n", "rbac-demo"]);
     assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains("Unauthorized"),
+        "{}",
+        refused.stderr
+    );
+
+    // A token minted for another audience is not accepted by the API server.
+    let other = admin.ok(&[
+        "create",
+        "token",
+        "reader",
+        "-n",
+        "rbac-demo",
+        "--audience=https://vault.example.com",
+    ]);
+    let refused = admin.run(&["--token", other.trim(), "get", "pods", "-n", "rbac-demo"]);
     assert!(
         refused.stderr.contains("Unauthorized"),
         "{}",
@@ -424,6 +441,11 @@ fn a_pod_calls_the_api_as_its_service_account() {
     ]);
     assert_eq!(k.ok(&list).trim(), "pod/client");
 
+    // A token bound to a pod ends with the pod.
+    k.ok(&["delete", "pod", "client", "-n", "in-pod", "--wait=true"]);
+    let gone = k.run(&list);
+    assert!(gone.stderr.contains("Unauthorized"), "{}", gone.stderr);
+
     // A pod that opts out gets no credentials.
     k.ok_stdin(
         &["apply", "-f", "-"],
@@ -438,4 +460,154 @@ fn a_pod_calls_the_api_as_its_service_account() {
         "--wait=true",
         "--timeout=120s",
     ]);
+}
+
+/// A chart's output as `helm template` renders it: an account, an aggregated ClusterRole, a
+/// ClusterRoleBinding, a Role and RoleBinding, and a Deployment running as the account.
+const CHART: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: chart-demo}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: operator
+  namespace: chart-demo
+  labels: {app.kubernetes.io/name: operator, app.kubernetes.io/managed-by: Helm}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: operator-view
+  labels:
+    app.kubernetes.io/name: operator
+    rbac.authorization.k8s.io/aggregate-to-view: "true"
+    rbac.authorization.k8s.io/aggregate-to-edit: "true"
+rules:
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: operator-view}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: operator-view}
+subjects:
+- {kind: ServiceAccount, name: operator, namespace: chart-demo}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: operator, namespace: chart-demo}
+rules:
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, update, patch]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [operator-lock]
+  verbs: [get, update]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: operator, namespace: chart-demo}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: operator}
+subjects:
+- {kind: ServiceAccount, name: operator, namespace: chart-demo}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: operator, namespace: chart-demo}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app.kubernetes.io/name: operator}}
+  template:
+    metadata: {labels: {app.kubernetes.io/name: operator}}
+    spec:
+      serviceAccountName: operator
+      containers:
+      - {name: operator, image: busybox:test, command: [sleep, "3600"]}
+"#;
+
+#[test]
+fn a_charts_rbac_gives_its_workload_exactly_its_role() {
+    let server = Server::start();
+    for version in KUBECTL_VERSIONS {
+        let k = server.kubectl(version);
+        let applied = k.ok_stdin(&["apply", "-f", "-"], CHART);
+        assert!(applied.contains("deployment.apps/operator"), "{applied}");
+    }
+    let k = server.kubectl("1.33");
+    // The Deployment's pod runs as the chart's account, with its credentials mounted.
+    let pod = eventually("the operator pod", Duration::from_secs(30), || {
+        let pods = k.json(&["get", "pods", "-n", "chart-demo"]);
+        pods["items"].as_array().and_then(|p| p.first().cloned())
+    });
+    assert_eq!(pod["spec"]["serviceAccountName"], "operator");
+    let mounts = pod["spec"]["containers"][0]["volumeMounts"].to_string();
+    assert!(
+        mounts.contains("/var/run/secrets/kubernetes.io/serviceaccount"),
+        "{mounts}"
+    );
+
+    // What the role allows, and nothing more, for a token of that account.
+    let token = k.ok(&["create", "token", "operator", "-n", "chart-demo"]);
+    let as_operator = |args: &[&str]| {
+        let mut all = vec!["--token", token.trim()];
+        all.extend(args);
+        k.run(&all)
+    };
+    let created = as_operator(&["create", "configmap", "state", "-n", "chart-demo"]);
+    assert!(created.status.success(), "{}", created.stderr);
+    let nodes = as_operator(&["get", "nodes"]);
+    assert!(nodes.status.success(), "{}", nodes.stderr);
+    for (args, message) in [
+        (
+            vec!["delete", "configmap", "state", "-n", "chart-demo"],
+            r#"cannot delete resource "configmaps" in API group "" in the namespace "chart-demo""#,
+        ),
+        (
+            vec!["get", "secrets", "-n", "chart-demo"],
+            r#"cannot list resource "secrets" in API group "" in the namespace "chart-demo""#,
+        ),
+        (
+            vec!["get", "configmaps", "-n", "default"],
+            r#"cannot list resource "configmaps" in API group "" in the namespace "default""#,
+        ),
+    ] {
+        let run = as_operator(&args);
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    }
+    let sa = "--as=system:serviceaccount:chart-demo:operator";
+    let lock = k.ok(&[
+        "auth",
+        "can-i",
+        "update",
+        "leases/operator-lock",
+        "-n",
+        "chart-demo",
+        sa,
+    ]);
+    assert_eq!(lock.trim(), "yes");
+    let other = k.run(&[
+        "auth",
+        "can-i",
+        "update",
+        "leases/other",
+        "-n",
+        "chart-demo",
+        sa,
+    ]);
+    assert_eq!(other.stdout.trim(), "no");
+    // The aggregation labels carried the chart's rule into view and edit.
+    for role in ["view", "edit", "admin"] {
+        eventually(
+            &format!("{role} aggregates operator-view"),
+            Duration::from_secs(20),
+            || {
+                let rules = k.json(&["get", "clusterrole", role])["rules"].to_string();
+                rules.contains("\"nodes\"").then_some(())
+            },
+        );
+    }
 }
