@@ -1,5 +1,5 @@
 //! What the server itself does after a write: letting the authorizer catch up with RBAC
-//! changes, serving the resources of a CRD as soon as it
+//! changes, filling service-account token Secrets, serving the resources of a CRD as soon as it
 //! is stored (and marking it Established), and dropping them when it goes.
 
 use std::sync::Arc;
@@ -34,6 +34,10 @@ pub async fn after_write(state: &Arc<ApiState>, res: &Resource, obj: &Value) {
         // As upstream's service account and root CA publisher controllers: every namespace
         // gets a default account and the cluster CA.
         let _ = crate::bootstrap::ensure_namespace_defaults(state, objects::name(obj)).await;
+        return;
+    }
+    if res.group.is_empty() && res.kind == "Secret" {
+        fill_service_account_token(state, res, obj).await;
         return;
     }
     if !is_crd(res) {
@@ -89,4 +93,53 @@ pub async fn after_delete(state: &Arc<ApiState>, res: &Resource, obj: &Value) {
         }
     }
     state.registry.remove_crd(group, plural);
+}
+
+/// As upstream's token controller: a `kubernetes.io/service-account-token` Secret naming an
+/// account gets a long-lived token of that account, the cluster CA and the namespace. (The
+/// API server does it, as it holds the signing key; the token dies with the Secret.)
+async fn fill_service_account_token(state: &Arc<ApiState>, res: &Resource, obj: &Value) {
+    use base64::Engine;
+    const TYPE: &str = "kubernetes.io/service-account-token";
+    const NAME: &str = "kubernetes.io/service-account.name";
+    if obj["type"] != TYPE || objects::is_deleting(obj) || !obj["data"]["token"].is_null() {
+        return;
+    }
+    let ns = meta_str(obj, "namespace").unwrap_or_default();
+    let Some(account_name) = obj["metadata"]["annotations"][NAME].as_str() else {
+        return;
+    };
+    let Some(accounts) = state.registry.get("", "v1", "serviceaccounts") else {
+        return;
+    };
+    let Ok(Some(account)) = state
+        .objects
+        .try_get(&accounts, Some(ns), account_name)
+        .await
+    else {
+        return;
+    };
+    let account_uid = meta_str(&account, "uid").unwrap_or_default().to_string();
+    let claims = crate::auth::serviceaccount::Claims {
+        iss: crate::auth::serviceaccount::LEGACY_ISSUER.to_string(),
+        sub: format!("system:serviceaccount:{ns}:{account_name}"),
+        legacy_namespace: Some(ns.to_string()),
+        legacy_secret: Some(objects::name(obj).to_string()),
+        legacy_account: Some(account_name.to_string()),
+        legacy_account_uid: Some(account_uid.clone()),
+        ..Default::default()
+    };
+    let token = state.auth.service_accounts.sign(&claims);
+    let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
+    let mut filled = obj.clone();
+    filled["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = json!(account_uid);
+    if !filled["data"].is_object() {
+        filled["data"] = json!({});
+    }
+    filled["data"]["token"] = json!(b64(&token));
+    filled["data"]["ca.crt"] = json!(b64(&state.ca_pem));
+    filled["data"]["namespace"] = json!(b64(ns));
+    let rv = parse_resource_version(meta_str(obj, "resourceVersion").unwrap_or("0")).unwrap_or(0);
+    // A concurrent writer wins; its write comes through here again.
+    let _ = state.objects.update(res, Some(ns), &filled, rv).await;
 }

@@ -197,6 +197,48 @@ fn rbac_is_enforced_as_kubectl_users_expect() {
         refused.stderr
     );
 
+    // A legacy token Secret gets the account's token, which dies with the Secret.
+    admin.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: reader-token\n  namespace: rbac-demo\n  annotations: {kubernetes.io/service-account.name: reader}\ntype: kubernetes.io/service-account-token\n",
+    );
+    let legacy = eventually(
+        "the token controller fills the Secret",
+        Duration::from_secs(10),
+        || {
+            let secret = admin.json(&["get", "secret", "reader-token", "-n", "rbac-demo"]);
+            secret["data"]["token"].as_str().map(String::from)
+        },
+    );
+    use base64::Engine;
+    let legacy = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(legacy)
+            .unwrap(),
+    )
+    .unwrap();
+    let read = admin.run(&[
+        "--token",
+        &legacy,
+        "get",
+        "configmap",
+        "settings",
+        "-n",
+        "rbac-demo",
+    ]);
+    assert!(read.status.success(), "{}", read.stderr);
+    admin.ok(&["delete", "secret", "reader-token", "-n", "rbac-demo"]);
+    let dead = admin.run(&[
+        "--token",
+        &legacy,
+        "get",
+        "configmap",
+        "settings",
+        "-n",
+        "rbac-demo",
+    ]);
+    assert!(dead.stderr.contains("Unauthorized"), "{}", dead.stderr);
+
     // The TokenReview API says who the token is.
     let review = write_file(
         &server.dir,
