@@ -65,9 +65,11 @@ fn rbac_is_enforced_as_kubectl_users_expect() {
     ]);
 
     // The admin is who the admin kubeconfig says, in system:masters.
-    let whoami = admin.ok(&["auth", "whoami"]);
-    assert!(whoami.contains("kubernetes-admin"), "{whoami}");
-    assert!(whoami.contains("system:masters"), "{whoami}");
+    for version in KUBECTL_VERSIONS {
+        let whoami = server.kubectl(version).ok(&["auth", "whoami"]);
+        assert!(whoami.contains("kubernetes-admin"), "{version}: {whoami}");
+        assert!(whoami.contains("system:masters"), "{version}: {whoami}");
+    }
 
     for (i, version) in KUBECTL_VERSIONS.iter().enumerate() {
         let k = server.kubectl(version);
@@ -387,6 +389,7 @@ kind: Pod
 metadata: {name: client, namespace: in-pod}
 spec:
   serviceAccountName: lister
+  terminationGracePeriodSeconds: 1
   containers:
   - name: main
     image: busybox:test
@@ -491,7 +494,7 @@ fn a_pod_calls_the_api_as_its_service_account() {
     // A pod that opts out gets no credentials.
     k.ok_stdin(
         &["apply", "-f", "-"],
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: bare, namespace: in-pod}\nspec:\n  automountServiceAccountToken: false\n  containers:\n  - {name: main, image: busybox:test, command: [sleep, '3600']}\n",
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: bare, namespace: in-pod}\nspec:\n  automountServiceAccountToken: false\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: main, image: busybox:test, command: [sleep, '3600']}\n",
     );
     let bare = k.json(&["get", "pod", "bare", "-n", "in-pod"]);
     assert!(bare["spec"]["volumes"].is_null(), "{}", bare["spec"]);
