@@ -5,7 +5,8 @@
 //! kubeconfig` with the `view` role reads but cannot write; nobody grants what they do not
 //! hold; the aggregated `view` role grows when a role is labelled for it; tampered tokens are
 //! refused; a chart's rendered RBAC gives its Deployment's account exactly its role. As root,
-//! a pod gets its credentials mounted and reaches the API's Service.
+//! a pod gets its credentials mounted, and a kube-rs program in it with in-cluster
+//! configuration is refused with upstream's 403 until a RoleBinding lets it list pods.
 
 mod common;
 
@@ -374,11 +375,11 @@ apiVersion: v1
 kind: Namespace
 metadata: {name: in-pod}
 ---
+# A node-group node: Fargate refuses hostPath volumes, as EKS does.
 apiVersion: keg.dev/v1
-kind: FargateProfile
-metadata: {name: fp-in-pod}
-spec:
-  selectors: [{namespace: in-pod}]
+kind: NodeGroup
+metadata: {name: ng-in-pod}
+spec: {instanceType: t3.small, desiredCapacity: 1, minSize: 1, maxSize: 1}
 ---
 apiVersion: v1
 kind: ServiceAccount
@@ -394,7 +395,23 @@ spec:
   - name: main
     image: busybox:test
     command: ["sleep", "3600"]
+    # The in-cluster kube-rs client (examples/in_cluster_list.rs) and the C library it links.
+    volumeMounts:
+    - {name: probe, mountPath: /probe, readOnly: true}
+    - {name: libc, mountPath: /lib/x86_64-linux-gnu, readOnly: true}
+    - {name: loader, mountPath: /lib64, readOnly: true}
+  volumes:
+  - {name: probe, hostPath: {path: PROBE_DIR}}
+  - {name: libc, hostPath: {path: /lib/x86_64-linux-gnu}}
+  - {name: loader, hostPath: {path: /lib64}}
 "#;
+
+/// Where cargo put the example programs (`cargo test` builds them): beside `deps/`, where
+/// this test runs from.
+fn examples_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples")
+}
 
 #[test]
 fn a_pod_calls_the_api_as_its_service_account() {
@@ -413,8 +430,17 @@ fn a_pod_calls_the_api_as_its_service_account() {
         .unwrap();
     let server = Server::start_with(&["--images-dir", images_dir.to_str().unwrap()]);
     let k = server.kubectl("1.33");
-    k.ok_stdin(&["apply", "-f", "-"], IN_POD);
-    k.ok(&[
+    let probe = examples_dir();
+    assert!(
+        probe.join("in_cluster_list").exists(),
+        "{} is missing: cargo test builds the examples",
+        probe.display()
+    );
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &IN_POD.replace("PROBE_DIR", probe.to_str().unwrap()),
+    );
+    let ready = k.run(&[
         "wait",
         "--for=condition=Ready",
         "pod/client",
@@ -422,6 +448,11 @@ fn a_pod_calls_the_api_as_its_service_account() {
         "in-pod",
         "--timeout=120s",
     ]);
+    assert!(
+        ready.status.success(),
+        "{}",
+        k.ok(&["describe", "pod", "client", "-n", "in-pod"])
+    );
     let exec = |script: &str| k.run(&["exec", "-n", "in-pod", "client", "--", "sh", "-c", script]);
     // The projected volume, where in-cluster clients look.
     let files = exec("ls /var/run/secrets/kubernetes.io/serviceaccount");
@@ -456,6 +487,16 @@ fn a_pod_calls_the_api_as_its_service_account() {
         exec("nc -w 2 kubernetes.default.svc.cluster.local 443 </dev/null 2>&1; echo connected");
     assert_eq!(reachable.stdout.trim(), "connected", "{}", reachable.stderr);
 
+    // A kube-rs program with in-cluster configuration gets upstream's 403 until a binding
+    // allows it (the binding is made below).
+    let refused = exec("/probe/in_cluster_list");
+    assert_eq!(
+        refused.stdout.trim(),
+        r#"403 Forbidden: pods is forbidden: User "system:serviceaccount:in-pod:lister" cannot list resource "pods" in API group "" in the namespace "in-pod""#,
+        "{}",
+        refused.stderr
+    );
+
     // The pod's token is held to RBAC: forbidden until a binding allows it.
     let list = [
         "--token",
@@ -485,6 +526,14 @@ fn a_pod_calls_the_api_as_its_service_account() {
         "in-pod",
     ]);
     assert_eq!(k.ok(&list).trim(), "pod/client");
+    let listed = exec("/probe/in_cluster_list");
+    assert!(
+        listed.status.success(),
+        "{}{}",
+        listed.stdout,
+        listed.stderr
+    );
+    assert_eq!(listed.stdout.trim(), "client");
 
     // A token bound to a pod ends with the pod.
     k.ok(&["delete", "pod", "client", "-n", "in-pod", "--wait=true"]);
