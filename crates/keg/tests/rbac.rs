@@ -94,6 +94,22 @@ fn rbac_is_enforced_as_kubectl_users_expect() {
             "-n",
             "rbac-demo",
         ]);
+        // A ClusterRole by kubectl's verb, bound cluster-wide.
+        let lister = format!("node-lister-{i}");
+        k.ok(&[
+            "create",
+            "clusterrole",
+            &lister,
+            "--verb=list",
+            "--resource=nodes",
+        ]);
+        k.ok(&[
+            "create",
+            "clusterrolebinding",
+            &lister,
+            &format!("--clusterrole={lister}"),
+            "--serviceaccount=rbac-demo:reader",
+        ]);
         let table = k.ok(&[
             "get",
             "rolebinding",
@@ -112,6 +128,8 @@ fn rbac_is_enforced_as_kubectl_users_expect() {
         let no = k.run(&["auth", "can-i", "delete", "pods", "-n", "rbac-demo", sa]);
         assert!(!no.status.success());
         assert_eq!(no.stdout.trim(), "no");
+        let nodes = k.ok(&["auth", "can-i", "list", "nodes", sa]);
+        assert_eq!(nodes.trim(), "yes");
         let elsewhere = k.run(&["auth", "can-i", "list", "pods", "-n", "default", sa]);
         assert_eq!(elsewhere.stdout.trim(), "no");
         let list = k.ok(&["auth", "can-i", "--list", "-n", "rbac-demo", sa]);
