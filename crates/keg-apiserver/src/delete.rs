@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::admission::{Attributes, Operation};
 use crate::error::{ApiError, Result};
 use crate::filter::Filter;
-use crate::objects::{self, finalizers, is_deleting, meta_str, parse_resource_version};
+use crate::objects::{self, finalizers, is_deleting, meta_str, stored_revision};
 use crate::request::Query;
 use crate::resources::Resource;
 use crate::rest::json_response;
@@ -154,7 +154,7 @@ pub async fn delete(
     let res = ctx.res;
     loop {
         let obj = ctx.state.objects.get(res, ctx.ns, name).await?;
-        let rv = parse_resource_version(meta_str(&obj, "resourceVersion").unwrap_or("0"))?;
+        let rv = stored_revision(&obj)?;
         check_preconditions(res, &obj, options)?;
         let mut marked = obj.clone();
         let mut pending_finalizers = finalizers(&obj);

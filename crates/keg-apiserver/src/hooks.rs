@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::objects::{self, meta_str, parse_resource_version};
+use crate::objects::{self, meta_str, stored_revision};
 use crate::resources::Resource;
 use crate::state::ApiState;
 
@@ -20,8 +20,7 @@ fn is_crd(res: &Resource) -> bool {
 /// informer-fed authorizer does for every change.)
 async fn policy_caught_up(state: &ApiState, res: &Resource, obj: &Value) {
     if res.group == "rbac.authorization.k8s.io"
-        && let Some(revision) =
-            meta_str(obj, "resourceVersion").and_then(|rv| parse_resource_version(rv).ok())
+        && let Some(revision) = stored_revision(obj).ok()
     {
         state.authz.policy.wait_for(revision).await;
     }
@@ -64,7 +63,7 @@ pub async fn after_write(state: &Arc<ApiState>, res: &Resource, obj: &Value) {
             {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now},
         ],
     });
-    let rv = parse_resource_version(meta_str(obj, "resourceVersion").unwrap_or("0")).unwrap_or(0);
+    let rv = stored_revision(obj).unwrap_or(0);
     // A concurrent writer wins; its write comes through here again.
     let _ = state.objects.update(res, None, &established, rv).await;
 }
@@ -119,27 +118,21 @@ async fn fill_service_account_token(state: &Arc<ApiState>, res: &Resource, obj: 
     else {
         return;
     };
-    let account_uid = meta_str(&account, "uid").unwrap_or_default().to_string();
-    let claims = crate::auth::serviceaccount::Claims {
-        iss: crate::auth::serviceaccount::LEGACY_ISSUER.to_string(),
-        sub: format!("system:serviceaccount:{ns}:{account_name}"),
-        legacy_namespace: Some(ns.to_string()),
-        legacy_secret: Some(objects::name(obj).to_string()),
-        legacy_account: Some(account_name.to_string()),
-        legacy_account_uid: Some(account_uid.clone()),
-        ..Default::default()
-    };
-    let token = state.auth.service_accounts.sign(&claims);
+    let account = crate::auth::serviceaccount::Ref::of(&account);
+    let token = state
+        .auth
+        .service_accounts
+        .sign_legacy(ns, objects::name(obj), &account);
     let b64 = |v: &str| base64::engine::general_purpose::STANDARD.encode(v);
     let mut filled = obj.clone();
-    filled["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = json!(account_uid);
+    filled["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = json!(account.uid);
     if !filled["data"].is_object() {
         filled["data"] = json!({});
     }
     filled["data"]["token"] = json!(b64(&token));
     filled["data"]["ca.crt"] = json!(b64(&state.ca_pem));
     filled["data"]["namespace"] = json!(b64(ns));
-    let rv = parse_resource_version(meta_str(obj, "resourceVersion").unwrap_or("0")).unwrap_or(0);
+    let rv = stored_revision(obj).unwrap_or(0);
     // A concurrent writer wins; its write comes through here again.
     let _ = state.objects.update(res, Some(ns), &filled, rv).await;
 }

@@ -70,6 +70,19 @@ pub struct Config {
 impl Config {
     /// Upstream's compaction: every minute, keeping about five minutes of history.
     pub const DEFAULT_COMPACTION_INTERVAL: Duration = Duration::from_secs(60);
+
+    /// A server on loopback, on a port the system picks, with no pod network: what tests and
+    /// in-process tools run.
+    pub fn local(data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            data_dir: data_dir.into(),
+            bind_address: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 0,
+            extra_names: Vec::new(),
+            compaction_interval: Config::DEFAULT_COMPACTION_INTERVAL,
+            advertise_address: None,
+        }
+    }
 }
 
 /// An opened API server, ready to serve.

@@ -89,6 +89,11 @@ pub fn encode(obj: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(&obj).expect("JSON values serialize"))
 }
 
+/// The revision a stored object was read at: the expected revision of its next update.
+pub fn stored_revision(obj: &Value) -> Result<u64> {
+    parse_resource_version(meta_str(obj, "resourceVersion").unwrap_or("0"))
+}
+
 /// Parses a resourceVersion string; malformed ones are a 400 as upstream.
 pub fn parse_resource_version(rv: &str) -> Result<u64> {
     rv.parse()

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::auth::{self, UserInfo, serviceaccount};
+use crate::auth::{self, UserInfo};
 use crate::authz::{Attributes, MASTERS};
 use crate::error::{ApiError, Cause, Result};
 use crate::resources::Resource;
@@ -57,6 +57,16 @@ fn user_json(user: &UserInfo) -> Value {
     out
 }
 
+/// A review that cannot be answered: 422 naming the field.
+fn invalid(res: &Resource, field: &str, value: &Value, detail: &str) -> ApiError {
+    ApiError::invalid(
+        &res.group,
+        &res.kind,
+        "",
+        vec![Cause::invalid(field, value, detail)],
+    )
+}
+
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
@@ -71,15 +81,7 @@ fn strings(value: &Value) -> Vec<String> {
 async fn token_review(state: &ApiState, spec: &Value) -> Result<Value> {
     let token = spec["token"].as_str().unwrap_or_default();
     let audiences = strings(&spec["audiences"]);
-    let found = if let Some(user) = state.auth.tokens.user(token) {
-        // Static tokens are for the API server's own audience.
-        let api = serviceaccount::ISSUER.to_string();
-        (audiences.is_empty() || audiences.contains(&api)).then(|| (user, vec![api]))
-    } else if serviceaccount::looks_like_jwt(token) {
-        serviceaccount::authenticate(state, token, &audiences, auth::now_seconds()).await
-    } else {
-        None
-    };
+    let found = auth::authenticate_token(state, token, &audiences).await;
     Ok(match found {
         Some((user, audiences)) => {
             json!({"authenticated": true, "user": user_json(&user), "audiences": audiences})
@@ -93,15 +95,11 @@ fn subject_of(spec: &Value, res: &Resource) -> Result<UserInfo> {
     let name = spec["user"].as_str().unwrap_or_default().to_string();
     let groups = strings(&spec["groups"]);
     if name.is_empty() && groups.is_empty() {
-        return Err(ApiError::invalid(
-            &res.group,
-            &res.kind,
-            "",
-            vec![Cause::invalid(
-                "spec.user",
-                &json!(""),
-                "at least one of user or group must be specified",
-            )],
+        return Err(invalid(
+            res,
+            "spec.user",
+            &json!(""),
+            "at least one of user or group must be specified",
         ));
     }
     let extra: BTreeMap<String, Vec<String>> =
@@ -132,15 +130,11 @@ fn access(
                 if ns.is_empty() {
                     ns = path_ns.to_string();
                 } else if ns != path_ns {
-                    return Err(ApiError::invalid(
-                        &res.group,
-                        &res.kind,
-                        "",
-                        vec![Cause::invalid(
-                            "spec.resourceAttributes.namespace",
-                            &json!(ns),
-                            "must match metadata.namespace",
-                        )],
+                    return Err(invalid(
+                        res,
+                        "spec.resourceAttributes.namespace",
+                        &json!(ns),
+                        "must match metadata.namespace",
                     ));
                 }
             }
@@ -160,15 +154,11 @@ fn access(
             &field(non_resource, "path"),
         ),
         _ => {
-            return Err(ApiError::invalid(
-                &res.group,
-                &res.kind,
-                "",
-                vec![Cause::invalid(
-                    "spec.resourceAttributes",
-                    &json!(resource),
-                    "exactly one of nonResourceAttributes or resourceAttributes must be specified",
-                )],
+            return Err(invalid(
+                res,
+                "spec.resourceAttributes",
+                resource,
+                "exactly one of nonResourceAttributes or resourceAttributes must be specified",
             ));
         }
     };

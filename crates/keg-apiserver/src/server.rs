@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
-use crate::auth::x509::PeerCertificates;
+use crate::auth::x509::ClientCertificateUser;
 use crate::auth::{UserInfo, authenticate, serviceaccount};
 use crate::authz::authorize;
 use crate::error::ApiError;
@@ -38,7 +38,7 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 async fn resources(State(state): State<Arc<ApiState>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let path = parts.uri.path();
     // Group and group-version documents are the resource-less forms of these paths.
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -79,11 +79,7 @@ async fn resources(State(state): State<Arc<ApiState>>, request: Request) -> Resp
             exec::serve_port_forward(state, info, Request::from_parts(parts, body)).await
         }
         Some(info) => {
-            let user = parts
-                .extensions
-                .get::<UserInfo>()
-                .cloned()
-                .unwrap_or_default();
+            let user = parts.extensions.remove::<UserInfo>().unwrap_or_default();
             let request = rest::ResourceRequest {
                 method: parts.method,
                 info,
@@ -199,17 +195,19 @@ pub async fn serve_tls(
                 return;
             };
             // The client certificate (already verified against the cluster CA) names the
-            // user when the request carries no token.
-            let peer_certificates =
-                tls.get_ref().1.peer_certificates().map(|certs| {
-                    PeerCertificates(certs.iter().map(|c| c.as_ref().to_vec()).collect())
-                });
+            // user when a request carries no token; read it once for the connection.
+            let certificate_user = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(crate::auth::x509::user)
+                .map(ClientCertificateUser);
             let service =
                 hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let mut router = router.clone();
                     let mut request = request.map(Body::new);
-                    if let Some(certs) = &peer_certificates {
-                        request.extensions_mut().insert(certs.clone());
+                    if let Some(user) = &certificate_user {
+                        request.extensions_mut().insert(user.clone());
                     }
                     async move { router.call(request).await }
                 });

@@ -12,7 +12,7 @@ use keg_apimachinery::patch::{PatchType, apply_patch};
 use serde_json::{Value, json};
 
 use crate::error::{ApiError, Result};
-use crate::objects::{self, meta_str, name, parse_resource_version};
+use crate::objects::{self, name, parse_resource_version, stored_revision};
 use crate::request::Query;
 use crate::rest::json_response;
 use crate::state::{ApiState, LogOptions};
@@ -153,7 +153,7 @@ pub async fn bind(
     }
     loop {
         let mut pod = state.objects.get(ctx.res, ctx.ns, pod_name).await?;
-        let rv = parse_resource_version(meta_str(&pod, "resourceVersion").unwrap_or("0"))?;
+        let rv = stored_revision(&pod)?;
         let conflict = |why: String| ApiError::conflict_because("", "pods/binding", pod_name, &why);
         if objects::is_deleting(&pod) {
             return Err(conflict(format!(
@@ -273,7 +273,7 @@ pub async fn finalize(
     let request = decode_body(headers, body)?;
     loop {
         let mut ns = state.objects.get(ctx.res, None, ns_name).await?;
-        let rv = parse_resource_version(meta_str(&ns, "resourceVersion").unwrap_or("0"))?;
+        let rv = stored_revision(&ns)?;
         ns["spec"]["finalizers"] = request["spec"]["finalizers"].clone();
         let done = objects::is_deleting(&ns)
             && ns["spec"]["finalizers"]

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use crate::auth::now_seconds;
 use crate::auth::serviceaccount::{Claims, ISSUER, Private, Ref};
 use crate::error::{ApiError, Cause, Result};
-use crate::objects::{meta_str, now};
+use crate::objects::now;
 use crate::state::ApiState;
 
 /// Upstream's default lifetime of a requested token.
@@ -25,8 +25,8 @@ fn invalid(account: &str, field: &str, value: Value, detail: &str) -> ApiError {
     )
 }
 
-/// The `uid` of a stored object, 404 when it is missing.
-async fn object_uid(state: &ApiState, plural: &str, ns: Option<&str>, name: &str) -> Result<Value> {
+/// A stored core object, 404 when it is missing.
+async fn stored(state: &ApiState, plural: &str, ns: Option<&str>, name: &str) -> Result<Value> {
     let res = state
         .registry
         .get("", "v1", plural)
@@ -36,7 +36,7 @@ async fn object_uid(state: &ApiState, plural: &str, ns: Option<&str>, name: &str
 
 /// Issues a token for service account `account` of `ns` as `request` (a TokenRequest) asks.
 pub async fn create(state: &ApiState, ns: &str, account: &str, request: Value) -> Result<Value> {
-    let sa = object_uid(state, "serviceaccounts", Some(ns), account).await?;
+    let sa = stored(state, "serviceaccounts", Some(ns), account).await?;
     let spec = &request["spec"];
     let seconds = spec["expirationSeconds"]
         .as_i64()
@@ -68,10 +68,7 @@ pub async fn create(state: &ApiState, ns: &str, account: &str, request: Value) -
     }
     let mut private = Private {
         namespace: ns.to_string(),
-        serviceaccount: Ref {
-            name: account.to_string(),
-            uid: meta_str(&sa, "uid").unwrap_or_default().to_string(),
-        },
+        serviceaccount: Ref::of(&sa),
         ..Private::default()
     };
     let bound = &spec["boundObjectRef"];
@@ -95,10 +92,10 @@ pub async fn create(state: &ApiState, ns: &str, account: &str, request: Value) -
                 ));
             }
         };
-        let object = object_uid(state, plural, object_ns, name).await?;
-        let uid = meta_str(&object, "uid").unwrap_or_default().to_string();
+        let object = stored(state, plural, object_ns, name).await?;
+        let named = Ref::of(&object);
         if let Some(wanted) = bound["uid"].as_str().filter(|u| !u.is_empty())
-            && wanted != uid
+            && wanted != named.uid
         {
             return Err(ApiError::conflict_because(
                 "",
@@ -109,22 +106,15 @@ pub async fn create(state: &ApiState, ns: &str, account: &str, request: Value) -
                 ),
             ));
         }
-        let named = Ref {
-            name: name.to_string(),
-            uid,
-        };
         match kind {
             "Pod" => {
                 // As upstream: a pod's token also names the node the pod runs on.
                 if let Some(node) = object["spec"]["nodeName"]
                     .as_str()
                     .filter(|n| !n.is_empty())
-                    && let Ok(node_obj) = object_uid(state, "nodes", None, node).await
+                    && let Ok(node) = stored(state, "nodes", None, node).await
                 {
-                    private.node = Some(Ref {
-                        name: node.to_string(),
-                        uid: meta_str(&node_obj, "uid").unwrap_or_default().to_string(),
-                    });
+                    private.node = Some(Ref::of(&node));
                 }
                 private.pod = Some(named);
             }

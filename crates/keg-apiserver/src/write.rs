@@ -350,8 +350,7 @@ impl WriteContext<'_> {
     ) -> Result<Value> {
         loop {
             let old = self.state.objects.get(self.res, self.ns, obj_name).await?;
-            let old_rv =
-                parse_resource_version(objects::meta_str(&old, "resourceVersion").unwrap_or("0"))?;
+            let old_rv = objects::stored_revision(&old)?;
             if precondition.is_some_and(|rv| rv != old_rv) {
                 return Err(ApiError::conflict(
                     &self.res.group,

@@ -21,14 +21,7 @@ struct Server {
 impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().into(),
-            bind_address: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            extra_names: vec![],
-            compaction_interval: Config::DEFAULT_COMPACTION_INTERVAL,
-            advertise_address: None,
-        };
+        let config = Config::local(dir.path());
         let server = ApiServer::open(config, Admission::standard())
             .await
             .unwrap();

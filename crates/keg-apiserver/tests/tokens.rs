@@ -42,14 +42,7 @@ const WHOAMI: &str = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSub
 #[tokio::test]
 async fn invalid_service_account_tokens_are_401() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config {
-        data_dir: dir.path().into(),
-        bind_address: "127.0.0.1".parse().unwrap(),
-        port: 0,
-        extra_names: vec![],
-        compaction_interval: Config::DEFAULT_COMPACTION_INTERVAL,
-        advertise_address: None,
-    };
+    let config = Config::local(dir.path());
     let server = ApiServer::open(config, Admission::standard())
         .await
         .unwrap();

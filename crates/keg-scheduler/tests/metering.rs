@@ -44,14 +44,7 @@ where
 #[tokio::test]
 async fn a_fargate_pod_is_billed_at_the_size_the_scheduler_provisioned() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let config = keg_apiserver::Config {
-        data_dir: dir.path().into(),
-        bind_address: "127.0.0.1".parse()?,
-        port: 0,
-        extra_names: vec![],
-        compaction_interval: keg_apiserver::Config::DEFAULT_COMPACTION_INTERVAL,
-        advertise_address: None,
-    };
+    let config = keg_apiserver::Config::local(dir.path());
     let admission = keg_apiserver::admission::Admission::standard();
     let server = keg_apiserver::ApiServer::open(config, admission).await?;
     let client: Client =

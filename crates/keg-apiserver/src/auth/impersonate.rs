@@ -113,12 +113,9 @@ pub async fn apply(state: &ApiState, user: UserInfo, headers: &HeaderMap) -> Res
             return Err(forbidden(check, ""));
         }
     }
+    // Groups asked for replace the impersonated user's own (a service account has some).
     if !groups.is_empty() {
         impersonated.groups = groups;
-    } else if target.starts_with("system:serviceaccount:") {
-        // Keeps the service account's own groups.
-    } else {
-        impersonated.groups.clear();
     }
     if impersonated.name != "system:anonymous" && !impersonated.in_group(AUTHENTICATED) {
         impersonated.groups.push(AUTHENTICATED.to_string());

@@ -123,15 +123,20 @@ pub fn now_seconds() -> i64 {
     jiff::Timestamp::now().as_second()
 }
 
-/// The user a bearer token names, if it is valid.
-pub async fn user_of_token(state: &ApiState, token: &str) -> Option<UserInfo> {
+/// The user a bearer token names and the audiences it is valid for, among `audiences` (none:
+/// the API server's own), or `None` when it is not valid. For requests and TokenReview alike.
+pub async fn authenticate_token(
+    state: &ApiState,
+    token: &str,
+    audiences: &[String],
+) -> Option<(UserInfo, Vec<String>)> {
     if let Some(user) = state.auth.tokens.user(token) {
-        return Some(user);
+        // Static tokens are for the API server's own audience.
+        let api = serviceaccount::ISSUER.to_string();
+        return (audiences.is_empty() || audiences.contains(&api)).then(|| (user, vec![api]));
     }
     if serviceaccount::looks_like_jwt(token) {
-        return serviceaccount::authenticate(state, token, &[], now_seconds())
-            .await
-            .map(|(user, _)| user);
+        return serviceaccount::authenticate(state, token, audiences, now_seconds()).await;
     }
     None
 }
@@ -144,9 +149,10 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let path = request.uri().path();
-    let public = PUBLIC_PATHS
-        .iter()
-        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let public = PUBLIC_PATHS.iter().any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
     let bearer = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -156,14 +162,14 @@ pub async fn authenticate(
     let user = match bearer {
         // An invalid token fails the request even where anonymous access would do, as
         // upstream's authenticator chain fails on error before trying anonymous.
-        Some(token) => match user_of_token(&state, &token).await {
-            Some(user) => Some(user),
+        Some(token) => match authenticate_token(&state, &token, &[]).await {
+            Some((user, _)) => Some(user),
             None => return ApiError::unauthorized().into_response(),
         },
         None => request
             .extensions()
-            .get::<x509::PeerCertificates>()
-            .and_then(x509::user),
+            .get::<x509::ClientCertificateUser>()
+            .map(|c| c.0.clone()),
     };
     let user = match user {
         Some(user) => user,

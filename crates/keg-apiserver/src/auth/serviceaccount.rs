@@ -32,6 +32,18 @@ pub struct Ref {
     pub uid: String,
 }
 
+impl Ref {
+    /// The name and uid of a stored object.
+    pub fn of(obj: &Value) -> Ref {
+        Ref {
+            name: crate::objects::name(obj).to_string(),
+            uid: crate::objects::meta_str(obj, "uid")
+                .unwrap_or_default()
+                .to_string(),
+        }
+    }
+}
+
 /// The `kubernetes.io` claim of a bound token.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Private {
@@ -158,6 +170,20 @@ impl ServiceAccountTokens {
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.key_id.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).expect("claims serialize")
+    }
+
+    /// A legacy token (upstream's token controller's): `account` of `ns`, held by the Secret
+    /// `secret`, with no audience and no expiry.
+    pub fn sign_legacy(&self, ns: &str, secret: &str, account: &Ref) -> String {
+        self.sign(&Claims {
+            iss: LEGACY_ISSUER.to_string(),
+            sub: format!("system:serviceaccount:{ns}:{}", account.name),
+            legacy_namespace: Some(ns.to_string()),
+            legacy_secret: Some(secret.to_string()),
+            legacy_account: Some(account.name.clone()),
+            legacy_account_uid: Some(account.uid.clone()),
+            ..Claims::default()
+        })
     }
 
     /// The claims of a token this key signed; the time and audience are checked by

@@ -5,13 +5,15 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::UserInfo;
 
-/// The DER certificates a client presented, put in each request's extensions by the server.
+/// The user a connection's client certificate names, read once per connection and put in
+/// each of its requests' extensions by the server.
 #[derive(Debug, Clone)]
-pub struct PeerCertificates(pub Vec<Vec<u8>>);
+pub struct ClientCertificateUser(pub UserInfo);
 
-/// The user a verified client certificate names; `None` when it names none.
-pub fn user(certificates: &PeerCertificates) -> Option<UserInfo> {
-    let der = certificates.0.first()?;
+/// The user a verified client certificate chain names (its first certificate's subject);
+/// `None` when it names none.
+pub fn user(chain: &[impl AsRef<[u8]>]) -> Option<UserInfo> {
+    let der = chain.first()?.as_ref();
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     let subject = cert.subject();
     let name = subject

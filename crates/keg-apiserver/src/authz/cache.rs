@@ -2,6 +2,7 @@
 //! once, then kept current by a watch on the store (so every server on a shared store sees
 //! every change). Writers can wait until the cache has seen their write.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -105,55 +106,54 @@ fn apply(policy: &mut Policy, put: bool, kv: &KeyValue) {
     let Some(rest) = kv.key.strip_prefix(PREFIX) else {
         return;
     };
-    let parts: Vec<&str> = rest.split('/').collect();
-    let value = || -> Option<serde_json::Value> { serde_json::from_slice(&kv.value).ok() };
-    match parts.as_slice() {
-        ["roles", ns, name] => {
-            let key = (ns.to_string(), name.to_string());
-            match value().and_then(|v| serde_json::from_value::<Role>(v).ok()) {
-                Some(role) if put => {
-                    policy.roles.insert(key, role.rules.unwrap_or_default());
-                }
-                _ => {
-                    policy.roles.remove(&key);
-                }
-            }
-        }
-        ["rolebindings", ns, name] => {
-            let key = (ns.to_string(), name.to_string());
-            match value().and_then(|v| serde_json::from_value::<RoleBinding>(v).ok()) {
-                Some(binding) if put => {
-                    policy.role_bindings.insert(key, binding);
-                }
-                _ => {
-                    policy.role_bindings.remove(&key);
-                }
-            }
-        }
-        ["clusterroles", name] => {
-            match value().and_then(|v| serde_json::from_value::<ClusterRole>(v).ok()) {
-                Some(role) if put => {
-                    policy
-                        .cluster_roles
-                        .insert(name.to_string(), role.rules.unwrap_or_default());
-                }
-                _ => {
-                    policy.cluster_roles.remove(*name);
-                }
-            }
-        }
-        ["clusterrolebindings", name] => {
-            match value().and_then(|v| serde_json::from_value::<ClusterRoleBinding>(v).ok()) {
-                Some(binding) if put => {
-                    policy
-                        .cluster_role_bindings
-                        .insert(name.to_string(), binding);
-                }
-                _ => {
-                    policy.cluster_role_bindings.remove(*name);
-                }
-            }
-        }
+    let pair = |ns: &str, name: &str| (ns.to_string(), name.to_string());
+    match rest.split('/').collect::<Vec<_>>().as_slice() {
+        ["roles", ns, name] => keep(&mut policy.roles, pair(ns, name), put, kv, |r: Role| {
+            r.rules.unwrap_or_default()
+        }),
+        ["rolebindings", ns, name] => keep(
+            &mut policy.role_bindings,
+            pair(ns, name),
+            put,
+            kv,
+            |b: RoleBinding| b,
+        ),
+        ["clusterroles", name] => keep(
+            &mut policy.cluster_roles,
+            name.to_string(),
+            put,
+            kv,
+            |r: ClusterRole| r.rules.unwrap_or_default(),
+        ),
+        ["clusterrolebindings", name] => keep(
+            &mut policy.cluster_role_bindings,
+            name.to_string(),
+            put,
+            kv,
+            |b: ClusterRoleBinding| b,
+        ),
         _ => {}
+    }
+}
+
+/// Keeps what `held` takes from the object in `kv` under `key`, or forgets the key when the
+/// object was deleted (or does not decode).
+fn keep<K: Ord, T: serde::de::DeserializeOwned, V>(
+    map: &mut BTreeMap<K, V>,
+    key: K,
+    put: bool,
+    kv: &KeyValue,
+    held: impl FnOnce(T) -> V,
+) {
+    match put
+        .then(|| serde_json::from_slice::<T>(&kv.value).ok())
+        .flatten()
+    {
+        Some(obj) => {
+            map.insert(key, held(obj));
+        }
+        None => {
+            map.remove(&key);
+        }
     }
 }

@@ -67,21 +67,12 @@ impl AdmissionPlugin for NoEscalation {
                 match rules {
                     Some(rules) => rules.clone(),
                     None => {
-                        let kind = if role_ref.kind == "Role" {
-                            "roles"
-                        } else {
-                            "clusterroles"
-                        };
+                        let gone = ApiError::not_found(GROUP, plural, &role_ref.name).message;
                         return Err(ApiError::forbidden(
                             GROUP,
                             &res.plural,
                             &object_name,
-                            &format!(
-                                "user {:?} (groups={}) is attempting to grant RBAC permissions not currently held:\n{}",
-                                user.name,
-                                go_quoted(&user.groups),
-                                ApiError::not_found(GROUP, kind, &role_ref.name).message
-                            ),
+                            &not_held(user, &gone),
                         ));
                     }
                 }
@@ -89,18 +80,16 @@ impl AdmissionPlugin for NoEscalation {
             _ => return Ok(()),
         };
         let held = state.authz.policy.snapshot().rules_for(user, ns);
-        let missing: Vec<PolicyRule> = atomic(&wanted)
-            .into_iter()
-            .filter(|rule| !held.iter().any(|h| covers(h, rule)))
-            .collect();
+        let missing = not_covered(&held, &wanted);
         if missing.is_empty() {
             return Ok(());
         }
+        let missing: Vec<String> = missing.iter().map(compact).collect();
         Err(ApiError::forbidden(
             GROUP,
             &res.plural,
             &object_name,
-            &not_held(user, &missing),
+            &not_held(user, &missing.join("\n")),
         ))
     }
 }
@@ -131,13 +120,12 @@ fn compact(rule: &PolicyRule) -> String {
     format!("{{{}}}", parts.join(", "))
 }
 
-fn not_held(user: &UserInfo, missing: &[PolicyRule]) -> String {
-    let rules: Vec<String> = missing.iter().map(compact).collect();
+/// Upstream's refusal: what is not held is the missing rules, or why the role is unknown.
+fn not_held(user: &UserInfo, what: &str) -> String {
     format!(
-        "user {:?} (groups={}) is attempting to grant RBAC permissions not currently held:\n{}",
+        "user {:?} (groups={}) is attempting to grant RBAC permissions not currently held:\n{what}",
         user.name,
         go_quoted(&user.groups),
-        rules.join("\n")
     )
 }
 
@@ -179,48 +167,38 @@ fn atomic(rules: &[PolicyRule]) -> Vec<PolicyRule> {
     out
 }
 
-fn first(values: &Option<Vec<String>>) -> &str {
-    values
-        .as_ref()
-        .and_then(|v| v.first())
-        .map(String::as_str)
-        .unwrap_or_default()
+/// The request an atomic rule stands for: allowed by a held rule exactly when that rule
+/// covers it, by the authorizer's own matching.
+fn as_request(rule: &PolicyRule) -> Attributes {
+    let first = |v: &Option<Vec<String>>| v.iter().flatten().next().cloned().unwrap_or_default();
+    let verb = rule.verbs.first().cloned().unwrap_or_default();
+    let user = UserInfo::default();
+    if rule.non_resource_urls.is_some() {
+        return Attributes::non_resource(&user, &verb, &first(&rule.non_resource_urls));
+    }
+    let resource = first(&rule.resources);
+    let (resource, subresource) = resource.split_once('/').unwrap_or((&resource, ""));
+    let name = first(&rule.resource_names);
+    Attributes::resource(
+        &user,
+        &verb,
+        &first(&rule.api_groups),
+        resource,
+        subresource,
+        "",
+        &name,
+    )
 }
 
-fn holds(values: &Option<Vec<String>>, wanted: &str) -> bool {
-    values.iter().flatten().any(|v| v == "*" || v == wanted)
-}
-
-/// Whether an `owner` rule grants all of the atomic rule `wanted`.
-fn covers(owner: &PolicyRule, wanted: &PolicyRule) -> bool {
-    let verb = wanted.verbs.first().map(String::as_str).unwrap_or_default();
-    if !owner.verbs.iter().any(|v| v == "*" || v == verb) {
-        return false;
-    }
-    if wanted.non_resource_urls.is_some() {
-        let url = first(&wanted.non_resource_urls);
-        return owner.non_resource_urls.iter().flatten().any(|o| {
-            o == "*" || o == url || o.strip_suffix('*').is_some_and(|p| url.starts_with(p))
-        });
-    }
-    let resource = first(&wanted.resources);
-    let resource_held = owner.resources.iter().flatten().any(|o| {
-        o == "*"
-            || o == resource
-            || resource
-                .split_once('/')
-                .is_some_and(|(_, sub)| o.strip_prefix("*/") == Some(sub))
-    });
-    if !holds(&owner.api_groups, first(&wanted.api_groups)) || !resource_held {
-        return false;
-    }
-    match owner.resource_names.as_deref() {
-        None | Some([]) => true,
-        Some(names) => {
-            let wanted_name = first(&wanted.resource_names);
-            !wanted_name.is_empty() && names.iter().any(|n| n == wanted_name)
-        }
-    }
+/// The atomic parts of `wanted` that no `held` rule covers.
+fn not_covered(held: &[PolicyRule], wanted: &[PolicyRule]) -> Vec<PolicyRule> {
+    atomic(wanted)
+        .into_iter()
+        .filter(|rule| {
+            let request = as_request(rule);
+            !held.iter().any(|h| super::rbac::rule_allows(&request, h))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -241,23 +219,15 @@ mod tests {
     fn what_is_not_held_is_named_as_upstream_does() {
         let held = [rule(&[""], &["pods"], &["get", "list"])];
         let wanted = [rule(&[""], &["pods", "secrets"], &["get"])];
-        let missing: Vec<PolicyRule> = atomic(&wanted)
-            .into_iter()
-            .filter(|r| !held.iter().any(|h| covers(h, r)))
-            .collect();
+        let missing = not_covered(&held, &wanted);
         assert_eq!(missing.len(), 1);
         assert_eq!(
             compact(&missing[0]),
             r#"{APIGroups:[""], Resources:["secrets"], Verbs:["get"]}"#
         );
         // A wildcard is only covered by a wildcard.
-        assert!(!covers(
-            &held[0],
-            &atomic(&[rule(&[""], &["*"], &["get"])])[0]
-        ));
-        assert!(covers(
-            &rule(&["*"], &["*"], &["*"]),
-            &atomic(&[rule(&[""], &["*"], &["get"])])[0]
-        ));
+        let all_of_core = [rule(&[""], &["*"], &["get"])];
+        assert!(!not_covered(&held, &all_of_core).is_empty());
+        assert!(not_covered(&[rule(&["*"], &["*"], &["*"])], &all_of_core).is_empty());
     }
 }

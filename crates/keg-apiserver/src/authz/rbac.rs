@@ -2,7 +2,7 @@
 //! a request, with upstream's matching rules (`*` wildcards, `*/subresource`, resource
 //! names, non-resource URL prefixes ending in `*`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, PolicyRule, RoleBinding, RoleRef, Subject};
 
@@ -14,9 +14,9 @@ use crate::auth::UserInfo;
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     /// Rules of each Role.
-    pub roles: HashMap<(String, String), Vec<PolicyRule>>,
+    pub roles: BTreeMap<(String, String), Vec<PolicyRule>>,
     /// Rules of each ClusterRole (aggregated ones hold their aggregated rules).
-    pub cluster_roles: HashMap<String, Vec<PolicyRule>>,
+    pub cluster_roles: BTreeMap<String, Vec<PolicyRule>>,
     /// RoleBindings by (namespace, name).
     pub role_bindings: BTreeMap<(String, String), RoleBinding>,
     /// ClusterRoleBindings by name.
@@ -100,55 +100,50 @@ impl Policy {
         namespace: &str,
         mut visit: impl FnMut(&PolicyRule, &dyn Fn() -> String) -> bool,
     ) {
-        for (name, binding) in &self.cluster_role_bindings {
-            let Some(subject) = binding
-                .subjects
-                .iter()
-                .flatten()
-                .find(|s| applies(s, user, ""))
-            else {
-                continue;
-            };
-            let Some(rules) = self.rules_of(&binding.role_ref, "") else {
-                continue;
-            };
-            let source = || {
-                format!(
-                    "ClusterRoleBinding {name:?} of {} {:?} to {}",
-                    binding.role_ref.kind,
-                    binding.role_ref.name,
-                    describe(subject, "")
+        let cluster_wide = self.cluster_role_bindings.iter().map(|(name, b)| {
+            (
+                "ClusterRoleBinding",
+                "",
+                name.as_str(),
+                &b.role_ref,
+                &b.subjects,
+            )
+        });
+        let in_namespace = (!namespace.is_empty())
+            .then(|| {
+                self.role_bindings.range(
+                    (namespace.to_string(), String::new())
+                        ..(format!("{namespace}\0"), String::new()),
                 )
-            };
-            for rule in rules {
-                if visit(rule, &source) {
-                    return;
-                }
-            }
-        }
-        if namespace.is_empty() {
-            return;
-        }
-        let bindings = self.role_bindings.range(
-            (namespace.to_string(), String::new())..(format!("{namespace}\0"), String::new()),
-        );
-        for ((ns, name), binding) in bindings {
-            let Some(subject) = binding
-                .subjects
-                .iter()
-                .flatten()
-                .find(|s| applies(s, user, ns))
-            else {
+            })
+            .into_iter()
+            .flatten()
+            .map(|((ns, name), b)| {
+                (
+                    "RoleBinding",
+                    ns.as_str(),
+                    name.as_str(),
+                    &b.role_ref,
+                    &b.subjects,
+                )
+            });
+        for (kind, ns, name, role_ref, subjects) in cluster_wide.chain(in_namespace) {
+            let Some(subject) = subjects.iter().flatten().find(|s| applies(s, user, ns)) else {
                 continue;
             };
-            let Some(rules) = self.rules_of(&binding.role_ref, ns) else {
+            let Some(rules) = self.rules_of(role_ref, ns) else {
                 continue;
             };
             let source = || {
+                let binding = if ns.is_empty() {
+                    format!("{name:?}")
+                } else {
+                    format!("\"{name}/{ns}\"")
+                };
                 format!(
-                    "RoleBinding \"{name}/{ns}\" of {} {:?} to {}",
-                    binding.role_ref.kind,
-                    binding.role_ref.name,
+                    "{kind} {binding} of {} {:?} to {}",
+                    role_ref.kind,
+                    role_ref.name,
                     describe(subject, ns)
                 )
             };

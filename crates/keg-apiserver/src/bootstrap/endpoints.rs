@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::error::Result;
-use crate::objects::{meta_str, parse_resource_version};
+use crate::objects::stored_revision;
 use crate::state::ApiState;
 
 /// Points the `kubernetes` Service at `address:port`.
@@ -65,7 +65,7 @@ async fn put(
     for field in fields {
         stored[*field] = obj[*field].clone();
     }
-    let rv = parse_resource_version(meta_str(&stored, "resourceVersion").unwrap_or("0"))?;
+    let rv = stored_revision(&stored)?;
     state
         .objects
         .update(&res, Some("default"), &stored, rv)

@@ -309,12 +309,8 @@ impl Cluster {
     async fn open() -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = keg_apiserver::Config {
-            data_dir: dir.path().join("api"),
-            bind_address: "127.0.0.1".parse().unwrap(),
-            port: 0,
-            extra_names: vec![],
             compaction_interval: Duration::from_secs(300),
-            advertise_address: None,
+            ..keg_apiserver::Config::local(dir.path().join("api"))
         };
         let admission = keg_apiserver::admission::Admission::standard();
         let server = keg_apiserver::ApiServer::open(config, admission)

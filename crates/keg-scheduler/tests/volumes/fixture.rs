@@ -45,14 +45,7 @@ impl Cluster {
     /// Starts everything, with namespace `ns`.
     pub async fn start(ns: &str) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir()?;
-        let config = keg_apiserver::Config {
-            data_dir: dir.path().join("api"),
-            bind_address: "127.0.0.1".parse()?,
-            port: 0,
-            extra_names: vec![],
-            compaction_interval: keg_apiserver::Config::DEFAULT_COMPACTION_INTERVAL,
-            advertise_address: None,
-        };
+        let config = keg_apiserver::Config::local(dir.path().join("api"));
         let server =
             keg_apiserver::ApiServer::open(config, keg_apiserver::admission::Admission::standard())
                 .await?;
