@@ -1,5 +1,6 @@
 //! Kubernetes API machinery as pure functions over JSON objects: selectors, patches, validation, tables.
 
+pub mod cron;
 pub mod fields;
 pub mod labels;
 pub mod patch;

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use k8s_openapi::api::{
-    apps, authentication, authorization, coordination, core::v1 as core, discovery, events, rbac,
-    storage,
+    apps, authentication, authorization, batch, coordination, core::v1 as core, discovery, events,
+    rbac, storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
 use serde::de::DeserializeOwned;
@@ -143,6 +143,8 @@ impl Resource {
                     | "ReplicaSet"
                     | "StatefulSet"
                     | "DaemonSet"
+                    | "Job"
+                    | "CronJob"
                     | "CustomResourceDefinition"
                     | "Pod"
             )
@@ -323,6 +325,46 @@ fn builtins() -> Vec<Builtin> {
             ALL,
             &["status", "scale"],
             typed::<apps::v1::ReplicaSet>(),
+        ),
+        b(
+            "apps",
+            "StatefulSet",
+            "statefulsets",
+            true,
+            &["sts"],
+            ALL,
+            &["status", "scale"],
+            typed::<apps::v1::StatefulSet>(),
+        ),
+        b(
+            "apps",
+            "DaemonSet",
+            "daemonsets",
+            true,
+            &["ds"],
+            ALL,
+            &["status"],
+            typed::<apps::v1::DaemonSet>(),
+        ),
+        b(
+            "batch",
+            "Job",
+            "jobs",
+            true,
+            &[],
+            ALL,
+            &["status"],
+            typed::<batch::v1::Job>(),
+        ),
+        b(
+            "batch",
+            "CronJob",
+            "cronjobs",
+            true,
+            &["cj"],
+            ALL,
+            &["status"],
+            typed::<batch::v1::CronJob>(),
         ),
         b(
             "apps",

@@ -9,6 +9,7 @@ use crate::resources::Resource;
 
 mod defaults;
 mod validate;
+mod workloads;
 
 pub use defaults::default_object;
 pub use validate::validate;
@@ -27,16 +28,46 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) {
         }
         "Namespace" => obj["status"] = json!({"phase": "Active"}),
         "PersistentVolumeClaim" | "PersistentVolume" => obj["status"] = json!({"phase": "Pending"}),
-        "Deployment" | "ReplicaSet" | "Service" | "Node" => {
-            if has_status_subresource(res) && res.kind != "Node" && res.kind != "Service" {
-                obj.as_object_mut().map(|o| o.remove("status"));
-            }
+        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "CronJob" => {
+            obj.as_object_mut().map(|o| o.remove("status"));
+        }
+        "Job" => {
+            obj.as_object_mut().map(|o| o.remove("status"));
+            generate_job_selector(obj);
         }
         _ => {
             if res.custom.is_some() && has_status_subresource(res) {
                 obj.as_object_mut().map(|o| o.remove("status"));
             }
         }
+    }
+}
+
+/// Labels the pods of a Job with the Job's uid and name and selects them by the uid (upstream's
+/// generated selector), unless the Job says `manualSelector: true`.
+fn generate_job_selector(obj: &mut Value) {
+    if obj["spec"]["manualSelector"] == json!(true) {
+        return;
+    }
+    let uid = obj["metadata"]["uid"].clone();
+    let name = obj["metadata"]["name"].clone();
+    let template = &mut obj["spec"]["template"];
+    if !template["metadata"].is_object() {
+        template["metadata"] = json!({});
+    }
+    if !template["metadata"]["labels"].is_object() {
+        template["metadata"]["labels"] = json!({});
+    }
+    let labels = &mut template["metadata"]["labels"];
+    for key in ["controller-uid", "batch.kubernetes.io/controller-uid"] {
+        labels[key] = uid.clone();
+    }
+    for key in ["job-name", "batch.kubernetes.io/job-name"] {
+        labels[key] = name.clone();
+    }
+    if obj["spec"]["selector"].is_null() {
+        obj["spec"]["selector"] =
+            json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
     }
 }
 

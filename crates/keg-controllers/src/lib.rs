@@ -3,15 +3,18 @@
 
 pub mod cache;
 pub mod clusterrole_aggregation;
+pub mod cronjob;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod gc;
+pub mod job;
 pub mod metering;
 pub mod namespace;
 pub mod nodegroup;
 pub mod owners;
+pub(crate) mod pod_control;
 pub mod pods;
 pub mod replicaset;
 pub mod services;
@@ -63,6 +66,43 @@ pub fn api_message(error: &kube::Error) -> String {
 pub trait Clock: Send + Sync {
     /// The current time.
     fn now(&self) -> jiff::Timestamp;
+
+    /// How long to really wait for `wait` of this clock's time to pass. A clock set by hand
+    /// moves in jumps, so a controller waiting on it looks again soon instead.
+    fn real_wait(&self, wait: Duration) -> Duration {
+        wait
+    }
+}
+
+/// A clock that moves only when told (tests): waits on it last a tenth of a second.
+pub struct ManualClock(std::sync::Mutex<jiff::Timestamp>);
+
+impl ManualClock {
+    /// A clock stopped at `at`.
+    pub fn new(at: jiff::Timestamp) -> Arc<ManualClock> {
+        Arc::new(ManualClock(std::sync::Mutex::new(at)))
+    }
+
+    /// Sets the time.
+    pub fn set(&self, at: jiff::Timestamp) {
+        *self.0.lock().expect("clock lock") = at;
+    }
+
+    /// Moves the time on.
+    pub fn advance(&self, by: jiff::SignedDuration) {
+        let mut now = self.0.lock().expect("clock lock");
+        *now = *now + by;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> jiff::Timestamp {
+        *self.0.lock().expect("clock lock")
+    }
+
+    fn real_wait(&self, wait: Duration) -> Duration {
+        wait.min(Duration::from_millis(100))
+    }
 }
 
 /// The system's clock.
@@ -101,8 +141,14 @@ pub(crate) fn gone_is_fine<T>(result: std::result::Result<T, kube::Error>) -> Re
 
 /// Runs every controller until the process ends.
 pub async fn run_all(client: Client) {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    run_all_with_clock(client, Arc::new(SystemClock)).await;
+}
+
+/// Runs every controller, reading the time from `clock`, until the process ends.
+pub async fn run_all_with_clock(client: Client, clock: Arc<dyn Clock>) {
     tokio::join!(
+        job::run(client.clone(), clock.clone()),
+        cronjob::run(client.clone(), clock.clone()),
         namespace::run(client.clone()),
         gc::run(client.clone()),
         replicaset::run(client.clone(), clock.clone()),

@@ -13,14 +13,15 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 
 use crate::events::Events;
-use crate::{Clock, Error, Result, api_message, owners, pods};
+use crate::pod_control::{PodControl, pod_from_template};
+use crate::{Clock, Error, Result, owners, pods};
 
 /// At most this many pods are created or deleted in one sync (upstream's burstReplicas).
 const BURST: usize = 500;
@@ -131,86 +132,13 @@ async fn manage(rs: &ReplicaSet, claimed: &[Pod], ctx: &Context) -> Result<()> {
     }
 }
 
-/// Creates `count` pods in batches of 1, 2, 4, ... (upstream's slow start), so a failing
-/// create (quota, admission) fails once rather than `count` times.
+/// Creates `count` pods from the template.
 async fn create_pods(rs: &ReplicaSet, count: usize, ctx: &Context) -> Result<()> {
-    let pods_api: Api<Pod> =
-        Api::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default());
-    let template = pod_from_template(rs);
-    let reference = rs.object_ref(&());
-    let params = PostParams::default();
-    let mut remaining = count;
-    let mut batch = 1;
-    while remaining > 0 {
-        let size = batch.min(remaining);
-        let results =
-            futures::future::join_all((0..size).map(|_| pods_api.create(&params, &template))).await;
-        let mut failure = None;
-        for result in results {
-            match result {
-                Ok(pod) => {
-                    ctx.events
-                        .normal(
-                            &reference,
-                            "SuccessfulCreate",
-                            "Create",
-                            format!("Created pod: {}", pod.name_any()),
-                        )
-                        .await
-                }
-                // The namespace is going away; creating more is pointless, failing too.
-                Err(kube::Error::Api(s)) if is_namespace_terminating(&s) => return Ok(()),
-                Err(e) => {
-                    let message = api_message(&e);
-                    ctx.events
-                        .warning(
-                            &reference,
-                            "FailedCreate",
-                            "Create",
-                            format!("Error creating: {message}"),
-                        )
-                        .await;
-                    failure = Some(e);
-                }
-            }
-        }
-        if let Some(e) = failure {
-            return Err(e.into());
-        }
-        remaining -= size;
-        batch *= 2;
-    }
-    Ok(())
-}
-
-fn is_namespace_terminating(status: &kube::core::Status) -> bool {
-    status
-        .details
-        .as_ref()
-        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
-}
-
-/// A new pod from the template (upstream's GetPodFromTemplate): the template's metadata,
-/// a name generated from the ReplicaSet's, and the ReplicaSet as its controller.
-fn pod_from_template(rs: &ReplicaSet) -> Pod {
-    let template = rs
-        .spec
-        .as_ref()
-        .and_then(|s| s.template.clone())
-        .unwrap_or_default();
-    let meta = template.metadata.unwrap_or_default();
-    Pod {
-        metadata: ObjectMeta {
-            generate_name: Some(format!("{}-", rs.name_any())),
-            labels: meta.labels,
-            annotations: meta.annotations,
-            finalizers: meta.finalizers,
-            owner_references: Some(vec![owners::controller_ref(rs)]),
-            ..Default::default()
-        },
-        spec: template.spec,
-        status: None,
-    }
+    let template = pod_from_template(rs, rs.spec.as_ref().and_then(|s| s.template.as_ref()));
+    PodControl::new(&ctx.client, &ctx.events, rs)
+        .create_all(vec![template; count])
+        .await
+        .map(|_| ())
 }
 
 /// Active pods of this ReplicaSet and of its siblings (the ReplicaSets with the same
@@ -238,42 +166,10 @@ async fn related_pods(rs: &ReplicaSet, claimed: &[Pod], ctx: &Context) -> Result
 }
 
 async fn delete_pods(rs: &ReplicaSet, doomed: Vec<Pod>, ctx: &Context) -> Result<()> {
-    let pods_api: Api<Pod> =
-        Api::namespaced(ctx.client.clone(), &rs.namespace().unwrap_or_default());
-    let reference = rs.object_ref(&());
     let names: Vec<String> = doomed.iter().map(ResourceExt::name_any).collect();
-    let params = DeleteParams::default();
-    let results =
-        futures::future::join_all(names.iter().map(|n| pods_api.delete(n, &params))).await;
-    let mut failure = None;
-    for (name, result) in names.iter().zip(results) {
-        match result {
-            Ok(_) => {
-                ctx.events
-                    .normal(
-                        &reference,
-                        "SuccessfulDelete",
-                        "Delete",
-                        format!("Deleted pod: {name}"),
-                    )
-                    .await
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => {
-                let message = api_message(&e);
-                ctx.events
-                    .warning(
-                        &reference,
-                        "FailedDelete",
-                        "Delete",
-                        format!("Error deleting: {message}"),
-                    )
-                    .await;
-                failure = Some(e);
-            }
-        }
-    }
-    failure.map_or(Ok(()), |e| Err(e.into()))
+    PodControl::new(&ctx.client, &ctx.events, rs)
+        .delete_all(&names)
+        .await
 }
 
 /// The status upstream computes: counts of active, fully labelled, ready and available

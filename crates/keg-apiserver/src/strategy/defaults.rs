@@ -32,6 +32,59 @@ pub fn default_object(res: &Resource, obj: &mut Value) {
             set_default(&mut obj["spec"], "replicas", json!(1));
             default_pod_spec(&mut obj["spec"]["template"]["spec"]);
         }
+        ("apps", "StatefulSet") => {
+            let spec = &mut obj["spec"];
+            set_default(spec, "replicas", json!(1));
+            set_default(spec, "podManagementPolicy", json!("OrderedReady"));
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
+            if spec["updateStrategy"]["type"] == "RollingUpdate" {
+                set_default(&mut spec["updateStrategy"], "rollingUpdate", json!({}));
+                set_default(
+                    &mut spec["updateStrategy"]["rollingUpdate"],
+                    "partition",
+                    json!(0),
+                );
+            }
+            set_default(
+                spec,
+                "persistentVolumeClaimRetentionPolicy",
+                json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
+            );
+            for template in spec["volumeClaimTemplates"]
+                .as_array_mut()
+                .into_iter()
+                .flatten()
+            {
+                set_default(template, "spec", json!({}));
+                set_default(&mut template["spec"], "volumeMode", json!("Filesystem"));
+                set_default(template, "status", json!({"phase": "Pending"}));
+            }
+            default_pod_spec(&mut spec["template"]["spec"]);
+        }
+        ("apps", "DaemonSet") => {
+            let spec = &mut obj["spec"];
+            set_default(spec, "revisionHistoryLimit", json!(10));
+            set_default(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
+            if spec["updateStrategy"]["type"] == "RollingUpdate" {
+                set_default(&mut spec["updateStrategy"], "rollingUpdate", json!({}));
+                let ru = &mut spec["updateStrategy"]["rollingUpdate"];
+                set_default(ru, "maxUnavailable", json!(1));
+                set_default(ru, "maxSurge", json!(0));
+            }
+            default_pod_spec(&mut spec["template"]["spec"]);
+        }
+        ("batch", "Job") => default_job_spec(&mut obj["spec"]),
+        ("batch", "CronJob") => {
+            let spec = &mut obj["spec"];
+            set_default(spec, "concurrencyPolicy", json!("Allow"));
+            set_default(spec, "suspend", json!(false));
+            set_default(spec, "successfulJobsHistoryLimit", json!(3));
+            set_default(spec, "failedJobsHistoryLimit", json!(1));
+            set_default(spec, "jobTemplate", json!({}));
+            set_default(&mut spec["jobTemplate"], "spec", json!({}));
+            default_job_spec(&mut spec["jobTemplate"]["spec"]);
+        }
         ("", "Service") => default_service(&mut obj["spec"]),
         ("", "Namespace") => {
             set_default(obj, "spec", json!({}));
@@ -63,6 +116,43 @@ pub fn default_object(res: &Resource, obj: &mut Value) {
         }
         _ => {}
     }
+}
+
+/// upstream's SetDefaults_Job: one pod to one completion, six retries.
+fn default_job_spec(spec: &mut Value) {
+    if spec.get("completions").is_none_or(Value::is_null)
+        && spec.get("parallelism").is_none_or(Value::is_null)
+    {
+        set_default(spec, "completions", json!(1));
+    }
+    set_default(spec, "parallelism", json!(1));
+    let backoff = if spec
+        .get("backoffLimitPerIndex")
+        .is_some_and(|v| !v.is_null())
+    {
+        i32::MAX
+    } else {
+        6
+    };
+    set_default(spec, "backoffLimit", json!(backoff));
+    set_default(spec, "completionMode", json!("NonIndexed"));
+    set_default(spec, "suspend", json!(false));
+    let replacement = if spec.get("podFailurePolicy").is_some_and(|v| !v.is_null()) {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
+    set_default(spec, "podReplacementPolicy", json!(replacement));
+    for rule in spec["podFailurePolicy"]["rules"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        for pattern in rule["onPodConditions"].as_array_mut().into_iter().flatten() {
+            set_default(pattern, "status", json!("True"));
+        }
+    }
+    default_pod_spec(&mut spec["template"]["spec"]);
 }
 
 /// `stringData` is write-only: it is merged into `data` (base64) as upstream does.

@@ -3,6 +3,7 @@
 use keg_apimachinery::validation as v;
 use serde_json::{Value, json};
 
+use super::workloads;
 use crate::error::Cause;
 use crate::objects::without_nulls;
 use crate::resources::Resource;
@@ -19,6 +20,10 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
             }
         }
         ("apps", "Deployment" | "ReplicaSet") => validate_workload(obj, old, &mut causes),
+        ("apps", "StatefulSet") => workloads::stateful_set(obj, old, &mut causes),
+        ("apps", "DaemonSet") => workloads::daemon_set(obj, old, &mut causes),
+        ("batch", "Job") => workloads::job(obj, old, &mut causes),
+        ("batch", "CronJob") => workloads::cron_job(obj, &mut causes),
         ("", "Service") => validate_service(obj, &mut causes),
         ("", "PersistentVolumeClaim")
             if obj["spec"]["accessModes"]
@@ -98,7 +103,7 @@ fn validate_meta(res: &Resource, obj: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
+pub(super) fn validate_pod_spec(spec: &Value, path: &str, causes: &mut Vec<Cause>) {
     let containers = spec["containers"].as_array().cloned().unwrap_or_default();
     if containers.is_empty() {
         causes.push(Cause::required(format!("{path}.containers"), ""));
@@ -165,46 +170,74 @@ fn validate_pod_update(new: &Value, old: &Value, causes: &mut Vec<Cause>) {
     }
 }
 
-fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+pub(super) fn validate_workload(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
     let spec = &obj["spec"];
+    selector_selects_template(spec, "spec", true, causes);
+    if let Some(old) = old {
+        immutable(&old["spec"], spec, "spec", "selector", causes);
+    }
+    if let Some(replicas) = spec["replicas"].as_i64() {
+        non_negative(&json!(replicas), "spec.replicas", causes);
+    }
+    validate_pod_spec(&spec["template"]["spec"], "spec.template.spec", causes);
+}
+
+/// The workload's selector (at `{path}.selector`) must select its pod template's labels.
+pub(super) fn selector_selects_template(
+    spec: &Value,
+    path: &str,
+    required: bool,
+    causes: &mut Vec<Cause>,
+) {
     let selector = &spec["selector"];
     if selector.is_null() {
-        causes.push(Cause::required("spec.selector", ""));
-    } else {
-        let labels = spec["template"]["metadata"]["labels"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        let matches = keg_apimachinery::labels::Selector::from_label_selector(selector)
-            .map(|s| !s.is_empty() && s.matches_json(&labels))
-            .unwrap_or(false);
-        if !matches {
-            causes.push(Cause::invalid(
-                "spec.template.metadata.labels",
-                &Value::Object(labels),
-                "`selector` does not match template `labels`",
-            ));
+        if required {
+            causes.push(Cause::required(format!("{path}.selector"), ""));
         }
-        if let Some(old) = old
-            && without_nulls(&old["spec"]["selector"]) != without_nulls(selector)
-        {
-            causes.push(Cause::invalid(
-                "spec.selector",
-                selector,
-                "field is immutable",
-            ));
-        }
+        return;
     }
-    if let Some(replicas) = spec["replicas"].as_i64()
-        && replicas < 0
-    {
+    let labels = spec["template"]["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let matches = keg_apimachinery::labels::Selector::from_label_selector(selector)
+        .map(|s| !s.is_empty() && s.matches_json(&labels))
+        .unwrap_or(false);
+    if !matches {
         causes.push(Cause::invalid(
-            "spec.replicas",
-            &json!(replicas),
+            format!("{path}.template.metadata.labels"),
+            &Value::Object(labels),
+            "`selector` does not match template `labels`",
+        ));
+    }
+}
+
+/// `{path}.{field}` may not change from `old` to `new`.
+pub(super) fn immutable(
+    old: &Value,
+    new: &Value,
+    path: &str,
+    field: &str,
+    causes: &mut Vec<Cause>,
+) {
+    if without_nulls(&old[field]) != without_nulls(&new[field]) {
+        causes.push(Cause::invalid(
+            format!("{path}.{field}"),
+            &new[field],
+            "field is immutable",
+        ));
+    }
+}
+
+/// A number, where one is given, is not negative.
+pub(super) fn non_negative(value: &Value, path: &str, causes: &mut Vec<Cause>) {
+    if value.as_i64().is_some_and(|n| n < 0) {
+        causes.push(Cause::invalid(
+            path,
+            value,
             "must be greater than or equal to 0",
         ));
     }
-    validate_pod_spec(&spec["template"]["spec"], "spec.template.spec", causes);
 }
 
 fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {

@@ -44,6 +44,13 @@ impl Drop for Cluster {
 impl Cluster {
     /// Starts the API server in a temporary directory and every controller.
     pub async fn start() -> anyhow::Result<Cluster> {
+        Cluster::start_with_clock(std::sync::Arc::new(keg_controllers::SystemClock)).await
+    }
+
+    /// Starts the API server and every controller, the controllers reading `clock`.
+    pub async fn start_with_clock(
+        clock: std::sync::Arc<dyn keg_controllers::Clock>,
+    ) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let config = keg_apiserver::Config::local(dir.path());
         let server =
@@ -51,7 +58,10 @@ impl Cluster {
                 .await?;
         let client =
             keg_apiserver::client::in_process_client(server.router(), server.tokens.admin());
-        let tasks = vec![tokio::spawn(keg_controllers::run_all(client.clone()))];
+        let tasks = vec![tokio::spawn(keg_controllers::run_all_with_clock(
+            client.clone(),
+            clock,
+        ))];
         Ok(Cluster {
             client,
             tasks,
@@ -88,6 +98,55 @@ impl Cluster {
                 if pod.metadata.deletion_timestamp.is_none() && !is_ready(&pod) {
                     let _ = set_pod_status(&pods, &pod.name_any(), true).await;
                 }
+            }
+        }));
+    }
+
+    /// Starts a kubelet stand-in for a namespace whose pods run to completion: a pod whose
+    /// first container's command holds `fail` exits 1, one holding `sleep` keeps running,
+    /// any other exits 0. Pods being deleted are not touched.
+    pub fn batch_kubelet(&mut self, ns: &str) {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        self.tasks.push(tokio::spawn(async move {
+            let mut events = watcher(pods.clone(), watcher::Config::default()).boxed();
+            while let Some(event) = events.next().await {
+                let (Ok(watcher::Event::Apply(pod)) | Ok(watcher::Event::InitApply(pod))) = event
+                else {
+                    continue;
+                };
+                let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+                if pod.metadata.deletion_timestamp.is_some()
+                    || matches!(phase.as_deref(), Some("Succeeded" | "Failed" | "Running"))
+                {
+                    continue;
+                }
+                let command = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.containers.first())
+                    .and_then(|c| c.command.clone())
+                    .unwrap_or_default()
+                    .join(" ");
+                let (phase, code) = if command.contains("fail") {
+                    ("Failed", 1)
+                } else if command.contains("sleep") {
+                    ("Running", 0)
+                } else {
+                    ("Succeeded", 0)
+                };
+                let state = if phase == "Running" {
+                    json!({"running": {}})
+                } else {
+                    json!({"terminated": {"exitCode": code}})
+                };
+                let status = json!({"status": {
+                    "phase": phase,
+                    "containerStatuses": [{"name": "main", "ready": phase == "Running", "restartCount": 0,
+                        "image": "img", "imageID": "", "state": state}],
+                }});
+                let _ = pods
+                    .patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&status))
+                    .await;
             }
         }));
     }
