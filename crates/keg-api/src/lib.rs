@@ -8,6 +8,7 @@ pub mod cluster_config;
 pub mod crds;
 pub mod fargate;
 pub mod instance_types;
+pub mod node_fit;
 pub mod nodes;
 pub mod prices;
 pub mod quantity;

@@ -4,11 +4,13 @@
 pub mod cache;
 pub mod clusterrole_aggregation;
 pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
 pub mod gc;
+pub mod history;
 pub mod job;
 pub mod metering;
 pub mod namespace;
@@ -18,6 +20,7 @@ pub(crate) mod pod_control;
 pub mod pods;
 pub mod replicaset;
 pub mod services;
+pub mod statefulset;
 pub mod volumes;
 
 use std::sync::Arc;
@@ -149,6 +152,8 @@ pub async fn run_all_with_clock(client: Client, clock: Arc<dyn Clock>) {
     tokio::join!(
         job::run(client.clone(), clock.clone()),
         cronjob::run(client.clone(), clock.clone()),
+        statefulset::run(client.clone(), clock.clone()),
+        daemonset::run(client.clone(), clock.clone()),
         namespace::run(client.clone()),
         gc::run(client.clone()),
         replicaset::run(client.clone(), clock.clone()),

@@ -1,7 +1,10 @@
 //! Cluster DNS, as CoreDNS's kubernetes plugin answers it: `<service>.<namespace>.svc.<domain>`
 //! is the service's cluster IP (a headless service's ready endpoints), an ExternalName service
-//! is a CNAME, `<a-b-c-d>.<namespace>.pod.<domain>` is that address, and every other name in
-//! the domain does not exist. Names outside the domain go to the machine's own resolvers. It
+//! is a CNAME, `<a-b-c-d>.<namespace>.pod.<domain>` is that address; a headless service's
+//! endpoints have names of their own, `<hostname>.<service>.<namespace>.svc.<domain>` (a
+//! StatefulSet's `web-0.web...`) or the dashed address; `_<port>._<proto>.<service>...` is an
+//! SRV record per named port (per endpoint when headless); every other name in the domain
+//! does not exist. Names outside the domain go to the machine's own resolvers. It
 //! listens on the pod bridge's address, which is every pod's nameserver (ClusterFirst).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -9,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, CNAME};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, SRV};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -41,6 +44,8 @@ pub(crate) struct Resolver {
 enum Lookup {
     Addresses(Vec<IpAddr>),
     Alias(String),
+    /// SRV records: port and target name, with the target's address when it is known.
+    Services(Vec<(u16, String, Option<IpAddr>)>),
     NoSuchName,
     /// Not in the cluster domain: the upstream resolvers answer it.
     Outside,
@@ -157,6 +162,21 @@ impl Resolver {
                     reply.add_answer(Record::from_rdata(name, TTL, RData::CNAME(CNAME(target))));
                 }
             }
+            Lookup::Services(targets) => {
+                let weight = u16::try_from(100 / targets.len().max(1)).unwrap_or(100);
+                for (port, target, address) in targets {
+                    let Ok(target) = Name::from_ascii(format!("{target}.")) else {
+                        continue;
+                    };
+                    if matches!(question.query_type, RecordType::SRV | RecordType::ANY) {
+                        let srv = SRV::new(0, weight, port, target.clone());
+                        reply.add_answer(Record::from_rdata(name.clone(), TTL, RData::SRV(srv)));
+                        if let Some(IpAddr::V4(v4)) = address {
+                            reply.add_additional(Record::from_rdata(target, TTL, RData::A(A(v4))));
+                        }
+                    }
+                }
+            }
             Lookup::NoSuchName => reply.metadata.response_code = ResponseCode::NXDomain,
             Lookup::Outside => unreachable!("handled above"),
         }
@@ -175,6 +195,13 @@ impl Resolver {
         let labels: Vec<&str> = inside.split('.').collect();
         match labels.as_slice() {
             [service, namespace, "svc"] => self.service(namespace, service),
+            [endpoint, service, namespace, "svc"] => self.endpoint(namespace, service, endpoint),
+            [port, proto, service, namespace, "svc"] => {
+                match (port.strip_prefix('_'), proto.strip_prefix('_')) {
+                    (Some(port), Some(proto)) => self.srv(namespace, service, port, proto),
+                    _ => Lookup::NoSuchName,
+                }
+            }
             [address, _namespace, "pod"] => match address.replace('-', ".").parse::<Ipv4Addr>() {
                 Ok(ip) => Lookup::Addresses(vec![IpAddr::V4(ip)]),
                 Err(_) => Lookup::NoSuchName,
@@ -202,6 +229,143 @@ impl Resolver {
         }
         let endpoints = ready_endpoints(&self.slices, &format!("{namespace}/{name}"), None);
         Lookup::Addresses(endpoints.into_iter().map(|e| e.ip()).collect())
+    }
+}
+
+/// One address of a service's endpoint slices.
+struct Endpoint {
+    ip: IpAddr,
+    hostname: Option<String>,
+}
+
+impl Resolver {
+    /// The ready endpoints of a service (all of them under `publishNotReadyAddresses`, which
+    /// marks them ready), with the ports of their slices as (name, protocol, port).
+    fn endpoints(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> (Vec<Endpoint>, Vec<(String, String, u16)>) {
+        let mut endpoints = Vec::new();
+        let mut ports = Vec::new();
+        for slice in self.slices.state().iter().filter(|s| {
+            s.metadata.namespace.as_deref() == Some(namespace)
+                && s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("kubernetes.io/service-name"))
+                    .map(String::as_str)
+                    == Some(service)
+        }) {
+            for p in slice.ports.iter().flatten() {
+                let entry = (
+                    p.name.clone().unwrap_or_default(),
+                    p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    p.port.and_then(|n| u16::try_from(n).ok()).unwrap_or(0),
+                );
+                if !ports.contains(&entry) {
+                    ports.push(entry);
+                }
+            }
+            for e in &slice.endpoints {
+                if e.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
+                    continue;
+                }
+                for address in &e.addresses {
+                    if let Ok(ip) = address.parse() {
+                        endpoints.push(Endpoint {
+                            ip,
+                            hostname: e.hostname.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        (endpoints, ports)
+    }
+
+    fn headless(&self, namespace: &str, service: &str) -> Option<Arc<Service>> {
+        let found = self
+            .services
+            .get(&ObjectRef::<Service>::new(service).within(namespace))?;
+        cluster_ip(&found).is_none().then_some(found)
+    }
+
+    /// `<hostname or a-b-c-d>.<service>.<namespace>.svc`: one endpoint of a headless service.
+    fn endpoint(&self, namespace: &str, service: &str, label: &str) -> Lookup {
+        if self.headless(namespace, service).is_none() {
+            return Lookup::NoSuchName;
+        }
+        let (endpoints, _) = self.endpoints(namespace, service);
+        let found: Vec<IpAddr> = endpoints
+            .iter()
+            .filter(|e| {
+                e.hostname.as_deref() == Some(label)
+                    || e.ip.to_string().replace(['.', ':'], "-") == label
+            })
+            .map(|e| e.ip)
+            .collect();
+        if found.is_empty() {
+            Lookup::NoSuchName
+        } else {
+            Lookup::Addresses(found)
+        }
+    }
+
+    /// `_<port>._<proto>.<service>.<namespace>.svc`: the service itself on a named port, or
+    /// each endpoint of a headless service.
+    fn srv(&self, namespace: &str, service: &str, port: &str, proto: &str) -> Lookup {
+        let Some(found) = self
+            .services
+            .get(&ObjectRef::<Service>::new(service).within(namespace))
+        else {
+            return Lookup::NoSuchName;
+        };
+        let fqdn = format!("{service}.{namespace}.svc.{}", self.domain);
+        if let Some(ip) = cluster_ip(&found) {
+            let spec = found.spec.clone().unwrap_or_default();
+            let matching: Vec<(u16, String, Option<IpAddr>)> = spec
+                .ports
+                .iter()
+                .flatten()
+                .filter(|p| {
+                    p.name.as_deref() == Some(port)
+                        && p.protocol
+                            .as_deref()
+                            .unwrap_or("TCP")
+                            .eq_ignore_ascii_case(proto)
+                })
+                .filter_map(|p| u16::try_from(p.port).ok())
+                .map(|n| (n, fqdn.clone(), Some(IpAddr::V4(ip))))
+                .collect();
+            return if matching.is_empty() {
+                Lookup::NoSuchName
+            } else {
+                Lookup::Services(matching)
+            };
+        }
+        let (endpoints, ports) = self.endpoints(namespace, service);
+        let Some(&(_, _, number)) = ports
+            .iter()
+            .find(|(name, p, _)| name == port && p.eq_ignore_ascii_case(proto))
+        else {
+            return Lookup::NoSuchName;
+        };
+        let targets: Vec<_> = endpoints
+            .iter()
+            .map(|e| {
+                let label = e
+                    .hostname
+                    .clone()
+                    .unwrap_or_else(|| e.ip.to_string().replace(['.', ':'], "-"));
+                (number, format!("{label}.{fqdn}"), Some(e.ip))
+            })
+            .collect();
+        if targets.is_empty() {
+            Lookup::NoSuchName
+        } else {
+            Lookup::Services(targets)
+        }
     }
 }
 
@@ -386,6 +550,66 @@ mod tests {
             pod.answers[0].data,
             RData::A(A(Ipv4Addr::new(10, 42, 0, 7)))
         );
+    }
+
+    #[test]
+    fn headless_endpoints_have_names_and_named_ports_have_srv_records() {
+        let mut r = resolver(vec![service(
+            "mysql",
+            ServiceSpec {
+                cluster_ip: Some("None".into()),
+                ..Default::default()
+            },
+        )]);
+        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "mysql-abc", "namespace": "tb-demo",
+                "labels": {"kubernetes.io/service-name": "mysql"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "mysql", "protocol": "TCP", "port": 3306}],
+            "endpoints": [
+                {"addresses": ["10.42.0.7"], "hostname": "mysql-0", "conditions": {"ready": true}},
+                {"addresses": ["10.42.0.8"], "hostname": "mysql-1", "conditions": {"ready": false}},
+            ],
+        }))
+        .unwrap();
+        let mut writer = Writer::<EndpointSlice>::default();
+        writer.apply_watcher_event(&Event::Apply(slice));
+        r.slices = writer.as_reader();
+        let pod = reply(
+            &r,
+            "mysql-0.mysql.tb-demo.svc.cluster.local.",
+            RecordType::A,
+        );
+        assert_eq!(
+            pod.answers[0].data,
+            RData::A(A(Ipv4Addr::new(10, 42, 0, 7)))
+        );
+        let dashed = reply(
+            &r,
+            "10-42-0-7.mysql.tb-demo.svc.cluster.local.",
+            RecordType::A,
+        );
+        assert_eq!(dashed.answers.len(), 1);
+        let not_ready = reply(
+            &r,
+            "mysql-1.mysql.tb-demo.svc.cluster.local.",
+            RecordType::A,
+        );
+        assert_eq!(not_ready.metadata.response_code, ResponseCode::NXDomain);
+        let srv = reply(
+            &r,
+            "_mysql._tcp.mysql.tb-demo.svc.cluster.local.",
+            RecordType::SRV,
+        );
+        let RData::SRV(record) = &srv.answers[0].data else {
+            panic!("not an SRV record: {srv:?}");
+        };
+        assert_eq!(record.port, 3306);
+        assert_eq!(
+            record.target,
+            Name::from_ascii("mysql-0.mysql.tb-demo.svc.cluster.local.").unwrap()
+        );
+        assert_eq!(srv.additionals.len(), 1);
     }
 
     #[test]
