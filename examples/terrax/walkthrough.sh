@@ -17,20 +17,9 @@ cluster=terrax-fargate
 keg_home=${KEG_HOME:-$HOME/.keg}
 cluster_dir=$keg_home/clusters/$cluster
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
-fail() { echo "walkthrough: FAILED: $*" >&2; exit 1; }
-k() { "$KUBECTL" "$@"; }
-
-# Polls `$2...` until it succeeds, for at most $1 seconds.
-wait_for() {
-  local seconds=$1; shift
-  local deadline=$((SECONDS + seconds))
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $deadline ] || fail "timed out after ${seconds}s waiting for: $*"
-    sleep 1
-  done
-}
+script=walkthrough
+# shellcheck source=examples/terrax/lib.sh
+. "$here/lib.sh"
 
 # Only after a failure: the last step tears down and checks on its own.
 cleanup() {
@@ -130,21 +119,9 @@ run "$KEG" cost --cluster "$cluster"
 [ "${KEEP:-}" = 1 ] && { step "Done: the cluster keeps running (KEEP=1)"; exit 0; }
 
 step "Delete the application and the cluster; nothing is left behind"
-network=$cluster_dir/data/node/network.json
-bridge=$(sed -n 's/.*"bridge": "\(.*\)".*/\1/p' "$network")
-cgroup=$(sed -n 's/.*"cgroup_root": "\(.*\)".*/\1/p' "$network")
-pid=$(cat "$cluster_dir/keg.pid")
 run k delete -f "$here/service/service.yml"
 run k delete -f "$here/database/database.yml"
 wait_for 120 sh -c "[ -z \"\$($KUBECTL get pods -n $ns -o name)\" ]"
-run "$KEG" delete cluster -f "$here/eks-terrax-fargate.yaml"
-torn_down=1
-# A zombie (no parent reaps the daemon here) has stopped: only a live process counts.
-! { [ -e "/proc/$pid" ] && ! grep -q ') Z ' "/proc/$pid/stat"; } || fail "the control plane (pid $pid) still runs"
-! ip link show "$bridge" >/dev/null 2>&1 || fail "the pod bridge $bridge is still there"
-[ ! -e "/sys/fs/cgroup$cgroup" ] || fail "the cgroup $cgroup is still there"
-! grep -q "$cluster_dir" /proc/self/mountinfo || fail "mounts under $cluster_dir are still there"
-[ ! -e "$cluster_dir" ] || fail "$cluster_dir is still there"
-echo "no process, bridge ($bridge), cgroup ($cgroup), mount or state of $cluster is left"
+delete_cluster_and_check
 
 step "Done"

@@ -77,6 +77,15 @@ fn go_value(value: &Value) -> String {
     match value {
         Value::String(s) => format!("{s:?}"),
         Value::Null => "null".to_string(),
+        // Labels and other string maps, as Go prints a map[string]string (keys sorted).
+        Value::Object(map) if map.values().all(Value::is_string) => {
+            let mut pairs: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or_default()))
+                .collect();
+            pairs.sort();
+            format!("map[string]string{{{}}}", pairs.join(", "))
+        }
         other => other.to_string(),
     }
 }

@@ -60,8 +60,8 @@ async fn then_ready(cluster: &Cluster, ns: &str, want: &[&str], ready: &str) {
 }
 
 #[tokio::test]
-async fn stateful_pods_start_in_order_keep_their_claims_and_update_in_reverse(
-) -> anyhow::Result<()> {
+async fn stateful_pods_start_in_order_keep_their_claims_and_update_in_reverse() -> anyhow::Result<()>
+{
     let cluster = Cluster::start().await?;
     cluster.namespace("sts").await?;
     let sets: Api<StatefulSet> = cluster.api("sts");
@@ -117,7 +117,10 @@ async fn stateful_pods_start_in_order_keep_their_claims_and_update_in_reverse(
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert_eq!(revision_of(&pods.get("web-1").await?), old_revision);
     assert_eq!(revision_of(&pods.get("web-0").await?), old_revision);
-    assert_eq!(updated.current_revision.as_deref(), Some(old_revision.as_str()));
+    assert_eq!(
+        updated.current_revision.as_deref(),
+        Some(old_revision.as_str())
+    );
 
     // Partition 0: web-1, then web-0, each once the one above is ready again.
     let patch = json!({"spec": {"updateStrategy": {"rollingUpdate": {"partition": 0}}}});
@@ -125,8 +128,10 @@ async fn stateful_pods_start_in_order_keep_their_claims_and_update_in_reverse(
         .await?;
     eventually("web-1 replaced", || async {
         let p = pods.get_opt("web-1").await?;
-        Ok(p.filter(|p| revision_of(p) != old_revision && p.metadata.deletion_timestamp.is_none())
-            .map(|_| ()))
+        Ok(
+            p.filter(|p| revision_of(p) != old_revision && p.metadata.deletion_timestamp.is_none())
+                .map(|_| ()),
+        )
     })
     .await;
     assert_eq!(
@@ -137,15 +142,16 @@ async fn stateful_pods_start_in_order_keep_their_claims_and_update_in_reverse(
     set_pod_status(&pods, "web-1", true).await?;
     eventually("web-0 replaced", || async {
         let p = pods.get_opt("web-0").await?;
-        Ok(p.filter(|p| revision_of(p) != old_revision && p.metadata.deletion_timestamp.is_none())
-            .map(|_| ()))
+        Ok(
+            p.filter(|p| revision_of(p) != old_revision && p.metadata.deletion_timestamp.is_none())
+                .map(|_| ()),
+        )
     })
     .await;
     set_pod_status(&pods, "web-0", true).await?;
     let done = eventually("the update complete", || async {
         let s = sets.get("web").await?.status.unwrap_or_default();
-        Ok((s.current_revision == s.update_revision && s.updated_replicas == Some(3))
-            .then_some(s))
+        Ok((s.current_revision == s.update_revision && s.updated_replicas == Some(3)).then_some(s))
     })
     .await;
     assert_eq!(done.current_replicas, Some(3));
@@ -203,13 +209,25 @@ fn node(name: &str, fargate: bool) -> anyhow::Result<Node> {
 }
 
 fn pinned_node(pod: &Pod) -> Option<String> {
-    let affinity = pod.spec.as_ref()?.affinity.as_ref()?.node_affinity.as_ref()?;
+    let affinity = pod
+        .spec
+        .as_ref()?
+        .affinity
+        .as_ref()?
+        .node_affinity
+        .as_ref()?;
     let term = affinity
         .required_during_scheduling_ignored_during_execution
         .as_ref()?
         .node_selector_terms
         .first()?;
-    term.match_fields.as_ref()?.first()?.values.as_ref()?.first().cloned()
+    term.match_fields
+        .as_ref()?
+        .first()?
+        .values
+        .as_ref()?
+        .first()
+        .cloned()
 }
 
 #[tokio::test]
@@ -218,7 +236,9 @@ async fn daemon_pods_go_to_each_node_group_node_and_never_to_fargate() -> anyhow
     cluster.namespace("ds").await?;
     let nodes: Api<Node> = Api::all(cluster.client.clone());
     for (name, fargate) in [("ng-1", false), ("ng-2", false), ("fargate-ip-1", true)] {
-        nodes.create(&PostParams::default(), &node(name, fargate)?).await?;
+        nodes
+            .create(&PostParams::default(), &node(name, fargate)?)
+            .await?;
     }
     let sets: Api<DaemonSet> = cluster.api("ds");
     let ds: DaemonSet = serde_json::from_value(json!({
@@ -253,11 +273,16 @@ async fn daemon_pods_go_to_each_node_group_node_and_never_to_fargate() -> anyhow
         Ok((s.current_number_scheduled == 2).then_some(s))
     })
     .await;
-    assert_eq!(status.desired_number_scheduled, 2, "Fargate nodes are not counted");
+    assert_eq!(
+        status.desired_number_scheduled, 2,
+        "Fargate nodes are not counted"
+    );
     assert_eq!(status.number_misscheduled, 0);
 
     // A node added later gets its pod; a node that goes loses it.
-    nodes.create(&PostParams::default(), &node("ng-3", false)?).await?;
+    nodes
+        .create(&PostParams::default(), &node("ng-3", false)?)
+        .await?;
     pinned(vec!["ng-1", "ng-2", "ng-3"]).await;
     nodes.delete("ng-1", &DeleteParams::default()).await?;
     pinned(vec!["ng-2", "ng-3"]).await;

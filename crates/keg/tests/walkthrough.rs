@@ -3,8 +3,10 @@
 //! seed's cluster with this build's keg, deploys the database and the API, uses the API
 //! through the load balancer (curl and Swagger UI in headless Chromium), checks persistence,
 //! scales 2 -> 4 -> 1 with Fargate nodes following, shows the cost, deletes everything and
-//! checks that nothing is left. The script checks each outcome; this test runs it in a
-//! fresh KEG_HOME and kubeconfig and keeps its output and screenshot under `artifacts/`.
+//! checks that nothing is left. Then `examples/terrax/workloads.sh` makes the cluster again
+//! for the other workload kinds: the database as a StatefulSet, a Job on Fargate, a DaemonSet
+//! on the node group. The scripts check each outcome; this test runs them in a fresh
+//! KEG_HOME and kubeconfig and keeps their output and screenshot under `artifacts/`.
 
 mod common;
 
@@ -79,4 +81,15 @@ fn the_seed_walkthrough_runs_end_to_end() {
         assert!(output.contains(outcome), "missing {outcome:?}");
     }
     assert!(artifacts.join("swagger-ui.png").exists());
+
+    // The same images, a new cluster: the other workload kinds on the seed's cluster.
+    let output = run_script("examples/terrax/workloads.sh", &env, &[]);
+    for outcome in [
+        "the row survived: the new mysql-0 mounted data-mysql-0 again",
+        "which went when the Job completed",
+        "the new node-group node got its DaemonSet pod; Fargate nodes got none",
+        "mount or state of terrax-fargate is left",
+    ] {
+        assert!(output.contains(outcome), "missing {outcome:?}");
+    }
 }
