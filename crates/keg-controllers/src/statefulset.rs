@@ -340,8 +340,8 @@ async fn create_claims(set: &StatefulSet, ordinal: i32, ctx: &Context) -> Result
     Ok(())
 }
 
-/// Under `whenScaled: Delete`, a scaled-down pod's claims are owned by the pod, so they go
-/// with it.
+/// Under `whenScaled: Delete`, a scaled-down pod's claims are owned by the pod (and no longer
+/// by the set), so they go with it.
 async fn hand_claims_to_pod(
     set: &StatefulSet,
     ordinal: i32,
@@ -355,14 +355,22 @@ async fn hand_claims_to_pod(
         let Some(claim) = claims.get_opt(&name).await? else {
             continue;
         };
-        let mut refs = claim.owner_references().to_vec();
-        if refs
+        // The pod alone: an owner reference to the set would keep the claim while it lives.
+        let set_uid = set.metadata.uid.clone().unwrap_or_default();
+        let pod_uid = pod.metadata.uid.clone().unwrap_or_default();
+        let mut refs: Vec<_> = claim
+            .owner_references()
             .iter()
-            .any(|r| Some(&r.uid) == pod.metadata.uid.as_ref())
-        {
+            .filter(|r| r.uid != set_uid)
+            .cloned()
+            .collect();
+        let has_pod = refs.iter().any(|r| r.uid == pod_uid);
+        if has_pod && refs.len() == claim.owner_references().len() {
             continue;
         }
-        refs.push(identity::pod_owner(pod));
+        if !has_pod {
+            refs.push(identity::pod_owner(pod));
+        }
         crate::gone_is_fine(owners::set_owner_references(&claims, &claim, refs).await)?;
     }
     Ok(())

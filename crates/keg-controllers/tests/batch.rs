@@ -319,3 +319,71 @@ fn clock_minute(clock: &ManualClock) -> i64 {
     use keg_controllers::Clock;
     clock.now().as_second() / 60
 }
+
+#[tokio::test]
+async fn suspended_jobs_wait_deadlines_fail_and_deleted_jobs_let_their_pods_go()
+-> anyhow::Result<()> {
+    let clock = ManualClock::new(Timestamp::now());
+    let mut cluster = Cluster::start_with_clock(clock.clone()).await?;
+    cluster.namespace("life").await?;
+    cluster.batch_kubelet("life");
+    let jobs: Api<Job> = cluster.api("life");
+    // Suspended: no pod, a Suspended condition; resumed: it runs.
+    jobs.create(
+        &PostParams::default(),
+        &job(
+            "later",
+            "sleep 3600",
+            json!({"suspend": true, "activeDeadlineSeconds": 60}),
+        )?,
+    )
+    .await?;
+    let suspended = finished(&jobs, "later", "Suspended").await;
+    assert_eq!(
+        condition(&suspended, "Suspended"),
+        Some(("JobSuspended".into(), "Job suspended".into()))
+    );
+    assert!(job_pods(&cluster, "life", "later").await?.is_empty());
+    let resume = json!({"spec": {"suspend": false}});
+    jobs.patch(
+        "later",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&resume),
+    )
+    .await?;
+    eventually("a running pod", || async {
+        let pods = job_pods(&cluster, "life", "later").await?;
+        Ok((pods.len() == 1).then_some(()))
+    })
+    .await;
+    // activeDeadlineSeconds on the controller's clock.
+    clock.advance(SignedDuration::from_secs(61));
+    let failed = finished(&jobs, "later", "Failed").await;
+    assert_eq!(
+        condition(&failed, "Failed"),
+        Some((
+            "DeadlineExceeded".into(),
+            "Job was active longer than specified deadline".into()
+        ))
+    );
+    // A deleted Job's pods lose the tracking finalizer and go with it.
+    jobs.create(
+        &PostParams::default(),
+        &job("gone", "sleep 3600", json!({}))?,
+    )
+    .await?;
+    eventually("the pod of the job to delete", || async {
+        Ok((job_pods(&cluster, "life", "gone").await?.len() == 1).then_some(()))
+    })
+    .await;
+    jobs.delete("gone", &kube::api::DeleteParams::background())
+        .await?;
+    eventually("the deleted job's pod gone", || async {
+        Ok(job_pods(&cluster, "life", "gone")
+            .await?
+            .is_empty()
+            .then_some(()))
+    })
+    .await;
+    Ok(())
+}

@@ -288,3 +288,57 @@ async fn daemon_pods_go_to_each_node_group_node_and_never_to_fargate() -> anyhow
     pinned(vec!["ng-2", "ng-3"]).await;
     Ok(())
 }
+
+#[tokio::test]
+async fn parallel_sets_start_together_from_their_first_ordinal_and_claims_follow_the_policy()
+-> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    cluster.namespace("par").await?;
+    let sets: Api<StatefulSet> = cluster.api("par");
+    let mut set = stateful_set("db", 3)?;
+    let spec = set.spec.as_mut().unwrap();
+    spec.pod_management_policy = Some("Parallel".into());
+    spec.ordinals = Some(serde_json::from_value(json!({"start": 5}))?);
+    spec.persistent_volume_claim_retention_policy = Some(serde_json::from_value(
+        json!({"whenDeleted": "Delete", "whenScaled": "Delete"}),
+    )?);
+    sets.create(&PostParams::default(), &set).await?;
+    // Parallel: all three at once, none of them ready.
+    eventually("db-5, db-6 and db-7 together", || async {
+        Ok((names(&cluster, "par").await? == ["db-5", "db-6", "db-7"]).then_some(()))
+    })
+    .await;
+    let claims: Api<PersistentVolumeClaim> = cluster.api("par");
+    let claim_names = || async {
+        let mut names: Vec<String> = claims
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .map(ResourceExt::name_any)
+            .collect();
+        names.sort();
+        anyhow::Ok(names)
+    };
+    eventually("three claims", || async {
+        Ok((claim_names().await? == ["data-db-5", "data-db-6", "data-db-7"]).then_some(()))
+    })
+    .await;
+    // whenScaled: Delete: the claim of a scaled-away ordinal goes with its pod.
+    let patch = json!({"spec": {"replicas": 2}});
+    sets.patch("db", &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    eventually("db-7 and its claim gone", || async {
+        let pods_gone = names(&cluster, "par").await? == ["db-5", "db-6"];
+        Ok((pods_gone && claim_names().await? == ["data-db-5", "data-db-6"]).then_some(()))
+    })
+    .await;
+    // whenDeleted: Delete: the claims go with the set.
+    sets.delete("db", &DeleteParams::default()).await?;
+    eventually("every claim gone with the set", || async {
+        Ok(claim_names().await?.is_empty().then_some(()))
+    })
+    .await;
+    Ok(())
+}
