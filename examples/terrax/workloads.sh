@@ -3,8 +3,8 @@
 # them, each outcome checked: the database as a StatefulSet (database/statefulset.yml) whose
 # row survives a new mysql-0 and whose name resolves from a Fargate pod; that lookup run as a
 # Job, which gets a Fargate node of its own that goes when the Job completes; a DaemonSet on
-# every node-group node and no Fargate node, following `keg scale nodegroup`. Ends by
-# deleting what it made.
+# every node-group node and no Fargate node, following `keg scale nodegroup`, and refused by
+# Fargate in a profile's namespace as on EKS. Ends by deleting what it made.
 #
 # Usage: examples/terrax/workloads.sh      (as root; images built by build-images.sh)
 # Environment: KEG (the keg binary, default `keg`), KUBECTL (default `kubectl`).
@@ -58,6 +58,8 @@ echo "the row survived: the new mysql-0 mounted data-mysql-0 again"
 
 step "A Job on Fargate resolves mysql-0.mysql.$ns.svc.cluster.local"
 db_ip=$(k get pod mysql-0 -n "$ns" -o jsonpath='{.status.podIP}')
+# The name answers once the headless service's endpoints list the new pod.
+wait_for 60 sh -c "$KUBECTL get endpoints mysql -n $ns -o jsonpath='{.subsets[0].addresses[0].hostname} {.subsets[0].addresses[0].ip}' | grep -qx 'mysql-0 $db_ip'"
 k apply -f - <<YAML
 apiVersion: batch/v1
 kind: Job
@@ -76,24 +78,29 @@ spec:
         - name: lookup
           image: terrax/beer-api:1.0
           imagePullPolicy: IfNotPresent
-          command: ["/bin/busybox", "nslookup", "mysql-0.mysql.$ns.svc.cluster.local"]
+          # The answer is kept as the termination message: the pod's Fargate node, and the
+          # logs on it, go when the pod ends.
+          command: ["/bin/busybox", "sh", "-c", "out=\$(/bin/busybox nslookup mysql-0.mysql.$ns.svc.cluster.local) && echo \"\$out\" > /dev/termination-log"]
 YAML
 run k wait --for=condition=complete job/dns-check -n "$ns" --timeout=300s
 run k get jobs -n "$ns"
-run k logs job/dns-check -n "$ns"
-k logs job/dns-check -n "$ns" | grep -q "$db_ip" || fail "the lookup did not answer mysql-0's address $db_ip"
-job_node=$(k get pods -n "$ns" -l batch.kubernetes.io/job-name=dns-check -o jsonpath='{.items[0].spec.nodeName}')
+succeeded() { k get pods -n "$ns" -l batch.kubernetes.io/job-name=dns-check -o jsonpath="{.items[?(@.status.phase==\"Succeeded\")]$1}"; }
+answer=$(succeeded .status.containerStatuses[0].state.terminated.message)
+echo "$answer"
+echo "$answer" | grep -q "$db_ip" || fail "the lookup did not answer mysql-0's address $db_ip"
+job_node=$(succeeded .spec.nodeName)
 case $job_node in fargate-ip-*) ;; *) fail "the Job's pod ran on $job_node, not on a Fargate node" ;; esac
 wait_for 120 sh -c "! $KUBECTL get node $job_node"
 echo "the Job's pod ran on Fargate node $job_node, which went when the Job completed"
 
 step "A DaemonSet runs on every node-group node and on no Fargate node"
-k apply -f - <<YAML
+daemon_set() { # namespace
+  k apply -f - <<YAML
 apiVersion: apps/v1
 kind: DaemonSet
 metadata:
   name: node-agent
-  namespace: kube-system
+  namespace: $1
 spec:
   selector:
     matchLabels:
@@ -110,21 +117,31 @@ spec:
           imagePullPolicy: IfNotPresent
           command: ["/bin/busybox", "sleep", "3600"]
 YAML
-run k rollout status daemonset/node-agent -n kube-system --timeout=180s
-run k get daemonset node-agent -n kube-system
-ds_nodes() { k get pods -n kube-system -l app=node-agent -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u; }
+}
+# In tb-demo, app=node-agent is selected by no profile: the pods go to the node group.
+daemon_set "$ns"
+run k rollout status daemonset/node-agent -n "$ns" --timeout=180s
+run k get daemonset node-agent -n "$ns"
+ds_nodes() { k get pods -n "$ns" -l app=node-agent -o jsonpath='{range .items[*]}{.spec.nodeName}{"\n"}{end}' | sort -u; }
 group_nodes() { k get nodes -l alpha.eksctl.io/nodegroup-name=node-group -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | sort -u; }
 [ "$(ds_nodes)" = "$(group_nodes)" ] || fail "the DaemonSet runs on [$(ds_nodes)], the node group has [$(group_nodes)]"
 ! ds_nodes | grep -q '^fargate-ip-' || fail "a DaemonSet pod runs on a Fargate node"
-run "$KEG" scale nodegroup --cluster "$cluster" --name node-group --nodes 2
+run "$KEG" scale nodegroup --cluster "$cluster" --name node-group --nodes 2 --nodes-max 2
 wait_for 180 sh -c "[ \"\$($KUBECTL get nodes -l alpha.eksctl.io/nodegroup-name=node-group -o name | grep -c .)\" = 2 ]"
-wait_for 180 sh -c "[ \"\$($KUBECTL get daemonset node-agent -n kube-system -o jsonpath='{.status.numberReady}')\" = 2 ]"
+wait_for 180 sh -c "[ \"\$($KUBECTL get daemonset node-agent -n $ns -o jsonpath='{.status.numberReady}')\" = 2 ]"
 [ "$(ds_nodes)" = "$(group_nodes)" ] || fail "after scaling, the DaemonSet runs on [$(ds_nodes)], the node group has [$(group_nodes)]"
-run k get pods -n kube-system -l app=node-agent -o wide
+run k get pods -n "$ns" -l app=node-agent -o wide
 echo "the new node-group node got its DaemonSet pod; Fargate nodes got none"
+# In kube-system, which fp-default selects, Fargate refuses the pods as EKS does.
+daemon_set kube-system
+refused() { k get events -n kube-system --field-selector reason=FailedScheduling -o jsonpath='{.items[*].message}' | grep -q 'Pod not supported on Fargate: DaemonSet not supported'; }
+wait_for 60 refused
+run k get daemonset node-agent -n kube-system
+echo "in a Fargate profile's namespace the DaemonSet's pods are refused: Pod not supported on Fargate: DaemonSet not supported"
 
 step "Delete everything; nothing is left behind"
 run k delete daemonset node-agent -n kube-system
+run k delete daemonset node-agent -n "$ns"
 run k delete job dns-check -n "$ns"
 run k delete -f "$here/database/statefulset.yml"
 wait_for 120 sh -c "[ -z \"\$($KUBECTL get pods -n $ns -o name)\" ]"

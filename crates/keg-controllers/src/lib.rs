@@ -1,5 +1,6 @@
-//! Controllers (namespaces, garbage collection, deployments, replica sets, endpoints,
-//! volumes, service networking). Each is a kube-rs controller: a client of the API only.
+//! Controllers (namespaces, garbage collection, deployments, replica sets, stateful sets,
+//! daemon sets, jobs, cron jobs, endpoints, volumes, service networking). Each is a kube-rs
+//! controller: a client of the API only.
 
 pub mod cache;
 pub mod clusterrole_aggregation;

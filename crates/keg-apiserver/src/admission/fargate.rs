@@ -31,16 +31,6 @@ impl AdmissionPlugin for Fargate {
         {
             return Ok(());
         }
-        // A DaemonSet's pod is pinned to its node-group node by the DaemonSet controller;
-        // Fargate never runs DaemonSets.
-        let daemon = attrs.object["metadata"]["ownerReferences"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|r| r["kind"] == "DaemonSet" && r["controller"] == true);
-        if daemon {
-            return Ok(());
-        }
         let scheduler = attrs.object["spec"]["schedulerName"]
             .as_str()
             .unwrap_or_default();
