@@ -387,3 +387,83 @@ async fn suspended_jobs_wait_deadlines_fail_and_deleted_jobs_let_their_pods_go()
     .await;
     Ok(())
 }
+
+#[tokio::test]
+async fn cron_jobs_read_their_schedule_in_their_time_zone() -> anyhow::Result<()> {
+    // 09:00 in Tokyo is 00:00 UTC: put the clock just past the next UTC midnight.
+    let now = Timestamp::now();
+    let midnight = (now.as_second() / 86_400 + 1) * 86_400;
+    let clock = ManualClock::new(Timestamp::from_second(midnight + 30)?);
+    let mut cluster = Cluster::start_with_clock(clock.clone()).await?;
+    cluster.namespace("zone").await?;
+    cluster.batch_kubelet("zone");
+    let cronjobs: Api<CronJob> = cluster.api("zone");
+    let tokyo = cronjobs
+        .create(
+            &PostParams::default(),
+            &cron_job(
+                "tokyo",
+                "true",
+                json!({"schedule": "0 9 * * *", "timeZone": "Asia/Tokyo"}),
+            )?,
+        )
+        .await?;
+    let jobs = eventually("the 09:00 Tokyo job", || async {
+        let jobs = owned_jobs(&cluster, "zone", &tokyo).await?;
+        Ok((!jobs.is_empty()).then_some(jobs))
+    })
+    .await;
+    assert_eq!(jobs.len(), 1, "only the most recent time runs");
+    assert_eq!(jobs[0].name_any(), format!("tokyo-{}", midnight / 60));
+    assert_eq!(
+        jobs[0].annotations()["batch.kubernetes.io/cronjob-scheduled-timestamp"],
+        Timestamp::from_second(midnight)?.to_string()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cron_jobs_replace_a_running_job_when_told() -> anyhow::Result<()> {
+    let clock = ManualClock::new(Timestamp::now());
+    let mut cluster = Cluster::start_with_clock(clock.clone()).await?;
+    cluster.namespace("zone").await?;
+    cluster.batch_kubelet("zone");
+    let cronjobs: Api<CronJob> = cluster.api("zone");
+    let replace = cronjobs
+        .create(
+            &PostParams::default(),
+            &cron_job(
+                "swap",
+                "sleep 3600",
+                json!({"concurrencyPolicy": "Replace"}),
+            )?,
+        )
+        .await?;
+    clock.advance(SignedDuration::from_secs(60));
+    let first = eventually("the first job", || async {
+        let jobs = owned_jobs(&cluster, "zone", &replace).await?;
+        Ok((jobs.len() == 1).then(|| jobs[0].name_any()))
+    })
+    .await;
+    clock.advance(SignedDuration::from_secs(60));
+    eventually("the first job replaced by the second", || async {
+        let jobs = owned_jobs(&cluster, "zone", &replace).await?;
+        let names: Vec<String> = jobs
+            .iter()
+            .filter(|j| j.metadata.deletion_timestamp.is_none())
+            .map(ResourceExt::name_any)
+            .collect();
+        Ok((names.len() == 1 && names[0] != first).then_some(()))
+    })
+    .await;
+    event_seen(
+        &cluster.client,
+        "zone",
+        "CronJob",
+        "swap",
+        "SuccessfulDelete",
+        &format!("Deleted job {first}"),
+    )
+    .await;
+    Ok(())
+}
