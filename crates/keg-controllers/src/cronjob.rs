@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use k8s_openapi::api::batch::v1::{CronJob, CronJobStatus, Job, JobSpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
@@ -200,7 +200,7 @@ fn most_recent(
 /// Starts the Job of scheduled time `due`, as the deadline and concurrency policy allow.
 async fn start_job(
     cj: &CronJob,
-    spec: &k8s_openapi::api::batch::v1::CronJobSpec,
+    spec: &CronJobSpec,
     due: Timestamp,
     status: &mut CronJobStatus,
     jobs: &mut Vec<Job>,
@@ -265,7 +265,7 @@ async fn start_job(
             owner_references: Some(vec![owners::controller_ref(cj)]),
             ..Default::default()
         },
-        spec: Some(template.spec.unwrap_or_else(JobSpec::default)),
+        spec: Some(template.spec.unwrap_or_default()),
         status: None,
     };
     let jobs_api: Api<Job> =

@@ -95,7 +95,7 @@ impl ManualClock {
     /// Moves the time on.
     pub fn advance(&self, by: jiff::SignedDuration) {
         let mut now = self.0.lock().expect("clock lock");
-        *now = *now + by;
+        *now += by;
     }
 }
 

@@ -292,6 +292,34 @@ fn a_daemon_set_runs_on_every_node_group_node() {
         live.iter()
             .all(|p| p["spec"]["containers"][0]["env"][0]["value"] == "2")
     );
+
+    // History and undo (kubectl 1.27): back to the template without V.
+    let old = server.kubectl("1.27");
+    let history = old.ok(&["rollout", "history", "daemonset/agent"]);
+    assert!(
+        history.contains("REVISION") && history.lines().count() >= 4,
+        "{history}"
+    );
+    let undone = old.ok(&["rollout", "undo", "daemonset/agent"]);
+    assert!(undone.contains("rolled back"), "{undone}");
+    eventually(
+        "the pods back at the first template",
+        Duration::from_secs(120),
+        || {
+            let pods = json_of(&k, &["get", "pods", "-l", "app=agent"]);
+            let live: Vec<Value> = pods["items"]
+                .as_array()?
+                .iter()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .cloned()
+                .collect();
+            (live.len() == 2
+                && live
+                    .iter()
+                    .all(|p| p["spec"]["containers"][0]["env"].is_null()))
+            .then_some(())
+        },
+    );
 }
 
 const JOBS: &str = r#"

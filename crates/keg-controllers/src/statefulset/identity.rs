@@ -23,9 +23,12 @@ pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 /// The ordinal in a pod's name (`web-2` of set `web` is 2), if it is one of the set's.
 pub fn ordinal_of(set: &str, pod: &str) -> Option<i32> {
     let rest = pod.strip_prefix(set)?.strip_prefix('-')?;
-    (!rest.starts_with('+') && !(rest.len() > 1 && rest.starts_with('0')))
-        .then(|| rest.parse().ok())
-        .flatten()
+    // Only the name the set itself gives: no sign, no leading zeros.
+    let padded = rest.len() > 1 && rest.starts_with('0');
+    if rest.starts_with('+') || padded {
+        return None;
+    }
+    rest.parse().ok()
 }
 
 /// The name of the pod with `ordinal`.
