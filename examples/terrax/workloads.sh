@@ -92,6 +92,14 @@ job_node=$(succeeded .spec.nodeName)
 case $job_node in fargate-ip-*) ;; *) fail "the Job's pod ran on $job_node, not on a Fargate node" ;; esac
 wait_for 120 sh -c "! $KUBECTL get node $job_node"
 echo "the Job's pod ran on Fargate node $job_node, which went when the Job completed"
+job_pod=$(succeeded .metadata.name)
+billed() { "$KEG" cost --cluster "$cluster" --by pod -o csv | awk -F, -v key="$ns/$job_pod" '$1 == "row" && $2 == key { print $5 " " $7 }'; }
+first=$(billed)
+sleep 2
+run "$KEG" cost --cluster "$cluster" --by pod
+[ -n "$first" ] && [ "$(billed)" = "$first" ] || fail "the Job's pod is still billed: [$first] then [$(billed)]"
+[ "${first#* }" = 0 ] || fail "the Job's pod still has an hourly rate: $first"
+echo "the Job's pod is billed ${first% *}s and no more since it completed"
 
 step "A DaemonSet runs on every node-group node and on no Fargate node"
 daemon_set() { # namespace

@@ -87,6 +87,7 @@ fn the_seed_walkthrough_runs_end_to_end() {
     for outcome in [
         "the row survived: the new mysql-0 mounted data-mysql-0 again",
         "which went when the Job completed",
+        "and no more since it completed",
         "the new node-group node got its DaemonSet pod; Fargate nodes got none",
         "Pod not supported on Fargate: DaemonSet not supported",
         "mount or state of terrax-fargate is left",
