@@ -44,6 +44,13 @@ fn subresource_kind(res: &Resource, sub: &str) -> (String, String, String, Vec<&
             vec!["get", "patch", "update"],
         ),
         "binding" => (String::new(), "v1".into(), "Binding".into(), vec!["create"]),
+        // kubectl drain looks for this entry to evict rather than delete.
+        "eviction" => (
+            "policy".into(),
+            "v1".into(),
+            "Eviction".into(),
+            vec!["create"],
+        ),
         "token" => (
             "authentication.k8s.io".into(),
             "v1".into(),

@@ -131,6 +131,14 @@ impl ApiError {
         self
     }
 
+    /// 429 TooManyRequests with one cause of reason `DisruptionBudget` (an eviction the
+    /// budget refuses; clients try again).
+    pub fn too_many_requests(message: &str, cause: &str) -> ApiError {
+        let mut err = ApiError::new(429, "TooManyRequests", message);
+        err.details = Some(json!({"causes": [{"reason": "DisruptionBudget", "message": cause}]}));
+        err
+    }
+
     /// 404 `<resource> "<name>" not found`.
     pub fn not_found(group: &str, plural: &str, name: &str) -> ApiError {
         let message = format!("{} \"{name}\" not found", qualified_resource(group, plural));

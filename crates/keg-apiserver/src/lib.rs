@@ -11,6 +11,7 @@ pub mod convert;
 pub mod delete;
 pub mod discovery;
 pub mod error;
+pub mod eviction;
 pub mod exec;
 pub mod fieldcheck;
 pub mod filter;

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use k8s_openapi::api::{
     apps, authentication, authorization, batch, coordination, core::v1 as core, discovery, events,
-    rbac, storage,
+    policy, rbac, storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
 use serde::de::DeserializeOwned;
@@ -145,6 +145,7 @@ impl Resource {
                     | "DaemonSet"
                     | "Job"
                     | "CronJob"
+                    | "PodDisruptionBudget"
                     | "CustomResourceDefinition"
                     | "Pod"
             )
@@ -193,7 +194,14 @@ fn builtins() -> Vec<Builtin> {
             true,
             &["po"],
             ALL,
-            &["status", "binding", "log", "exec", "portforward"],
+            &[
+                "status",
+                "binding",
+                "eviction",
+                "log",
+                "exec",
+                "portforward",
+            ],
             typed::<core::Pod>(),
         ),
         b(
@@ -375,6 +383,16 @@ fn builtins() -> Vec<Builtin> {
             &[],
             &[],
             typed::<apps::v1::ControllerRevision>(),
+        ),
+        b(
+            "policy",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+            &["pdb"],
+            &[],
+            &["status"],
+            typed::<policy::v1::PodDisruptionBudget>(),
         ),
         b(
             "storage.k8s.io",

@@ -199,6 +199,9 @@ async fn serve(
         ("POST", Some(name), Some("binding")) if res.has_subresource("binding") => {
             subresources::bind(state, &ctx, name, headers, &read_body(body).await?).await
         }
+        ("POST", Some(name), Some("eviction")) if res.has_subresource("eviction") => {
+            crate::eviction::evict(&ctx, name, headers, &read_body(body).await?).await
+        }
         ("GET", Some(name), Some("log")) if res.has_subresource("log") => {
             subresources::log(state, &ctx, name, query).await
         }

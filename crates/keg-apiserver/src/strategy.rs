@@ -28,7 +28,12 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) {
         }
         "Namespace" => obj["status"] = json!({"phase": "Active"}),
         "PersistentVolumeClaim" | "PersistentVolume" => obj["status"] = json!({"phase": "Pending"}),
-        "Deployment" | "ReplicaSet" | "StatefulSet" | "DaemonSet" | "CronJob" => {
+        "Deployment"
+        | "ReplicaSet"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "CronJob"
+        | "PodDisruptionBudget" => {
             obj.as_object_mut().map(|o| o.remove("status"));
         }
         "Job" => {

@@ -7,6 +7,7 @@ pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod events;
@@ -155,6 +156,7 @@ pub async fn run_all_with_clock(client: Client, clock: Arc<dyn Clock>) {
         cronjob::run(client.clone(), clock.clone()),
         statefulset::run(client.clone(), clock.clone()),
         daemonset::run(client.clone(), clock.clone()),
+        disruption::run(client.clone(), clock.clone()),
         namespace::run(client.clone()),
         gc::run(client.clone()),
         replicaset::run(client.clone(), clock.clone()),

@@ -1,7 +1,8 @@
 //! The node-group controller: keeps each NodeGroup at its desired number of nodes, as EC2
 //! auto scaling does for an EKS node group. It "launches an instance" by creating the Node
 //! object, labelled as EKS labels its nodes and handed to this machine's node agent, which
-//! then keeps the node's status and heartbeat. Scaling in drains the emptiest nodes first.
+//! then keeps the node's status and heartbeat. Scaling in drains the emptiest nodes first,
+//! through evictions that honour disruption budgets.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,6 +60,7 @@ async fn reconcile(group: Arc<NodeGroup>, ctx: Arc<Context>) -> Result<Action> {
         .items;
     members.retain(|n| n.metadata.deletion_timestamp.is_none());
     let desired = usize::try_from(group.spec.desired_capacity).unwrap_or(0);
+    let mut draining = false;
     if members.len() < desired {
         let instance = InstanceType::lookup(&group.spec.instance_type).ok_or_else(|| {
             Error::Invalid(format!(
@@ -76,8 +78,11 @@ async fn reconcile(group: Arc<NodeGroup>, ctx: Arc<Context>) -> Result<Action> {
         }
     } else if members.len() > desired {
         for node in choose_for_removal(&ctx.client, &members, members.len() - desired).await? {
-            drain_and_delete(&ctx.client, &node).await?;
-            members.retain(|m| m.name_any() != node);
+            if drain_and_delete(&ctx.client, &node).await? {
+                members.retain(|m| m.name_any() != node);
+            } else {
+                draining = true;
+            }
         }
     }
     let ready = members.iter().filter(|n| is_ready(n)).count();
@@ -101,7 +106,12 @@ async fn reconcile(group: Arc<NodeGroup>, ctx: Arc<Context>) -> Result<Action> {
             )
             .await?;
     }
-    Ok(Action::await_change())
+    // Pods leaving a draining node announce nothing to this controller: look again.
+    Ok(if draining {
+        Action::requeue(RETRY)
+    } else {
+        Action::await_change()
+    })
 }
 
 /// Whether a node reports Ready=True.
@@ -124,10 +134,12 @@ async fn choose_for_removal(
 ) -> Result<Vec<String>> {
     let pods: Api<Pod> = Api::all(client.clone());
     let all = pods.list(&ListParams::default()).await?.items;
-    let mut ranked: Vec<(usize, String, String)> = members
+    let mut ranked: Vec<(bool, usize, String, String)> = members
         .iter()
         .map(|node| {
             let name = node.name_any();
+            // A node already draining (cordoned) finishes before another starts.
+            let draining = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
             let load = all
                 .iter()
                 .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&name))
@@ -138,19 +150,22 @@ async fn choose_for_removal(
                 .as_ref()
                 .map(|t| t.0.to_string())
                 .unwrap_or_default();
-            (load, created, name)
+            (!draining, load, created, name)
         })
         .collect();
-    ranked.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+    ranked.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then_with(|| b.2.cmp(&a.2)));
     Ok(ranked
         .into_iter()
         .take(count)
-        .map(|(_, _, name)| name)
+        .map(|(_, _, _, name)| name)
         .collect())
 }
 
-/// Cordons the node, deletes its pods (their controllers place them elsewhere), then the node.
-async fn drain_and_delete(client: &Client, node: &str) -> Result<()> {
+/// Drains a node as `kubectl drain` does: cordons it and evicts its pods, so disruption
+/// budgets hold (an eviction a budget refuses is tried again at the next sync) and their
+/// controllers place them elsewhere; DaemonSet pods and finished pods go with the node. The
+/// node is deleted once no other pod is left; returns whether it was.
+async fn drain_and_delete(client: &Client, node: &str) -> Result<bool> {
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
         .patch(
@@ -160,20 +175,40 @@ async fn drain_and_delete(client: &Client, node: &str) -> Result<()> {
         )
         .await?;
     let pods: Api<Pod> = Api::all(client.clone());
+    let mut left = 0;
     for pod in pods
         .list(&ListParams::default().fields(&format!("spec.nodeName={node}")))
         .await?
     {
+        let daemon =
+            crate::owners::controller_of(&pod.metadata).is_some_and(|r| r.kind == "DaemonSet");
+        if daemon || matches!(crate::pods::phase(&pod), "Succeeded" | "Failed") {
+            continue;
+        }
+        left += 1;
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
         let namespaced: Api<Pod> =
             Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
-        gone_is_fine(
-            namespaced
-                .delete(&pod.name_any(), &DeleteParams::default())
-                .await,
-        )?;
+        match namespaced
+            .evict(&pod.name_any(), &kube::api::EvictParams::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 429 => {
+                tracing::info!(%node, pod = %pod.name_any(), "eviction refused: {}", s.message)
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => left -= 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if left > 0 {
+        return Ok(false);
     }
     tracing::info!(%node, "terminating node");
-    gone_is_fine(nodes.delete(node, &DeleteParams::default()).await)
+    gone_is_fine(nodes.delete(node, &DeleteParams::default()).await)?;
+    Ok(true)
 }
 
 fn new_node(

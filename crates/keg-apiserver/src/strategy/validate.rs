@@ -24,6 +24,16 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
         ("apps", "DaemonSet") => workloads::daemon_set(obj, old, &mut causes),
         ("batch", "Job") => workloads::job(obj, old, &mut causes),
         ("batch", "CronJob") => workloads::cron_job(obj, &mut causes),
+        ("policy", "PodDisruptionBudget")
+            if !obj["spec"]["minAvailable"].is_null()
+                && !obj["spec"]["maxUnavailable"].is_null() =>
+        {
+            causes.push(Cause::invalid(
+                "spec",
+                &obj["spec"],
+                "minAvailable and maxUnavailable cannot be both set",
+            ));
+        }
         ("", "Service") => validate_service(obj, &mut causes),
         ("", "PersistentVolumeClaim")
             if obj["spec"]["accessModes"]

@@ -172,6 +172,7 @@ pub fn kubectl_binary(version: &str) -> PathBuf {
 }
 
 /// One kubectl binary with a kubeconfig.
+#[derive(Clone)]
 pub struct Kubectl {
     /// The binary.
     pub bin: PathBuf,
