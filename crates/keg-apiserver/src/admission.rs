@@ -11,11 +11,13 @@ use crate::objects::{is_deleting, meta_str};
 use crate::resources::Resource;
 use crate::state::ApiState;
 
+mod default_tolerations;
 mod fargate;
 mod service_account;
 mod service_ips;
 mod storage_class;
 
+pub use default_tolerations::DefaultTolerationSeconds;
 pub use fargate::{FARGATE_SCHEDULER, Fargate};
 pub use service_account::{MOUNT_PATH, ROOT_CA_CONFIG_MAP, ServiceAccount};
 pub use service_ips::ServiceIps;
@@ -73,6 +75,7 @@ impl Admission {
         admission.push(Arc::new(ServiceIps::default()));
         admission.push(Arc::new(DefaultStorageClass));
         admission.push(Arc::new(Fargate));
+        admission.push(Arc::new(DefaultTolerationSeconds));
         admission
     }
 

@@ -16,6 +16,7 @@ pub mod history;
 pub mod job;
 pub mod metering;
 pub mod namespace;
+pub mod node_lifecycle;
 pub mod nodegroup;
 pub mod owners;
 pub(crate) mod pod_control;

@@ -44,6 +44,10 @@ pub struct ServerArgs {
     /// A registry (`host[:port]`) to pull from over plain HTTP; repeatable.
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// Seconds a node may go without renewing its Lease before it is NotReady (Unknown) and
+    /// tainted unreachable (upstream's --node-monitor-grace-period).
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period: u64,
     /// Run no node agent: nodes stay NotReady and no pod runs (the API and controllers only).
     #[arg(long)]
     no_node_agent: bool,
@@ -99,6 +103,13 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         &["system:nodes"],
     ));
     tokio::spawn(keg_controllers::run_all(controllers.clone()));
+    tokio::spawn(keg_controllers::node_lifecycle::run(
+        controllers.clone(),
+        keg_controllers::node_lifecycle::Config {
+            grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period.max(1)),
+            clock: std::sync::Arc::new(keg_controllers::SystemClock),
+        },
+    ));
     tokio::spawn(keg_controllers::volumes::run(
         controllers.clone(),
         keg_controllers::volumes::Config {
