@@ -46,12 +46,20 @@ enum CreateCommand {
     Cluster(cluster::create::CreateClusterArgs),
     /// Write a kubeconfig for a user (a client certificate from the cluster CA).
     Kubeconfig(cluster::user::CreateKubeconfigArgs),
+    /// Create a Fargate profile (from flags, or the profiles of a cluster file).
+    Fargateprofile(eks::CreateFargateProfileArgs),
+    /// Create a node group and wait for its nodes.
+    Nodegroup(eks::CreateNodegroupArgs),
 }
 
 #[derive(Subcommand)]
 enum DeleteCommand {
     /// Delete a cluster and everything it made.
     Cluster(cluster::delete::DeleteClusterArgs),
+    /// Delete a Fargate profile.
+    Fargateprofile(eks::DeleteFargateProfileArgs),
+    /// Drain a node group's nodes, then delete it.
+    Nodegroup(eks::DeleteNodegroupArgs),
 }
 
 #[derive(Subcommand)]
@@ -67,7 +75,15 @@ impl Cli {
             Command::Server(args) => server::run(args).await,
             Command::Create(CreateCommand::Cluster(args)) => cluster::create::run(args).await,
             Command::Create(CreateCommand::Kubeconfig(args)) => cluster::user::run(args),
+            Command::Create(CreateCommand::Fargateprofile(args)) => {
+                eks::create_fargateprofile(args).await
+            }
+            Command::Create(CreateCommand::Nodegroup(args)) => eks::create_nodegroup(args).await,
             Command::Delete(DeleteCommand::Cluster(args)) => cluster::delete::run(args).await,
+            Command::Delete(DeleteCommand::Fargateprofile(args)) => {
+                eks::delete_fargateprofile(args).await
+            }
+            Command::Delete(DeleteCommand::Nodegroup(args)) => eks::delete_nodegroup(args).await,
             Command::Get(command) => eks::get(command).await,
             Command::Image(command) => image::run(command).await,
             Command::Scale(ScaleCommand::Nodegroup(args)) => eks::scale_nodegroup(args).await,
