@@ -55,6 +55,10 @@ wait_for 300 ready mysql-0
 wait_for 120 sql "SELECT 1"
 [ "$(sql "SELECT t FROM notes")" = "kept by the claim" ] || fail "the row is gone after the new mysql-0"
 echo "the row survived: the new mysql-0 mounted data-mysql-0 again"
+# kubectl top: a second of samples gives mysql-0 a CPU rate and its working set.
+top_memory() { k top pod mysql-0 -n "$ns" --no-headers | awk '{ exit !($3 + 0 > 0) }'; }
+wait_for 30 top_memory
+run k top pods -n "$ns"
 
 step "A Job on Fargate resolves mysql-0.mysql.$ns.svc.cluster.local"
 db_ip=$(k get pod mysql-0 -n "$ns" -o jsonpath='{.status.podIP}')

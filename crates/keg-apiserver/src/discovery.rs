@@ -28,6 +28,8 @@ const VERBS: [&str; 8] = [
 fn verbs_of(res: &Resource) -> Vec<&'static str> {
     if res.create_only {
         vec!["create"]
+    } else if res.is_metrics() {
+        vec!["get", "list"]
     } else {
         VERBS.to_vec()
     }

@@ -26,6 +26,7 @@ pub mod protobuf;
 pub mod read;
 pub mod render;
 pub mod request;
+pub mod resource_metrics;
 pub mod resources;
 pub mod rest;
 pub mod reviews;
@@ -48,7 +49,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use keg_store::Store;
 
-pub use state::{ApiState, ExecOptions, ExecSession, LogOptions, PodExec, PodLogs};
+pub use state::{
+    ApiState, ContainerUsage, ExecOptions, ExecSession, LogOptions, PodExec, PodLogs, PodUsage,
+    UsageSource,
+};
 
 /// How to run the API server.
 #[derive(Debug, Clone)]
@@ -120,6 +124,7 @@ impl ApiServer {
             admission,
             pod_logs: Default::default(),
             pod_exec: Default::default(),
+            pod_usage: Default::default(),
             ready: Default::default(),
             metrics: Default::default(),
             auth,

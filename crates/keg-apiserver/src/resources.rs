@@ -118,6 +118,11 @@ impl Resource {
         format!("{}{name}", self.key_prefix(namespace))
     }
 
+    /// Whether the kind is resource metrics (metrics.k8s.io): read-only, computed per request.
+    pub fn is_metrics(&self) -> bool {
+        self.group == "metrics.k8s.io"
+    }
+
     /// Whether the kind has a subresource.
     pub fn has_subresource(&self, name: &str) -> bool {
         self.subresources.iter().any(|s| s == name)
@@ -394,6 +399,27 @@ fn builtins() -> Vec<Builtin> {
             &["status"],
             typed::<policy::v1::PodDisruptionBudget>(),
         ),
+        // Computed from what the node agents measure, never stored (metrics-server's API).
+        b(
+            "metrics.k8s.io",
+            "PodMetrics",
+            "pods",
+            true,
+            &[],
+            &[],
+            &[],
+            None,
+        ),
+        b(
+            "metrics.k8s.io",
+            "NodeMetrics",
+            "nodes",
+            false,
+            &[],
+            &[],
+            &[],
+            None,
+        ),
         b(
             "storage.k8s.io",
             "StorageClass",
@@ -550,7 +576,12 @@ fn builtins() -> Vec<Builtin> {
 fn builtin_resource(b: &Builtin, storage: (String, String), create_only: bool) -> Resource {
     Resource {
         group: b.group.to_string(),
-        version: "v1".to_string(),
+        version: if b.group == "metrics.k8s.io" {
+            "v1beta1"
+        } else {
+            "v1"
+        }
+        .to_string(),
         kind: b.kind.to_string(),
         plural: b.plural.to_string(),
         singular: b.kind.to_lowercase(),

@@ -108,6 +108,9 @@ async fn serve(
     };
     let output = negotiate::output(headers);
     let name = info.name.as_deref();
+    if res.is_metrics() {
+        return crate::resource_metrics::serve(state, &res, ns, name, method, query).await;
+    }
     if res.create_only {
         if method != Method::POST || name.is_some() {
             return Err(ApiError::method_not_allowed(

@@ -96,6 +96,36 @@ pub trait PodExec: Send + Sync {
     }
 }
 
+/// One container's use of CPU and memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerUsage {
+    /// The container's name in its pod.
+    pub name: String,
+    /// CPU in use, averaged over the window, in billionths of a core.
+    pub nano_cores: u64,
+    /// Memory working set, in bytes.
+    pub memory_bytes: u64,
+}
+
+/// One pod's usage, as a node agent measured it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodUsage {
+    /// The pod's uid.
+    pub uid: String,
+    /// When the latest sample was taken.
+    pub timestamp: jiff::Timestamp,
+    /// The span the CPU figures average over.
+    pub window: std::time::Duration,
+    /// Its containers.
+    pub containers: Vec<ContainerUsage>,
+}
+
+/// What the node agents measure of running pods (the kubelet's resource metrics).
+pub trait UsageSource: Send + Sync {
+    /// The usage of every pod with at least two samples.
+    fn pods(&self) -> Vec<PodUsage>;
+}
+
 /// Everything request handlers share.
 pub struct ApiState {
     /// Object storage.
@@ -108,6 +138,8 @@ pub struct ApiState {
     pub pod_logs: RwLock<Option<Arc<dyn PodLogs>>>,
     /// The provider of `pods/exec`, once a node agent registers one.
     pub pod_exec: RwLock<Option<Arc<dyn PodExec>>>,
+    /// What pods use, for metrics.k8s.io, once a node agent registers it.
+    pub pod_usage: RwLock<Option<Arc<dyn UsageSource>>>,
     /// Whether start-up finished (for /readyz).
     pub ready: AtomicBool,
     /// What `/metrics` reports of the server's own work.

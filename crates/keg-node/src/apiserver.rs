@@ -24,6 +24,11 @@ impl NodeAgent {
         Arc::new(self.logs())
     }
 
+    /// What this agent's containers use, sampled from now on, for metrics.k8s.io.
+    pub fn pod_usage(&self) -> Arc<dyn keg_apiserver::UsageSource> {
+        crate::usage::Sampler::start(self.runtime())
+    }
+
     /// This agent's runtime as the API server's `pods/exec` provider.
     pub fn pod_exec(&self) -> Arc<dyn PodExec> {
         Arc::new(NodeExec {

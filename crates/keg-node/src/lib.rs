@@ -17,6 +17,8 @@ mod util;
 
 #[cfg(feature = "apiserver")]
 mod apiserver;
+#[cfg(feature = "apiserver")]
+mod usage;
 
 pub use agent::NodeAgent;
 pub use config::Config;

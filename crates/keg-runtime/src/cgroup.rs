@@ -223,6 +223,49 @@ impl Cgroups {
         std::fs::read_to_string(file).ok()?.trim().parse().ok()
     }
 
+    /// What cgroup `path` has used: CPU time in total, and memory now (the working set:
+    /// usage less inactive file pages, as the kubelet reports it).
+    pub(crate) fn usage(&self, path: &str) -> Option<CgroupUsage> {
+        let read = |file: PathBuf| std::fs::read_to_string(file).ok();
+        let stat_value = |text: &str, key: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+        };
+        let (cpu_nanos, usage, stat, inactive_key) = match self {
+            Cgroups::V1 { .. } => {
+                let cpu = read(self.v1_dir("cpuacct", path)?.join("cpuacct.usage"))?;
+                let memory = self.v1_dir("memory", path)?;
+                (
+                    cpu.trim().parse().ok()?,
+                    read(memory.join("memory.usage_in_bytes"))?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()?,
+                    read(memory.join("memory.stat")).unwrap_or_default(),
+                    "total_inactive_file",
+                )
+            }
+            Cgroups::V2 { root } => {
+                let dir = root.join(path.trim_start_matches('/'));
+                let cpu = read(dir.join("cpu.stat"))?;
+                (
+                    stat_value(&cpu, "usage_usec")? * 1000,
+                    read(dir.join("memory.current"))?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()?,
+                    read(dir.join("memory.stat")).unwrap_or_default(),
+                    "inactive_file",
+                )
+            }
+        };
+        let inactive: u64 = stat_value(&stat, inactive_key).unwrap_or(0);
+        Some(CgroupUsage {
+            cpu_nanos,
+            memory_working_set: usage.saturating_sub(inactive),
+        })
+    }
+
     /// The file whose `oom_kill` line counts OOM kills in cgroup `path`.
     pub(crate) fn oom_events_file(&self, path: &str) -> Option<PathBuf> {
         match self {
@@ -249,6 +292,15 @@ impl Cgroups {
             let _ = std::fs::remove_dir(dir);
         }
     }
+}
+
+/// What a cgroup has used (see [`Cgroups::usage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CgroupUsage {
+    /// CPU time used since the cgroup was made, in nanoseconds.
+    pub cpu_nanos: u64,
+    /// Memory in use now, less what the kernel may reclaim at once, in bytes.
+    pub memory_working_set: u64,
 }
 
 /// Reads the `oom_kill` counter from a `memory.oom_control` or `memory.events` file.

@@ -203,6 +203,11 @@ impl Runtime {
         self.inner.cgroups.memory_limit(cgroup)
     }
 
+    /// What a cgroup (a sandbox's or a container's `cgroup_path`) has used so far.
+    pub fn cgroup_usage(&self, cgroup: &str) -> Option<crate::cgroup::CgroupUsage> {
+        self.inner.cgroups.usage(cgroup)
+    }
+
     fn sandbox_dir(&self, id: &str) -> PathBuf {
         self.inner.root.join("sandboxes").join(id)
     }

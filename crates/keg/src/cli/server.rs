@@ -137,6 +137,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         .await?;
         *server.state.pod_logs.write().expect("not poisoned") = Some(agent.pod_logs());
         *server.state.pod_exec.write().expect("not poisoned") = Some(agent.pod_exec());
+        *server.state.pod_usage.write().expect("not poisoned") = Some(agent.pod_usage());
         let running = agent.clone();
         let task = tokio::spawn(async move {
             if let Err(e) = running.run().await {
