@@ -2,6 +2,7 @@
 //! daemon sets, jobs, cron jobs, endpoints, volumes, service networking). Each is a kube-rs
 //! controller: a client of the API only.
 
+pub mod autoscaler;
 pub mod cache;
 pub mod clusterrole_aggregation;
 pub mod cronjob;

@@ -211,7 +211,8 @@ async fn drain_and_delete(client: &Client, node: &str) -> Result<bool> {
     Ok(true)
 }
 
-fn new_node(
+/// The Node a group launches (also the template the autoscaler fits pending pods to).
+pub(crate) fn new_node(
     group: &NodeGroup,
     instance: &InstanceType,
     cluster: &ClusterInfo,

@@ -48,6 +48,10 @@ pub struct ServerArgs {
     /// tainted unreachable (upstream's --node-monitor-grace-period).
     #[arg(long, default_value_t = 40)]
     node_monitor_grace_period: u64,
+    /// Seconds a node-group node must run nothing but DaemonSet pods before the autoscaler
+    /// removes it (the Cluster Autoscaler's --scale-down-unneeded-time, 10 minutes).
+    #[arg(long, default_value_t = 600)]
+    scale_down_unneeded_time: u64,
     /// Run no node agent: nodes stay NotReady and no pod runs (the API and controllers only).
     #[arg(long)]
     no_node_agent: bool,
@@ -123,6 +127,14 @@ pub async fn run(args: ServerArgs) -> Result<()> {
     tokio::spawn(keg_controllers::nodegroup::run(
         controllers.clone(),
         cluster.clone(),
+    ));
+    tokio::spawn(keg_controllers::autoscaler::run(
+        controllers.clone(),
+        keg_controllers::autoscaler::Config {
+            cluster: cluster.clone(),
+            scale_down_unneeded: std::time::Duration::from_secs(args.scale_down_unneeded_time),
+            clock: std::sync::Arc::new(keg_controllers::SystemClock),
+        },
     ));
     tokio::spawn(keg_scheduler::run(scheduler, cluster.clone()));
     let agent = if let Some(network) = &pod_network {

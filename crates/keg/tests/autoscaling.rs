@@ -1,0 +1,138 @@
+//! Node-group autoscaling with real pods: three pods of 1500m that one t3.medium (2 vCPU)
+//! cannot hold grow the group from 1 to 3 nodes (`TriggeredScaleUp`); a fourth finds the
+//! group at its maxSize and is told so (`NotTriggerScaleUp`); once the pods are gone the
+//! empty nodes go after the unneeded time, back to minSize.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Kubectl, Server, eventually};
+
+const APP: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: big, namespace: default}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: big}}
+  template:
+    metadata: {labels: {app: big}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox:test
+        command: [sleep, "3600"]
+        resources: {requests: {cpu: 1500m, memory: 64Mi}}
+"#;
+
+fn group_nodes(k: &Kubectl) -> usize {
+    let nodes = k.json(&[
+        "get",
+        "nodes",
+        "-l",
+        "alpha.eksctl.io/nodegroup-name=ng",
+        "-o",
+        "json",
+    ]);
+    nodes["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|n| n["metadata"]["deletionTimestamp"].is_null())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn running(k: &Kubectl) -> usize {
+    let pods = k.json(&["get", "pods", "-l", "app=big", "-o", "json"]);
+    pods["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Running")
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn event_messages(k: &Kubectl, reason: &str) -> String {
+    k.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        &format!("reason={reason}"),
+        "-o",
+        "custom-columns=MSG:.message",
+    ])
+}
+
+#[test]
+fn node_groups_grow_for_pending_pods_and_shrink_when_idle() {
+    if !keg_runtime::testing::require_root("node_groups_grow_for_pending_pods_and_shrink_when_idle")
+    {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let images = work.path().join("images");
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(keg_runtime::testing::busybox_in_store(
+            work.path(),
+            &images,
+            "busybox:test",
+        ))
+        .unwrap();
+    let server = Server::start_with(&[
+        "--images-dir",
+        images.to_str().unwrap(),
+        "--scale-down-unneeded-time",
+        "3",
+    ]);
+    let k = server.kubectl("1.33");
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: keg.dev/v1\nkind: NodeGroup\nmetadata: {name: ng}\nspec: {instanceType: t3.medium, desiredCapacity: 1, minSize: 1, maxSize: 3}\n",
+    );
+    eventually("the first node", Duration::from_secs(60), || {
+        (group_nodes(&k) == 1).then_some(())
+    });
+    k.ok_stdin(&["apply", "-f", "-"], APP);
+    eventually(
+        "three pods running on three nodes",
+        Duration::from_secs(120),
+        || (running(&k) == 3 && group_nodes(&k) == 3).then_some(()),
+    );
+    let triggered = event_messages(&k, "TriggeredScaleUp");
+    // One scan may see both pending pods (1->3) or one at a time (1->2, 2->3).
+    assert!(
+        triggered.contains("pod triggered scale-up: [{ng 1->3 (max: 3)}]")
+            || (triggered.contains("pod triggered scale-up: [{ng 1->2 (max: 3)}]")
+                && triggered.contains("pod triggered scale-up: [{ng 2->3 (max: 3)}]")),
+        "{triggered}"
+    );
+
+    // A fourth pod: the group is at its maxSize.
+    k.ok(&["scale", "deployment", "big", "--replicas=4"]);
+    let refused = eventually("the fourth pod told why", Duration::from_secs(60), || {
+        let text = event_messages(&k, "NotTriggerScaleUp");
+        text.contains("pod didn't trigger scale-up: 1 max node group size reached")
+            .then_some(text)
+    });
+    assert!(!refused.is_empty());
+    assert_eq!(group_nodes(&k), 3);
+
+    // The pods go; after the unneeded time the empty nodes go too, down to minSize.
+    k.ok(&["delete", "deployment", "big"]);
+    eventually("back to one node", Duration::from_secs(120), || {
+        (group_nodes(&k) == 1).then_some(())
+    });
+    let group = k.json(&["get", "nodegroup", "ng", "-o", "json"]);
+    assert_eq!(group["spec"]["desiredCapacity"], 1);
+    let down = event_messages(&k, "ScaleDown");
+    assert!(down.contains("Scale-down: removing empty node"), "{down}");
+}
