@@ -11,6 +11,7 @@
 
 pub mod exposition;
 pub mod pods;
+pub mod resources;
 pub mod usage;
 
 use std::collections::BTreeMap;
@@ -130,7 +131,11 @@ pub async fn track(State(state): State<Arc<ApiState>>, request: Request, next: N
 pub async fn serve(State(state): State<Arc<ApiState>>) -> Response {
     let mut out = Exposition::default();
     state.metrics.write(&mut out);
-    match usage::write(&state, jiff::Timestamp::now(), &mut out).await {
+    let written = match usage::write(&state, jiff::Timestamp::now(), &mut out).await {
+        Ok(()) => resources::write(&state, &mut out).await,
+        Err(e) => Err(e),
+    };
+    match written {
         Ok(()) => (
             [(
                 http::header::CONTENT_TYPE,

@@ -18,6 +18,17 @@ use crate::state::{ApiState, PodUsage};
 
 const API_VERSION: &str = "metrics.k8s.io/v1beta1";
 
+/// What the node agents measured, by pod uid.
+pub(crate) fn usage_by_pod(state: &ApiState) -> HashMap<String, PodUsage> {
+    let source = state.pod_usage.read().expect("not poisoned").clone();
+    source
+        .map(|s| s.pods())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|u| (u.uid.clone(), u))
+        .collect()
+}
+
 /// GET of a list or one object of `pods` or `nodes` in metrics.k8s.io.
 pub async fn serve(
     state: &Arc<ApiState>,
@@ -32,13 +43,7 @@ pub async fn serve(
             "the server does not allow this method on the requested resource",
         ));
     }
-    let source = state.pod_usage.read().expect("not poisoned").clone();
-    let usage: HashMap<String, PodUsage> = source
-        .map(|s| s.pods())
-        .unwrap_or_default()
-        .into_iter()
-        .map(|u| (u.uid.clone(), u))
-        .collect();
+    let usage = usage_by_pod(state);
     let selector = match query.get("labelSelector") {
         Some(text) if !text.is_empty() => {
             Some(Selector::parse(text).map_err(|e| ApiError::bad_request(e.to_string()))?)

@@ -105,6 +105,8 @@ pub struct ContainerUsage {
     pub nano_cores: u64,
     /// Memory working set, in bytes.
     pub memory_bytes: u64,
+    /// CPU time used since the container started, in seconds (a counter).
+    pub cpu_seconds: f64,
 }
 
 /// One pod's usage, as a node agent measured it.

@@ -125,6 +125,7 @@ impl UsageSource for Sampler {
                 name: history.name.clone(),
                 nano_cores,
                 memory_bytes: last.memory_working_set,
+                cpu_seconds: last.cpu_nanos as f64 / 1e9,
             });
         }
         let mut pods: Vec<PodUsage> = pods.into_values().collect();

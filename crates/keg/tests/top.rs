@@ -1,6 +1,7 @@
 //! `kubectl top` (1.27 and 1.33) against metrics.k8s.io with real pods: a busybox pod
 //! burning CPU under a 500m limit shows about 500m (within 20 %), an idle one next to
-//! nothing but its memory, per container too, and the node shows what its pods use.
+//! nothing but its memory, per container too, and the node shows what its pods use; the
+//! same figures are Prometheus series on `/metrics`.
 
 mod common;
 
@@ -114,4 +115,28 @@ fn kubectl_top_shows_what_pods_and_nodes_use() {
     assert!(node_millis >= 400, "the node shows its pods' use: {nodes}");
     let nodes_old = old.ok(&["top", "nodes"]);
     assert!(nodes_old.contains("CPU%"), "{nodes_old}");
+
+    // The same figures as Prometheus series on /metrics, named as the kubelet names them.
+    let metrics = k.ok(&["get", "--raw", "/metrics"]);
+    let series = |name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with(name)
+                    && l.contains("pod=\"burner\"")
+                    && l.contains("container=\"spin\"")
+            })?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let cpu_seconds = series("container_cpu_usage_seconds_total").expect("a cpu counter of burner");
+    assert!(
+        cpu_seconds > 3.0,
+        "burner has used {cpu_seconds} cpu-seconds"
+    );
+    let memory = series("container_memory_working_set_bytes").expect("a memory gauge of burner");
+    assert!(memory > 0.0);
+    assert!(metrics.contains("# TYPE pod_cpu_usage_seconds_total counter"));
 }
