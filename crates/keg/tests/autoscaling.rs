@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Kubectl, Server, eventually};
+use common::{Kubectl, PodServer, eventually};
 
 const APP: &str = r#"
 apiVersion: apps/v1
@@ -73,31 +73,14 @@ fn event_messages(k: &Kubectl, reason: &str) -> String {
 
 #[test]
 fn node_groups_grow_for_pending_pods_and_shrink_when_idle() {
-    if !keg_runtime::testing::require_root("node_groups_grow_for_pending_pods_and_shrink_when_idle")
-    {
+    let Some(server) = PodServer::start(
+        "node_groups_grow_for_pending_pods_and_shrink_when_idle",
+        &["--scale-down-unneeded-time", "3"],
+    ) else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let images = work.path().join("images");
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(keg_runtime::testing::busybox_in_store(
-            work.path(),
-            &images,
-            "busybox:test",
-        ))
-        .unwrap();
-    let server = Server::start_with(&[
-        "--images-dir",
-        images.to_str().unwrap(),
-        "--scale-down-unneeded-time",
-        "3",
-    ]);
+    };
     let k = server.kubectl("1.33");
-    k.ok_stdin(
-        &["apply", "-f", "-"],
-        "apiVersion: keg.dev/v1\nkind: NodeGroup\nmetadata: {name: ng}\nspec: {instanceType: t3.medium, desiredCapacity: 1, minSize: 1, maxSize: 3}\n",
-    );
+    server.node_group("ng", "t3.medium", 1, 3);
     eventually("the first node", Duration::from_secs(60), || {
         (group_nodes(&k) == 1).then_some(())
     });

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use common::{Kubectl, Server, eventually};
+use common::{Kubectl, PodServer, eventually};
 use serde_json::Value;
 
 const APP: &str = r#"
@@ -106,26 +106,13 @@ fn drain(k: &Kubectl, watcher: &Kubectl, from: &str) -> String {
 
 #[test]
 fn drain_evicts_one_pod_at_a_time_within_the_budget() {
-    if !keg_runtime::testing::require_root("drain_evicts_one_pod_at_a_time_within_the_budget") {
+    let Some(server) = PodServer::start("drain_evicts_one_pod_at_a_time_within_the_budget", &[])
+    else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let images = work.path().join("images");
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(keg_runtime::testing::busybox_in_store(
-            work.path(),
-            &images,
-            "busybox:test",
-        ))
-        .unwrap();
-    let server = Server::start_with(&["--images-dir", images.to_str().unwrap()]);
+    };
     let k = server.kubectl("1.33");
     let old = server.kubectl("1.27");
-    k.ok_stdin(
-        &["apply", "-f", "-"],
-        "apiVersion: keg.dev/v1\nkind: NodeGroup\nmetadata: {name: ng}\nspec: {instanceType: t3.medium, desiredCapacity: 2, minSize: 1, maxSize: 2}\n",
-    );
+    server.node_group("ng", "t3.medium", 2, 2);
     let nodes: Vec<String> = eventually("two nodes", Duration::from_secs(60), || {
         let list = k.json(&["get", "nodes", "-o", "json"]);
         let names: Vec<String> = list["items"]

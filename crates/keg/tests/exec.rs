@@ -10,8 +10,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{KUBECTL_VERSIONS, Kubectl, Run, Server, eventually, write_file};
-use keg_runtime::testing::{busybox_in_store, require_root};
+use common::{KUBECTL_VERSIONS, Kubectl, PodServer, Run, Server, eventually, write_file};
 
 const MANIFEST: &str = r#"
 apiVersion: v1
@@ -90,16 +89,10 @@ fn exec_stdin(k: &Kubectl, args: &[&str], input: &str) -> String {
 
 #[test]
 fn kubectl_exec_runs_commands_in_the_container() {
-    if !require_root("kubectl_exec_runs_commands_in_the_container") {
+    let Some(server) = PodServer::start("kubectl_exec_runs_commands_in_the_container", &[]) else {
         return;
-    }
+    };
     let work = tempfile::tempdir().unwrap();
-    let images_dir = work.path().join("images");
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime
-        .block_on(busybox_in_store(work.path(), &images_dir, "busybox:test"))
-        .unwrap();
-    let server = Server::start_with(&["--images-dir", images_dir.to_str().unwrap()]);
     let k = server.kubectl("1.33");
     let manifest = write_file(work.path(), "pods.yaml", MANIFEST);
     k.ok(&["apply", "-f", manifest.to_str().unwrap()]);

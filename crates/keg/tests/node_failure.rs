@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Kubectl, Server, eventually};
+use common::{Kubectl, PodServer, eventually};
 use serde_json::{Value, json};
 
 const SILENT: &str = "silent-node";
@@ -91,30 +91,14 @@ fn app_pods(k: &Kubectl) -> Vec<Value> {
 
 #[test]
 fn a_silent_node_is_not_ready_its_pods_move_and_it_comes_back() {
-    if !keg_runtime::testing::require_root("a_silent_node_is_not_ready") {
+    let Some(server) = PodServer::start(
+        "a_silent_node_is_not_ready",
+        &["--node-monitor-grace-period", "4"],
+    ) else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let images = work.path().join("images");
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(keg_runtime::testing::busybox_in_store(
-            work.path(),
-            &images,
-            "busybox:test",
-        ))
-        .unwrap();
-    let server = Server::start_with(&[
-        "--images-dir",
-        images.to_str().unwrap(),
-        "--node-monitor-grace-period",
-        "4",
-    ]);
+    };
     let k = server.kubectl("1.33");
-    k.ok_stdin(
-        &["apply", "-f", "-"],
-        "apiVersion: keg.dev/v1\nkind: NodeGroup\nmetadata: {name: ng}\nspec: {instanceType: t3.medium, desiredCapacity: 1, minSize: 1, maxSize: 1}\n",
-    );
+    server.node_group("ng", "t3.medium", 1, 1);
     let real = eventually("the node-group node", Duration::from_secs(60), || {
         let nodes = k.json(&["get", "nodes", "-o", "json"]);
         nodes["items"].as_array()?.first()?["metadata"]["name"]

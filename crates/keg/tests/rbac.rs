@@ -13,7 +13,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{KUBECTL_VERSIONS, Kubectl, Server, eventually, write_file};
+use common::{KUBECTL_VERSIONS, Kubectl, PodServer, Server, eventually, write_file};
 
 fn kubectl_with(bin: &Kubectl, kubeconfig: &Path) -> Kubectl {
     Kubectl {
@@ -433,20 +433,9 @@ fn examples_dir() -> std::path::PathBuf {
 
 #[test]
 fn a_pod_calls_the_api_as_its_service_account() {
-    if !keg_runtime::testing::require_root("a_pod_calls_the_api_as_its_service_account") {
+    let Some(server) = PodServer::start("a_pod_calls_the_api_as_its_service_account", &[]) else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let images_dir = work.path().join("images");
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(keg_runtime::testing::busybox_in_store(
-            work.path(),
-            &images_dir,
-            "busybox:test",
-        ))
-        .unwrap();
-    let server = Server::start_with(&["--images-dir", images_dir.to_str().unwrap()]);
+    };
     let k = server.kubectl("1.33");
     let probe = examples_dir();
     assert!(

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Kubectl, Server, eventually};
+use common::{Kubectl, PodServer, eventually};
 
 const PODS: &str = r#"
 apiVersion: v1
@@ -50,26 +50,12 @@ fn top_pod(k: &Kubectl, name: &str, extra: &[&str]) -> Option<(u64, u64, String)
 
 #[test]
 fn kubectl_top_shows_what_pods_and_nodes_use() {
-    if !keg_runtime::testing::require_root("kubectl_top_shows_what_pods_and_nodes_use") {
+    let Some(server) = PodServer::start("kubectl_top_shows_what_pods_and_nodes_use", &[]) else {
         return;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let images = work.path().join("images");
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(keg_runtime::testing::busybox_in_store(
-            work.path(),
-            &images,
-            "busybox:test",
-        ))
-        .unwrap();
-    let server = Server::start_with(&["--images-dir", images.to_str().unwrap()]);
+    };
     let k = server.kubectl("1.33");
     let old = server.kubectl("1.27");
-    k.ok_stdin(
-        &["apply", "-f", "-"],
-        "apiVersion: keg.dev/v1\nkind: NodeGroup\nmetadata: {name: ng}\nspec: {instanceType: t3.medium, desiredCapacity: 1, minSize: 1, maxSize: 1}\n",
-    );
+    server.node_group("ng", "t3.medium", 1, 1);
     k.ok_stdin(&["apply", "-f", "-"], PODS);
     k.ok(&[
         "wait",

@@ -10,32 +10,14 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Kubectl, Server, eventually};
+use common::{Kubectl, PodServer, Server, eventually};
 use serde_json::Value;
 
-/// A server whose node agent has `busybox:test`, with a node group of `nodes` nodes.
-fn cluster(test: &str, nodes: u32) -> Option<(tempfile::TempDir, Server)> {
-    if !keg_runtime::testing::require_root(test) {
-        return None;
-    }
-    let work = tempfile::tempdir().unwrap();
-    let images = work.path().join("images");
-    tokio::runtime::Runtime::new()
-        .unwrap()
-        .block_on(keg_runtime::testing::busybox_in_store(
-            work.path(),
-            &images,
-            "busybox:test",
-        ))
-        .unwrap();
-    let server = Server::start_with(&["--images-dir", images.to_str().unwrap()]);
-    server.kubectl("1.33").ok_stdin(
-        &["apply", "-f", "-"],
-        &format!(
-            "apiVersion: keg.dev/v1\nkind: NodeGroup\nmetadata: {{name: ng}}\nspec: {{instanceType: t3.medium, desiredCapacity: {nodes}, minSize: 1, maxSize: 3}}\n"
-        ),
-    );
-    Some((work, server))
+/// A server with real pods and a node group of `nodes` t3.medium nodes.
+fn cluster(test: &str, nodes: u32) -> Option<PodServer> {
+    let server = PodServer::start(test, &[])?;
+    server.node_group("ng", "t3.medium", nodes, 3);
+    Some(server)
 }
 
 fn json_of(k: &Kubectl, args: &[&str]) -> Value {
@@ -122,7 +104,7 @@ fn rollout_status(k: &Kubectl) -> String {
 
 #[test]
 fn stateful_sets_start_in_order_update_in_reverse_and_roll_back() {
-    let Some((_work, server)) = cluster("stateful_sets_start_in_order", 1) else {
+    let Some(server) = cluster("stateful_sets_start_in_order", 1) else {
         return;
     };
     let k = server.kubectl("1.33");
@@ -237,7 +219,7 @@ spec:
 
 #[test]
 fn a_daemon_set_runs_on_every_node_group_node() {
-    let Some((_work, server)) = cluster("a_daemon_set_runs_on_every_node_group_node", 2) else {
+    let Some(server) = cluster("a_daemon_set_runs_on_every_node_group_node", 2) else {
         return;
     };
     let k = server.kubectl("1.33");
@@ -367,7 +349,7 @@ spec:
 
 #[test]
 fn jobs_complete_fail_at_their_limit_index_their_pods_and_expire() {
-    let Some((_work, server)) = cluster("jobs_complete_fail_at_their_limit", 1) else {
+    let Some(server) = cluster("jobs_complete_fail_at_their_limit", 1) else {
         return;
     };
     let k = server.kubectl("1.33");
@@ -471,7 +453,7 @@ fn jobs_complete_fail_at_their_limit_index_their_pods_and_expire() {
 
 #[test]
 fn cron_jobs_make_jobs_by_hand_and_get_all_lists_every_kind() {
-    let Some((_work, server)) = cluster("cron_jobs_make_jobs_by_hand", 1) else {
+    let Some(server) = cluster("cron_jobs_make_jobs_by_hand", 1) else {
         return;
     };
     let k = server.kubectl("1.33");

@@ -159,6 +159,57 @@ impl Drop for Server {
     }
 }
 
+/// A server whose node agent runs pods for real from an image store that holds
+/// `busybox:test`: what every test with real pods starts from.
+pub struct PodServer {
+    /// The server.
+    pub server: Server,
+    _images: tempfile::TempDir,
+}
+
+impl std::ops::Deref for PodServer {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
+}
+
+impl PodServer {
+    /// Starts one with extra `keg server` flags; `None` (with the reason printed) where the
+    /// test cannot run pods: they need root.
+    pub fn start(test: &str, flags: &[&str]) -> Option<PodServer> {
+        if !keg_runtime::testing::require_root(test) {
+            return None;
+        }
+        let work = tempfile::tempdir().unwrap();
+        let images = work.path().join("images");
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(keg_runtime::testing::busybox_in_store(
+                work.path(),
+                &images,
+                "busybox:test",
+            ))
+            .unwrap();
+        let mut all = vec!["--images-dir", images.to_str().unwrap()];
+        all.extend(flags);
+        Some(PodServer {
+            server: Server::start_with(&all),
+            _images: work,
+        })
+    }
+
+    /// Adds node group `name` of `nodes` nodes of `instance` (minSize 1, maxSize `max`).
+    pub fn node_group(&self, name: &str, instance: &str, nodes: u32, max: u32) {
+        self.kubectl("1.33").ok_stdin(
+            &["apply", "-f", "-"],
+            &format!(
+                "apiVersion: keg.dev/v1\nkind: NodeGroup\nmetadata: {{name: {name}}}\nspec: {{instanceType: {instance}, desiredCapacity: {nodes}, minSize: 1, maxSize: {max}}}\n"
+            ),
+        );
+    }
+}
+
 /// The kubectl binary of a version (`kubectl.1.27` beside the real `kubectl`).
 pub fn kubectl_binary(version: &str) -> PathBuf {
     let which = Command::new("sh")
