@@ -16,7 +16,6 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
@@ -39,12 +38,11 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) {
     let cronjobs: Api<CronJob> = Api::all(client.clone());
     let jobs: Api<Job> = Api::all(client.clone());
     Controller::new(cronjobs, watcher::Config::default())
-        .watches(jobs, watcher::Config::default(), |job: Job| {
-            let ns = job.namespace().unwrap_or_default();
-            owners::controller_of(&job.metadata)
-                .filter(|r| r.kind == "CronJob")
-                .map(|r| ObjectRef::new(&r.name).within(&ns))
-        })
+        .watches(
+            jobs,
+            watcher::Config::default(),
+            owners::to_controller("CronJob"),
+        )
         .run(
             reconcile,
             |_, error, _| crate::retry_after_error("cronjob", error),

@@ -47,12 +47,11 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) {
     let controller = Controller::new(sets, watcher::Config::default());
     let store = controller.store();
     controller
-        .watches(pods, watcher::Config::default(), |pod: Pod| {
-            let ns = pod.namespace().unwrap_or_default();
-            owners::controller_of(&pod.metadata)
-                .filter(|r| r.kind == "DaemonSet")
-                .map(|r| ObjectRef::new(&r.name).within(&ns))
-        })
+        .watches(
+            pods,
+            watcher::Config::default(),
+            owners::to_controller("DaemonSet"),
+        )
         // A node that comes, goes or changes may change where every DaemonSet runs.
         .watches(nodes, watcher::Config::default(), move |_: Node| {
             store
@@ -200,12 +199,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> {
     let update = history::ensure(
         &revisions_api,
         &ds,
-        history::template_patch(Some(&spec.template)),
-        spec.template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default(),
+        &spec.template,
         &mut revisions,
         collisions.unwrap_or(0),
     )

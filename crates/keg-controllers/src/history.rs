@@ -66,16 +66,21 @@ pub async fn owned<K: Resource<DynamicType = ()>>(
     Ok(revisions)
 }
 
-/// The revision of `data` (the owner's current template): the newest one if it holds the
-/// same, an older one renumbered as the newest, or a new one.
+/// The revision of the owner's current `template`: the newest one if it holds the same, an
+/// older one renumbered as the newest, or a new one (labelled as the template's pods).
 pub async fn ensure<K: Resource<DynamicType = ()>>(
     api: &Api<ControllerRevision>,
     owner: &K,
-    data: Value,
-    labels: std::collections::BTreeMap<String, String>,
+    template: &PodTemplateSpec,
     revisions: &mut Vec<ControllerRevision>,
     collision_count: i32,
 ) -> Result<ControllerRevision> {
+    let data = template_patch(Some(template));
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
     let next = revisions.last().map_or(1, |r| r.revision + 1);
     let same = revisions
         .iter()

@@ -18,7 +18,6 @@ use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -47,12 +46,11 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) {
         last_failure: Mutex::default(),
     });
     let controller = Controller::new(jobs, watcher::Config::default())
-        .watches(pods, watcher::Config::default(), |pod: Pod| {
-            let ns = pod.namespace().unwrap_or_default();
-            owners::controller_of(&pod.metadata)
-                .filter(|r| r.kind == "Job")
-                .map(|r| ObjectRef::new(&r.name).within(&ns))
-        })
+        .watches(
+            pods,
+            watcher::Config::default(),
+            owners::to_controller("Job"),
+        )
         .run(
             reconcile,
             |_, error, _| crate::retry_after_error("job", error),

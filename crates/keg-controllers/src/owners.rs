@@ -7,6 +7,7 @@ use std::fmt::Debug;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -133,5 +134,20 @@ fn ignore_gone<T>(result: Result<T, kube::Error>) -> Result<Option<T>> {
         Ok(v) => Ok(Some(v)),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// For `Controller::watches`: maps an object to its controller when that is of `kind`, so a
+/// pod (or Job) wakes the workload that owns it.
+pub fn to_controller<K, O>(kind: &'static str) -> impl Fn(K) -> Option<ObjectRef<O>> + Clone
+where
+    K: Resource,
+    O: Resource<DynamicType = ()>,
+{
+    move |obj: K| {
+        let ns = obj.meta().namespace.clone().unwrap_or_default();
+        controller_of(obj.meta())
+            .filter(|r| r.kind == kind)
+            .map(|r| ObjectRef::new(&r.name).within(&ns))
     }
 }

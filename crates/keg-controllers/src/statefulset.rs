@@ -18,7 +18,6 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
@@ -38,12 +37,11 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) {
     let sets: Api<StatefulSet> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
     Controller::new(sets, watcher::Config::default())
-        .watches(pods, watcher::Config::default(), |pod: Pod| {
-            let ns = pod.namespace().unwrap_or_default();
-            owners::controller_of(&pod.metadata)
-                .filter(|r| r.kind == "StatefulSet")
-                .map(|r| ObjectRef::new(&r.name).within(&ns))
-        })
+        .watches(
+            pods,
+            watcher::Config::default(),
+            owners::to_controller("StatefulSet"),
+        )
         .run(
             reconcile,
             |_, error, _| crate::retry_after_error("statefulset", error),
@@ -94,12 +92,7 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action> {
     let update = history::ensure(
         &revisions_api,
         &set,
-        history::template_patch(Some(&spec.template)),
-        spec.template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.labels.clone())
-            .unwrap_or_default(),
+        &spec.template,
         &mut revisions,
         status.collision_count.unwrap_or(0),
     )
