@@ -8,15 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, CronJobStatus, Job};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::events::Events;
@@ -35,25 +33,12 @@ struct Context {
 
 /// Runs the controller until the process ends.
 pub async fn run(client: Client, clock: Arc<dyn Clock>) {
-    let cronjobs: Api<CronJob> = Api::all(client.clone());
-    let jobs: Api<Job> = Api::all(client.clone());
-    Controller::new(cronjobs, watcher::Config::default())
-        .watches(
-            jobs,
-            watcher::Config::default(),
-            owners::to_controller("CronJob"),
-        )
-        .run(
-            reconcile,
-            |_, error, _| crate::retry_after_error("cronjob", error),
-            Arc::new(Context {
-                events: Events::new(client.clone(), "cronjob-controller"),
-                client,
-                clock,
-            }),
-        )
-        .for_each(|_| async {})
-        .await;
+    let context = Arc::new(Context {
+        events: Events::new(client.clone(), "cronjob-controller"),
+        client: client.clone(),
+        clock,
+    });
+    crate::run_workload::<CronJob, Job, _, _, _>(&client, "cronjob", reconcile, context).await;
 }
 
 /// Whether a Job has finished, and how: `Some("Complete")` or `Some("Failed")`.

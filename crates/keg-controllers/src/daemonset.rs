@@ -50,7 +50,7 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) {
         .watches(
             pods,
             watcher::Config::default(),
-            owners::to_controller("DaemonSet"),
+            owners::to_controller::<Pod, DaemonSet>(),
         )
         // A node that comes, goes or changes may change where every DaemonSet runs.
         .watches(nodes, watcher::Config::default(), move |_: Node| {
@@ -194,16 +194,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action> {
     }
     let spec = ds.spec.clone().unwrap_or_default();
     let revisions_api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut revisions = history::owned(&revisions_api, &ds).await?;
-    let collisions = ds.status.as_ref().and_then(|s| s.collision_count);
-    let update = history::ensure(
-        &revisions_api,
-        &ds,
-        &spec.template,
-        &mut revisions,
-        collisions.unwrap_or(0),
-    )
-    .await?;
+    let (revisions, update) = history::sync(&revisions_api, &ds, &spec.template).await?;
     let hash = update
         .labels()
         .get(history::HASH_LABEL)

@@ -1,7 +1,7 @@
 //! ControllerRevisions: the history of a StatefulSet's or DaemonSet's pod template, as
 //! upstream's history package keeps it. Each revision holds the template as the strategic
 //! merge patch `kubectl rollout undo` applies, a revision number, and a name hashed from
-//! the patch; an old template that comes back reuses its revision under a new number.
+//! the template; an old template that comes back reuses its revision under a new number.
 
 use std::collections::BTreeSet;
 
@@ -33,24 +33,8 @@ pub fn template_of(revision: &ControllerRevision) -> Option<PodTemplateSpec> {
     serde_json::from_value(template).ok()
 }
 
-/// The hash in a revision's name: FNV-1a of the data and the collision count, written in
-/// the consonants and digits upstream's names use (no vowels, so no words).
-pub fn hash(data: &Value, collision_count: i32) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    let text = format!("{data}{collision_count}");
-    for byte in text.bytes() {
-        h ^= u32::from(byte);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    h.to_string()
-        .bytes()
-        .map(|b| ALPHABET[usize::from(b) % ALPHABET.len()] as char)
-        .collect()
-}
-
 /// The revisions an owner controls, oldest revision first.
-pub async fn owned<K: Resource<DynamicType = ()>>(
+async fn owned<K: Resource<DynamicType = ()>>(
     api: &Api<ControllerRevision>,
     owner: &K,
 ) -> Result<Vec<ControllerRevision>> {
@@ -66,14 +50,24 @@ pub async fn owned<K: Resource<DynamicType = ()>>(
     Ok(revisions)
 }
 
-/// The revision of the owner's current `template`: the newest one if it holds the same, an
-/// older one renumbered as the newest, or a new one (labelled as the template's pods).
-pub async fn ensure<K: Resource<DynamicType = ()>>(
+/// The owner's revisions (oldest first) and the one of its current `template`: the newest
+/// if it holds the same, an older one renumbered as the newest, or a new one (labelled as
+/// the template's pods). Hash collisions are not handled, so the collision count is 0.
+pub async fn sync<K: Resource<DynamicType = ()>>(
+    api: &Api<ControllerRevision>,
+    owner: &K,
+    template: &PodTemplateSpec,
+) -> Result<(Vec<ControllerRevision>, ControllerRevision)> {
+    let mut revisions = owned(api, owner).await?;
+    let update = ensure(api, owner, template, &mut revisions).await?;
+    Ok((revisions, update))
+}
+
+async fn ensure<K: Resource<DynamicType = ()>>(
     api: &Api<ControllerRevision>,
     owner: &K,
     template: &PodTemplateSpec,
     revisions: &mut Vec<ControllerRevision>,
-    collision_count: i32,
 ) -> Result<ControllerRevision> {
     let data = template_patch(Some(template));
     let labels = template
@@ -101,7 +95,8 @@ pub async fn ensure<K: Resource<DynamicType = ()>>(
         revisions.push(bumped.clone());
         return Ok(bumped);
     }
-    let hash = hash(&data, collision_count);
+    // The hash upstream's name carries, computed as for a Deployment's pod-template-hash.
+    let hash = crate::deployment::util::template_hash(template, None);
     let mut labels = labels;
     labels.insert(HASH_LABEL.into(), hash.clone());
     let revision = ControllerRevision {

@@ -17,7 +17,7 @@ use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus, UncountedTerminatedPo
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
@@ -37,27 +37,14 @@ struct Context {
 
 /// Runs the controller until the process ends.
 pub async fn run(client: Client, clock: Arc<dyn Clock>) {
-    let jobs: Api<Job> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
     let context = Arc::new(Context {
         events: Events::new(client.clone(), "job-controller"),
         client: client.clone(),
         clock,
         last_failure: Mutex::default(),
     });
-    let controller = Controller::new(jobs, watcher::Config::default())
-        .watches(
-            pods,
-            watcher::Config::default(),
-            owners::to_controller("Job"),
-        )
-        .run(
-            reconcile,
-            |_, error, _| crate::retry_after_error("job", error),
-            context,
-        )
-        .for_each(|_| async {});
-    tokio::join!(controller, release_orphans(client));
+    let controller = crate::run_workload::<Job, Pod, _, _, _>(&client, "job", reconcile, context);
+    tokio::join!(controller, release_orphans(client.clone()));
 }
 
 async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action> {

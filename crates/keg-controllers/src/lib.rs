@@ -134,6 +134,50 @@ pub(crate) fn retry_after_error(controller: &str, error: &Error) -> Action {
     Action::requeue(RETRY)
 }
 
+/// Runs a workload controller until the process ends: `reconcile` each `K` when it or an
+/// `Owned` object it controls changes (upstream's shape for every workload kind); failures
+/// are retried after [`RETRY`].
+pub(crate) async fn run_workload<K, Owned, C, R, F>(
+    client: &Client,
+    name: &'static str,
+    reconcile: R,
+    context: Arc<C>,
+) where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    Owned: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    C: Send + Sync + 'static,
+    R: FnMut(Arc<K>, Arc<C>) -> F,
+    F: std::future::Future<Output = Result<Action>> + Send + 'static,
+{
+    use futures::StreamExt;
+    let watch = kube::runtime::watcher::Config::default;
+    kube::runtime::Controller::new(kube::Api::<K>::all(client.clone()), watch())
+        .watches(
+            kube::Api::<Owned>::all(client.clone()),
+            watch(),
+            owners::to_controller::<Owned, K>(),
+        )
+        .run(
+            reconcile,
+            move |_, error, _| retry_after_error(name, error),
+            context,
+        )
+        .for_each(|_| async {})
+        .await;
+}
+
 /// Results of reconcilers.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

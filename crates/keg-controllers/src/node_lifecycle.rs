@@ -157,25 +157,9 @@ async fn mark_unknown(
         )
         .await;
     for pod in on_node.iter().filter(|p| pods::is_ready(p)) {
-        let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
-        let mut conditions = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.clone())
-            .unwrap_or_default();
-        for c in conditions.iter_mut().filter(|c| c.type_ == "Ready") {
-            c.status = "False".into();
-            c.last_transition_time = Some(Time(now));
-        }
-        let patch = json!({"status": {"conditions": conditions}});
-        crate::gone_is_fine(
-            api.patch_status(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Strategic(&patch),
-            )
-            .await,
-        )?;
+        let not_ready =
+            json!({"type": "Ready", "status": "False", "lastTransitionTime": Time(now)});
+        set_pod_condition(client, pod, not_ready).await?;
         events
             .warning(
                 &pod.object_ref(&()),
@@ -275,20 +259,12 @@ async fn evict_intolerant(
             continue;
         }
         let ns = pod.namespace().unwrap_or_default();
-        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let condition = json!({"status": {"conditions": [{
+        let condition = json!({
             "type": "DisruptionTarget", "status": "True", "reason": "DeletionByTaintManager",
             "message": "Taint manager: deleting due to NoExecute taint",
             "lastTransitionTime": Time(now),
-        }]}});
-        crate::gone_is_fine(
-            api.patch_status(
-                &pod.name_any(),
-                &PatchParams::default(),
-                &Patch::Strategic(&condition),
-            )
-            .await,
-        )?;
+        });
+        set_pod_condition(client, pod, condition).await?;
         events
             .normal(
                 &pod.object_ref(&()),
@@ -297,7 +273,22 @@ async fn evict_intolerant(
                 format!("Marking for deletion Pod {ns}/{}", pod.name_any()),
             )
             .await;
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
         crate::gone_is_fine(api.delete(&pod.name_any(), &DeleteParams::default()).await)?;
     }
     Ok(())
+}
+
+/// Sets one condition of a pod's status (conditions merge by type).
+async fn set_pod_condition(client: &Client, pod: &Pod, condition: serde_json::Value) -> Result<()> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let patch = json!({"status": {"conditions": [condition]}});
+    let result = api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Strategic(&patch),
+        )
+        .await;
+    crate::gone_is_fine(result)
 }

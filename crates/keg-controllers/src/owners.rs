@@ -137,13 +137,14 @@ fn ignore_gone<T>(result: Result<T, kube::Error>) -> Result<Option<T>> {
     }
 }
 
-/// For `Controller::watches`: maps an object to its controller when that is of `kind`, so a
-/// pod (or Job) wakes the workload that owns it.
-pub fn to_controller<K, O>(kind: &'static str) -> impl Fn(K) -> Option<ObjectRef<O>> + Clone
+/// For `Controller::watches`: maps an object to its controller when that is an `O`, so a pod
+/// (or Job) wakes the workload that owns it.
+pub fn to_controller<K, O>() -> impl Fn(K) -> Option<ObjectRef<O>> + Clone
 where
     K: Resource,
     O: Resource<DynamicType = ()>,
 {
+    let kind = O::kind(&()).into_owned();
     move |obj: K| {
         let ns = obj.meta().namespace.clone().unwrap_or_default();
         controller_of(obj.meta())

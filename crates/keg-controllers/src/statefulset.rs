@@ -12,13 +12,11 @@ mod identity;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet, StatefulSetStatus};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, ListParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::events::Events;
@@ -34,24 +32,12 @@ struct Context {
 
 /// Runs the controller until the process ends.
 pub async fn run(client: Client, clock: Arc<dyn Clock>) {
-    let sets: Api<StatefulSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    Controller::new(sets, watcher::Config::default())
-        .watches(
-            pods,
-            watcher::Config::default(),
-            owners::to_controller("StatefulSet"),
-        )
-        .run(
-            reconcile,
-            |_, error, _| crate::retry_after_error("statefulset", error),
-            Arc::new(Context {
-                events: Events::new(client.clone(), "statefulset-controller"),
-                client,
-                clock,
-            }),
-        )
-        .for_each(|_| async {})
+    let context = Arc::new(Context {
+        events: Events::new(client.clone(), "statefulset-controller"),
+        client: client.clone(),
+        clock,
+    });
+    crate::run_workload::<StatefulSet, Pod, _, _, _>(&client, "statefulset", reconcile, context)
         .await;
 }
 
@@ -87,16 +73,8 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action> {
     }
     let spec = set.spec.clone().unwrap_or_default();
     let revisions_api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut revisions = history::owned(&revisions_api, &set).await?;
+    let (revisions, update) = history::sync(&revisions_api, &set, &spec.template).await?;
     let status = set.status.clone().unwrap_or_default();
-    let update = history::ensure(
-        &revisions_api,
-        &set,
-        &spec.template,
-        &mut revisions,
-        status.collision_count.unwrap_or(0),
-    )
-    .await?;
     let current = revisions
         .iter()
         .find(|r| Some(r.name_any()) == status.current_revision)
