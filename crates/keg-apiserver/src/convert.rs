@@ -1,12 +1,29 @@
-//! Events are served by two groups over one storage, as upstream does: core/v1 and
-//! events.k8s.io/v1 name the same fields differently. Each is stored as written; reads
-//! convert to the group asked for, so `kubectl describe` (core/v1, filtering on
-//! `involvedObject`) sees events recorded through events.k8s.io (kube's Recorder) and the
+//! Kinds served at more than one group-version over one storage, as upstream does.
+//!
+//! Events: core/v1 and events.k8s.io/v1 name the same fields differently. Each is stored as
+//! written; reads convert to the group asked for, so `kubectl describe` (core/v1, filtering
+//! on `involvedObject`) sees events recorded through events.k8s.io (kube's Recorder) and the
 //! other way round.
+//!
+//! HorizontalPodAutoscalers: stored as autoscaling/v2 (upstream's storage version); writes
+//! through autoscaling/v1 are converted to v2 before storage and reads convert back
+//! ([`hpa`]).
+
+mod hpa;
+
+use std::borrow::Cow;
 
 use serde_json::Value;
 
 use crate::resources::Resource;
+
+/// An object written through `res` in the shape it is stored in.
+pub fn to_storage<'a>(res: &Resource, obj: &'a Value) -> Cow<'a, Value> {
+    if res.kind == "HorizontalPodAutoscaler" && res.version == "v1" {
+        return Cow::Owned(hpa::v1_to_v2(obj.clone()));
+    }
+    Cow::Borrowed(obj)
+}
 
 /// Field names: (core/v1, events.k8s.io/v1).
 const RENAMED: [(&str, &str); 7] = [
@@ -19,8 +36,15 @@ const RENAMED: [(&str, &str); 7] = [
     ("count", "deprecatedCount"),
 ];
 
-/// Converts a stored object to the shape of the group `res` serves (only Events differ).
+/// Converts a stored object to the shape of the group-version `res` serves.
 pub fn for_resource(res: &Resource, obj: Value) -> Value {
+    if res.kind == "HorizontalPodAutoscaler" {
+        return if res.version == "v1" && obj["apiVersion"] != "autoscaling/v1" {
+            hpa::v2_to_v1(obj)
+        } else {
+            obj
+        };
+    }
     if res.kind != "Event" {
         return obj;
     }

@@ -89,11 +89,40 @@ fn group_versions(registry: &Registry) -> BTreeMap<String, Vec<Arc<Resource>>> {
     groups
 }
 
+/// A group's versions, preferred first.
 fn versions_of(resources: &[Arc<Resource>]) -> Vec<String> {
     let mut versions: Vec<String> = resources.iter().map(|r| r.version.clone()).collect();
-    versions.sort();
+    versions.sort_by(|a, b| version_priority(a).cmp(&version_priority(b)));
     versions.dedup();
     versions
+}
+
+/// The sort key of upstream's kube-aware version order: GA before beta before alpha, higher
+/// numbers first within each (`v2`, `v1`, `v2beta1`, `v1beta2`, `v1alpha1`), then versions
+/// not of that form alphabetically.
+fn version_priority(version: &str) -> (u8, std::cmp::Reverse<u64>, std::cmp::Reverse<u64>, &str) {
+    use std::cmp::Reverse;
+    let parse = || -> Option<(u8, u64, u64)> {
+        let rest = version.strip_prefix('v')?;
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let major: u64 = rest[..digits].parse().ok()?;
+        let rest = &rest[digits..];
+        if rest.is_empty() {
+            return Some((0, major, 0));
+        }
+        let (rank, minor) = if let Some(m) = rest.strip_prefix("beta") {
+            (1, m)
+        } else {
+            (2, rest.strip_prefix("alpha")?)
+        };
+        Some((rank, major, minor.parse().ok()?))
+    };
+    match parse() {
+        Some((rank, major, minor)) => (rank, Reverse(major), Reverse(minor), ""),
+        None => (3, Reverse(0), Reverse(0), version),
+    }
 }
 
 /// The legacy APIResourceList of a group-version, or `None` when it is not served.
@@ -242,5 +271,31 @@ pub fn apis(registry: &Registry, headers: &HeaderMap) -> Response {
             )
         }
         format => aggregated(registry, false, format),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_sort_as_upstream_prefers_them() {
+        let mut versions = vec![
+            "v1alpha1", "v1", "v2beta1", "foo", "v1beta2", "v2", "v1beta1", "v10",
+        ];
+        versions.sort_by(|a, b| version_priority(a).cmp(&version_priority(b)));
+        assert_eq!(
+            versions,
+            [
+                "v10", "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"
+            ]
+        );
+    }
+
+    #[test]
+    fn autoscaling_prefers_v2() {
+        let group = group(&Registry::new(), "autoscaling").unwrap();
+        assert_eq!(group["preferredVersion"]["version"], "v2");
+        assert_eq!(group["versions"][1]["version"], "v1");
     }
 }

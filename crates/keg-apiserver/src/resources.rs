@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use k8s_openapi::api::{
-    apps, authentication, authorization, batch, coordination, core::v1 as core, discovery, events,
-    policy, rbac, storage,
+    apps, authentication, authorization, autoscaling, batch, coordination, core::v1 as core,
+    discovery, events, policy, rbac, storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
 use serde::de::DeserializeOwned;
@@ -151,6 +151,7 @@ impl Resource {
                     | "Job"
                     | "CronJob"
                     | "PodDisruptionBudget"
+                    | "HorizontalPodAutoscaler"
                     | "CustomResourceDefinition"
                     | "Pod"
             )
@@ -390,6 +391,16 @@ fn builtins() -> Vec<Builtin> {
             typed::<apps::v1::ControllerRevision>(),
         ),
         b(
+            "autoscaling",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            true,
+            &["hpa"],
+            ALL,
+            &["status"],
+            typed::<autoscaling::v2::HorizontalPodAutoscaler>(),
+        ),
+        b(
             "policy",
             "PodDisruptionBudget",
             "poddisruptionbudgets",
@@ -576,10 +587,10 @@ fn builtins() -> Vec<Builtin> {
 fn builtin_resource(b: &Builtin, storage: (String, String), create_only: bool) -> Resource {
     Resource {
         group: b.group.to_string(),
-        version: if b.group == "metrics.k8s.io" {
-            "v1beta1"
-        } else {
-            "v1"
+        version: match b.group {
+            "metrics.k8s.io" => "v1beta1",
+            "autoscaling" => "v2",
+            _ => "v1",
         }
         .to_string(),
         kind: b.kind.to_string(),
@@ -625,6 +636,17 @@ impl Registry {
             };
             let storage = (storage_group.to_string(), b.plural.to_string());
             let create_only = matches!(b.group, "authentication.k8s.io" | "authorization.k8s.io");
+            if b.kind == "HorizontalPodAutoscaler" {
+                // autoscaling/v1 serves the same objects (converted; see `convert`), after
+                // v2 so that the kind's first version found is the preferred one.
+                registry.insert(builtin_resource(&b, storage.clone(), create_only));
+                registry.insert(Resource {
+                    version: "v1".to_string(),
+                    typed: typed::<autoscaling::v1::HorizontalPodAutoscaler>(),
+                    ..builtin_resource(&b, storage, create_only)
+                });
+                continue;
+            }
             if b.kind == "SelfSubjectReview" {
                 // kubectl 1.27's `auth whoami` asks for the beta version.
                 registry.insert(Resource {

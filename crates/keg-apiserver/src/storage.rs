@@ -102,7 +102,12 @@ impl Objects {
     /// Creates an object; 409 AlreadyExists when the name is taken.
     pub async fn create(&self, res: &Resource, ns: Option<&str>, obj: &Value) -> Result<Value> {
         let obj_name = name(obj);
-        match self.store.create(&res.key(ns, obj_name), encode(obj)).await {
+        let stored = crate::convert::to_storage(res, obj);
+        match self
+            .store
+            .create(&res.key(ns, obj_name), encode(&stored))
+            .await
+        {
             Ok(kv) => decode_for(res, &kv),
             Err(StoreError::AlreadyExists { .. }) => {
                 Err(ApiError::already_exists(&res.group, &res.plural, obj_name))
@@ -120,9 +125,10 @@ impl Objects {
         expected: u64,
     ) -> Result<Value> {
         let obj_name = name(obj);
+        let stored = crate::convert::to_storage(res, obj);
         match self
             .store
-            .update(&res.key(ns, obj_name), encode(obj), expected)
+            .update(&res.key(ns, obj_name), encode(&stored), expected)
             .await
         {
             Ok(kv) => decode_for(res, &kv),

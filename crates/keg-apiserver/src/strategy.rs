@@ -7,6 +7,7 @@ use crate::error::Cause;
 use crate::objects::without_nulls;
 use crate::resources::Resource;
 
+mod autoscaling;
 mod defaults;
 mod validate;
 mod workloads;
@@ -33,6 +34,7 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) {
         | "StatefulSet"
         | "DaemonSet"
         | "CronJob"
+        | "HorizontalPodAutoscaler"
         | "PodDisruptionBudget" => {
             obj.as_object_mut().map(|o| o.remove("status"));
         }

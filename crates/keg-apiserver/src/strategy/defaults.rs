@@ -28,6 +28,9 @@ pub fn default_object(res: &Resource, obj: &mut Value) {
             }
             default_pod_spec(&mut spec["template"]["spec"]);
         }
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            super::autoscaling::default(&res.version, obj);
+        }
         ("apps", "ReplicaSet") => {
             set_default(&mut obj["spec"], "replicas", json!(1));
             default_pod_spec(&mut obj["spec"]["template"]["spec"]);

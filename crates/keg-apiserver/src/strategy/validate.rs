@@ -20,6 +20,10 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
             }
         }
         ("apps", "Deployment" | "ReplicaSet") => validate_workload(obj, old, &mut causes),
+        ("autoscaling", "HorizontalPodAutoscaler") => {
+            let stored = |o: &Value| crate::convert::to_storage(res, o).into_owned();
+            super::autoscaling::validate(&stored(obj), old.map(stored).as_ref(), &mut causes);
+        }
         ("apps", "StatefulSet") => workloads::stateful_set(obj, old, &mut causes),
         ("apps", "DaemonSet") => workloads::daemon_set(obj, old, &mut causes),
         ("batch", "Job") => workloads::job(obj, old, &mut causes),
