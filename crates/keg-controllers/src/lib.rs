@@ -14,6 +14,7 @@ pub mod endpointslice;
 pub mod events;
 pub mod gc;
 pub mod history;
+pub mod hpa;
 pub mod job;
 pub mod metering;
 pub mod namespace;

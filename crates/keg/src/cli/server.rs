@@ -52,6 +52,14 @@ pub struct ServerArgs {
     /// removes it (the Cluster Autoscaler's --scale-down-unneeded-time, 10 minutes).
     #[arg(long, default_value_t = 600)]
     scale_down_unneeded_time: u64,
+    /// Seconds between syncs of each HorizontalPodAutoscaler (upstream's
+    /// --horizontal-pod-autoscaler-sync-period).
+    #[arg(long, default_value_t = 15)]
+    horizontal_pod_autoscaler_sync_period: u64,
+    /// Seconds scale-down waits for recommendations to agree when an autoscaler's `behavior`
+    /// does not say (upstream's --horizontal-pod-autoscaler-downscale-stabilization).
+    #[arg(long, default_value_t = 300)]
+    horizontal_pod_autoscaler_downscale_stabilization: u64,
     /// Run no node agent: nodes stay NotReady and no pod runs (the API and controllers only).
     #[arg(long)]
     no_node_agent: bool,
@@ -112,6 +120,18 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         keg_controllers::node_lifecycle::Config {
             grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period.max(1)),
             clock: std::sync::Arc::new(keg_controllers::SystemClock),
+        },
+    ));
+    tokio::spawn(keg_controllers::hpa::run(
+        controllers.clone(),
+        keg_controllers::hpa::Config {
+            sync_period: std::time::Duration::from_secs(
+                args.horizontal_pod_autoscaler_sync_period.max(1),
+            ),
+            downscale_stabilization: std::time::Duration::from_secs(
+                args.horizontal_pod_autoscaler_downscale_stabilization,
+            ),
+            ..keg_controllers::hpa::Config::new(std::sync::Arc::new(keg_controllers::SystemClock))
         },
     ));
     tokio::spawn(keg_controllers::volumes::run(
