@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The seed's walkthrough on keg, step by step: each command is printed and run as a user would
-# run it, and each outcome the seed shows is checked. Ends by deleting what it made.
+# run it, and each outcome the seed shows is checked; then the API's supply follows its load
+# (a HorizontalPodAutoscaler). Ends by deleting what it made.
 #
 # Usage: examples/terrax/walkthrough.sh      (as root; images built by build-images.sh)
 # Environment: KEG (the keg binary, default `keg`), KUBECTL (default `kubectl`),
@@ -26,6 +27,8 @@ cleanup() {
   [ "${KEEP:-}" = 1 ] && return
   [ "${torn_down:-}" = 1 ] && return
   step "Clean up after the failure"
+  [ -n "${load:-}" ] && { kill "$load" 2>/dev/null || true; }
+  run k delete -f "$here/service/autoscaler.yml" --ignore-not-found --wait=false || true
   run k delete -f "$here/service/service.yml" --ignore-not-found --wait=false || true
   run k delete -f "$here/database/database.yml" --ignore-not-found --wait=false || true
   run "$KEG" delete cluster -f "$here/eks-terrax-fargate.yaml" || true
@@ -109,6 +112,39 @@ run k get nodes
 run k scale deployment springboot-deployment --replicas=1 -n "$ns"
 wait_for 300 fargate_nodes_are 1
 run k get nodes
+
+step "Supply follows demand: an autoscaler on the API, load through the load balancer"
+run k apply -f "$here/service/autoscaler.yml"
+hpa() { k get hpa springboot-deployment -n "$ns" -o jsonpath="$1"; }
+# The first sync reads the pods' CPU: TARGETS shows a value, not <unknown>.
+wait_for 60 sh -c "$KUBECTL get hpa springboot-deployment -n $ns -o jsonpath='{.status.currentMetrics[0].resource.current.averageUtilization}' | grep -q ."
+run k get hpa -n "$ns"
+# Load: requests on new connections, so that the load balancer spreads them over the pods as
+# they come; bounded in count and time, on the load balancer's loopback address.
+curl -s --parallel --parallel-max 16 --max-time 5 -H 'Connection: close' -o /dev/null \
+  "http://$ip/api/beers?n=[1-300000]" 2>/dev/null &
+load=$!
+stop_load() { kill "$load" 2>/dev/null || true; wait "$load" 2>/dev/null || true; }
+ready_pods() {
+  k get pods -n "$ns" -l app=service -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$' || true
+}
+scaled_out() {
+  local desired
+  desired=$(hpa '{.status.desiredReplicas}')
+  [ "${desired:-0}" -ge 2 ] && [ "$(ready_pods)" = "$desired" ] && fargate_nodes_are "$desired"
+}
+wait_for 240 scaled_out # (a failure stops the load in cleanup)
+stop_load
+run k get hpa,pods -n "$ns" -o wide
+run k get nodes
+echo "under load the API grew to $(hpa '{.status.desiredReplicas}') pods, each on a Fargate node of its own"
+# Without load the pods idle; after the 30 s window of the autoscaler's behavior it goes back.
+wait_for 240 sh -c "[ \"\$($KUBECTL get hpa springboot-deployment -n $ns -o jsonpath='{.status.desiredReplicas}')\" = 1 ]"
+wait_for 300 fargate_nodes_are 1
+run k describe hpa springboot-deployment -n "$ns"
+k get events -n "$ns" --field-selector reason=SuccessfulRescale -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' |
+  grep -q "above target" || fail "no SuccessfulRescale event for the scale-up"
+run k delete -f "$here/service/autoscaler.yml"
 
 step "What it cost: Fargate pods by the second, the node group by the hour"
 run "$KEG" cost --cluster "$cluster"
