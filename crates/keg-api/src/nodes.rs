@@ -63,6 +63,20 @@ pub fn free_node_address(
     }
 }
 
+/// The Cluster Autoscaler's event when it grows a node group (reason `ScaledUpGroup`).
+pub fn scale_up_message(group: &str, from: i32, to: i32, max: i32) -> String {
+    format!("Scale-up: setting group {group} size to {to} instead of {from} (max: {max})")
+}
+
+/// The (group, from, to) of a [`scale_up_message`].
+pub fn parse_scale_up_message(message: &str) -> Option<(String, i32, i32)> {
+    let rest = message.strip_prefix("Scale-up: setting group ")?;
+    let (group, rest) = rest.split_once(" size to ")?;
+    let (to, rest) = rest.split_once(" instead of ")?;
+    let (from, _) = rest.split_once(' ')?;
+    Some((group.to_string(), from.parse().ok()?, to.parse().ok()?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +99,19 @@ mod tests {
             let ip = free_node_address("r", &taken, ec2_node_name);
             assert!(ip.octets()[2] != 0 || ip.octets()[3] == 7, "{ip} is taken");
         }
+    }
+
+    #[test]
+    fn scale_up_messages_read_back() {
+        let text = scale_up_message("ng-1", 1, 3, 5);
+        assert_eq!(
+            text,
+            "Scale-up: setting group ng-1 size to 3 instead of 1 (max: 5)"
+        );
+        assert_eq!(parse_scale_up_message(&text), Some(("ng-1".into(), 1, 3)));
+        assert_eq!(
+            parse_scale_up_message("Scale-down: removing empty node \"x\""),
+            None
+        );
     }
 }

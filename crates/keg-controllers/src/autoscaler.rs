@@ -1,15 +1,22 @@
 //! Node-group autoscaling, as the Cluster Autoscaler does it for EKS node groups: pods the
 //! default scheduler cannot place for want of CPU, memory or pod slots grow the first group
 //! whose node would fit them, within its `maxSize` (`TriggeredScaleUp`, or
-//! `NotTriggerScaleUp` saying why not); a group's nodes that have run nothing but DaemonSet
-//! pods for the unneeded time are removed, down to its `minSize`.
+//! `NotTriggerScaleUp` saying why not). A group's node that has been unneeded for the
+//! unneeded time is removed, down to its `minSize`: one that runs nothing but DaemonSet pods,
+//! or one under half used whose pods all fit on the group's other nodes and may move (not
+//! annotated `safe-to-evict: "false"`, replicated, not kube-system without a budget, no local
+//! storage, every disruption budget allowing it), one such node draining at a time. Removal
+//! taints and cordons the node and lowers `desiredCapacity`; the node-group controller then
+//! drains it through evictions. Each decision is an event on the NodeGroup (`ScaledUpGroup`,
+//! `ScaleDownEmpty`, `ScaleDown`), which `keg cost` prices.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use keg_api::crds::NodeGroup;
 use keg_api::instance_types::InstanceType;
 use keg_api::node_fit::{matches_node_selector, tolerates};
@@ -204,6 +211,14 @@ async fn scan(
                 .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await?;
             tracing::info!(group = %name, from = desired, to = target, "scale-up");
+            events
+                .normal(
+                    &group.object_ref(&()),
+                    "ScaledUpGroup",
+                    "ScaleUp",
+                    keg_api::nodes::scale_up_message(&name, desired, target, max),
+                )
+                .await;
             (
                 "TriggeredScaleUp",
                 format!("pod triggered scale-up: [{{{name} {desired}->{target} (max: {max})}}]"),
@@ -225,13 +240,245 @@ async fn scan(
     .await
 }
 
-/// Whether a node runs nothing an autoscaler must move (DaemonSet and finished pods aside).
-fn is_empty(node: &str, pods: &[Pod]) -> bool {
-    !pods.iter().any(|p| {
-        p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(node)
-            && !matches!(pods::phase(p), "Succeeded" | "Failed")
-            && owners::controller_of(&p.metadata).is_none_or(|r| r.kind != "DaemonSet")
+/// Whether a pod is one the autoscaler must move off a node it removes (DaemonSet and
+/// finished pods go with the node).
+fn must_move(pod: &Pod) -> bool {
+    !matches!(pods::phase(pod), "Succeeded" | "Failed")
+        && owners::controller_of(&pod.metadata).is_none_or(|r| r.kind != "DaemonSet")
+}
+
+fn on_node<'a>(node: &str, pods: &'a [Pod]) -> impl Iterator<Item = &'a Pod> {
+    let node = node.to_string();
+    pods.iter()
+        .filter(move |p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&node))
+}
+
+/// The Cluster Autoscaler's annotation that says whether a pod may be evicted to remove its
+/// node.
+pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+/// The node annotation that keeps a node from being scaled down.
+pub const SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
+/// The taint a node being removed carries, so that nothing new is placed there.
+pub const TO_BE_DELETED_TAINT: &str = "ToBeDeletedByClusterAutoscaler";
+/// Below this share of its allocatable CPU and memory requested, a node is a candidate for
+/// removal (`--scale-down-utilization-threshold`).
+const UTILIZATION_THRESHOLD: f64 = 0.5;
+
+/// Why a pod keeps its node, in the Cluster Autoscaler's terms; `None` when it may move.
+fn blocker(pod: &Pod, budgets: &[PodDisruptionBudget]) -> Option<&'static str> {
+    let safe = pod.annotations().get(SAFE_TO_EVICT).map(String::as_str);
+    if safe == Some("false") {
+        return Some("NotSafeToEvictAnnotation");
+    }
+    let matching: Vec<&PodDisruptionBudget> = budgets
+        .iter()
+        .filter(|b| b.namespace() == pod.namespace())
+        .filter(|b| {
+            let selector = b.spec.as_ref().and_then(|s| s.selector.as_ref());
+            selector.is_some()
+                && owners::selector(selector)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|s| owners::selects(Some(&s), &pod.metadata))
+        })
+        .collect();
+    if matching
+        .iter()
+        .any(|b| b.status.as_ref().is_none_or(|s| s.disruptions_allowed < 1))
+    {
+        return Some("NotEnoughPdb");
+    }
+    if safe == Some("true") {
+        return None;
+    }
+    if owners::controller_of(&pod.metadata).is_none() {
+        return Some("NotReplicated");
+    }
+    if pod.namespace().as_deref() == Some("kube-system") && matching.is_empty() {
+        return Some("UnmovableKubeSystemPod");
+    }
+    let local = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|v| {
+            v.host_path.is_some()
+                || v.empty_dir
+                    .as_ref()
+                    .is_some_and(|e| e.medium.as_deref() != Some("Memory"))
+        });
+    if local {
+        return Some("LocalStorageRequested");
+    }
+    None
+}
+
+/// (CPU, memory) requested on a node as shares of its allocatable.
+fn utilization(node: &Node, pods: &[Pod]) -> Option<(f64, f64)> {
+    let allocatable = node.status.as_ref()?.allocatable.clone()?;
+    let cpu = keg_api::quantity::parse_millis(&allocatable.get("cpu")?.0).ok()?;
+    let memory = keg_api::quantity::parse_bytes(&allocatable.get("memory")?.0).ok()?;
+    let (used_cpu, used_memory) = on_node(&node.name_any(), pods)
+        .filter(|p| !matches!(pods::phase(p), "Succeeded" | "Failed"))
+        .filter_map(|p| keg_api::fargate::sizing::pod_requests(p.spec.as_ref()?).ok())
+        .fold((0, 0), |(c, m), (pc, pm)| (c + pc, m + pm));
+    (cpu > 0 && memory > 0).then(|| {
+        (
+            used_cpu as f64 / cpu as f64,
+            used_memory as f64 / memory as f64,
+        )
     })
+}
+
+/// Whether every pod of `moving` finds room on one of `targets` (as the scheduler would place
+/// it: selector, taints, requests), first fit.
+fn fit_elsewhere(moving: &[&Pod], targets: &[&Node], pods: &[Pod]) -> bool {
+    let mut free: Vec<(&Node, i64, i64, i64)> = targets
+        .iter()
+        .filter_map(|node| {
+            let allocatable = node.status.as_ref()?.allocatable.clone()?;
+            let get = |key: &str, parse: fn(&str) -> keg_api::quantity::Result<u64>| {
+                allocatable
+                    .get(key)
+                    .and_then(|q| parse(&q.0).ok())
+                    .and_then(|v| i64::try_from(v).ok())
+            };
+            let (mut cpu, mut memory) = (
+                get("cpu", keg_api::quantity::parse_millis)?,
+                get("memory", keg_api::quantity::parse_bytes)?,
+            );
+            let mut slots = get("pods", keg_api::quantity::parse_bytes).unwrap_or(110);
+            for pod in on_node(&node.name_any(), pods)
+                .filter(|p| !matches!(pods::phase(p), "Succeeded" | "Failed"))
+            {
+                let (c, m) = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| keg_api::fargate::sizing::pod_requests(s).ok())
+                    .unwrap_or((0, 0));
+                cpu -= i64::try_from(c).unwrap_or(i64::MAX);
+                memory -= i64::try_from(m).unwrap_or(i64::MAX);
+                slots -= 1;
+            }
+            Some((*node, cpu, memory, slots))
+        })
+        .collect();
+    moving.iter().all(|pod| {
+        let Some((cpu, memory)) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| keg_api::fargate::sizing::pod_requests(s).ok())
+        else {
+            return false;
+        };
+        let (cpu, memory) = (
+            i64::try_from(cpu).unwrap_or(i64::MAX),
+            i64::try_from(memory).unwrap_or(i64::MAX),
+        );
+        let room = free.iter_mut().find(|(node, c, m, slots)| {
+            *c >= cpu && *m >= memory && *slots > 0 && fits_empty(pod, node).is_some()
+        });
+        match room {
+            Some(room) => {
+                room.1 -= cpu;
+                room.2 -= memory;
+                room.3 -= 1;
+                true
+            }
+            None => false,
+        }
+    })
+}
+
+/// Whether a node is cordoned or already on its way out.
+fn is_leaving(node: &Node) -> bool {
+    let spec = node.spec.as_ref();
+    spec.and_then(|s| s.unschedulable) == Some(true)
+        || spec
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|t| t.key == TO_BE_DELETED_TAINT)
+        || node.metadata.deletion_timestamp.is_some()
+}
+
+/// What the autoscaler would do with a node: nothing, or remove it with the pods it must
+/// move (none for an empty node).
+enum Verdict<'a> {
+    Keep,
+    Remove {
+        moving: Vec<&'a Pod>,
+        use_: (f64, f64),
+    },
+}
+
+fn judge<'a>(
+    node: &Node,
+    nodes: &[Node],
+    pods: &'a [Pod],
+    budgets: &[PodDisruptionBudget],
+) -> Verdict<'a> {
+    let name = node.name_any();
+    if node
+        .annotations()
+        .get(SCALE_DOWN_DISABLED)
+        .map(String::as_str)
+        == Some("true")
+        || !crate::nodegroup::is_ready(node)
+        || is_leaving(node)
+    {
+        return Verdict::Keep;
+    }
+    let moving: Vec<&Pod> = on_node(&name, pods).filter(|p| must_move(p)).collect();
+    let use_ = utilization(node, pods).unwrap_or((1.0, 1.0));
+    if moving.is_empty() {
+        return Verdict::Remove { moving, use_ };
+    }
+    if use_.0.max(use_.1) >= UTILIZATION_THRESHOLD {
+        return Verdict::Keep;
+    }
+    if let Some(reason) = moving.iter().find_map(|p| blocker(p, budgets)) {
+        tracing::debug!(node = %name, reason, "node cannot be removed");
+        return Verdict::Keep;
+    }
+    // Other node-group nodes that take pods (Fargate nodes hold one pod each).
+    let targets: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| n.name_any() != name && n.labels().contains_key(NODEGROUP_LABEL))
+        .filter(|n| crate::nodegroup::is_ready(n) && !is_leaving(n))
+        .collect();
+    if fit_elsewhere(&moving, &targets, pods) {
+        Verdict::Remove { moving, use_ }
+    } else {
+        Verdict::Keep
+    }
+}
+
+/// Marks a node for removal as the Cluster Autoscaler does: tainted `ToBeDeleted...` and
+/// cordoned, so the node-group controller drains it first (through evictions).
+async fn mark_for_removal(client: &Client, node: &Node, now: Timestamp) -> Result<()> {
+    let mut taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    taints.push(Taint {
+        key: TO_BE_DELETED_TAINT.into(),
+        value: Some(now.as_second().to_string()),
+        effect: "NoSchedule".into(),
+        time_added: None,
+    });
+    let patch = json!({"spec": {"unschedulable": true, "taints": taints}});
+    Api::<Node>::all(client.clone())
+        .patch(
+            &node.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await?;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -250,6 +497,21 @@ async fn scale_down(
     memory
         .unneeded_since
         .retain(|node, _| nodes.iter().any(|n| &n.name_any() == node));
+    let budgets = Api::<PodDisruptionBudget>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    // One node with pods drains at a time (the Cluster Autoscaler's --max-drain-parallelism);
+    // empty nodes go together.
+    let mut draining = nodes.iter().any(|n| {
+        n.spec
+            .as_ref()
+            .and_then(|s| s.taints.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|t| t.key == TO_BE_DELETED_TAINT)
+            && n.metadata.deletion_timestamp.is_none()
+    });
     for group in groups {
         let name = group.name_any();
         let members: Vec<&Node> = nodes
@@ -257,46 +519,143 @@ async fn scale_down(
             .filter(|n| n.labels().get(NODEGROUP_LABEL) == Some(&name))
             .filter(|n| n.metadata.deletion_timestamp.is_none())
             .collect();
-        let mut removable = Vec::new();
+        let mut desired = group.spec.desired_capacity;
         for node in &members {
             let node_name = node.name_any();
-            if !is_empty(&node_name, pods) || !crate::nodegroup::is_ready(node) {
+            let Verdict::Remove { moving, use_ } = judge(node, nodes, pods, &budgets) else {
                 memory.unneeded_since.remove(&node_name);
                 continue;
-            }
+            };
             let since = *memory
                 .unneeded_since
                 .entry(node_name.clone())
                 .or_insert(now);
-            if now.duration_since(since) >= unneeded_for {
-                removable.push(node_name);
+            if now.duration_since(since) < unneeded_for
+                || desired <= group.spec.min_size
+                || (!moving.is_empty() && draining)
+            {
+                continue;
             }
-        }
-        let desired = group.spec.desired_capacity;
-        let spare = usize::try_from(desired - group.spec.min_size).unwrap_or(0);
-        let count = removable.len().min(spare);
-        if count == 0 {
-            continue;
-        }
-        let target = desired - i32::try_from(count).unwrap_or(0);
-        let patch = json!({"spec": {"desiredCapacity": target}});
-        Api::<NodeGroup>::all(client.clone())
-            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await?;
-        tracing::info!(group = %name, from = desired, to = target, "scale-down");
-        for node_name in removable.into_iter().take(count) {
-            if let Some(node) = members.iter().find(|n| n.name_any() == node_name) {
+            mark_for_removal(client, node, now).await?;
+            desired -= 1;
+            let patch = json!({"spec": {"desiredCapacity": desired}});
+            Api::<NodeGroup>::all(client.clone())
+                .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await?;
+            tracing::info!(group = %name, node = %node_name, to = desired, "scale-down");
+            memory.unneeded_since.remove(&node_name);
+            let (reason, message) = if moving.is_empty() {
+                (
+                    "ScaleDownEmpty",
+                    format!("Scale-down: removing empty node \"{node_name}\""),
+                )
+            } else {
+                draining = true;
+                let names: Vec<String> = moving
+                    .iter()
+                    .map(|p| format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()))
+                    .collect();
+                let top = if use_.0 >= use_.1 { "cpu" } else { "memory" };
+                (
+                    "ScaleDown",
+                    format!(
+                        "Scale-down: removing node {node_name}, utilization: {{{} {} 0 {top} {}}}, pods to reschedule: {}",
+                        use_.0,
+                        use_.1,
+                        use_.0.max(use_.1),
+                        names.join(",")
+                    ),
+                )
+            };
+            events
+                .normal(&group.object_ref(&()), reason, "ScaleDown", message.clone())
+                .await;
+            events
+                .normal(
+                    &node.object_ref(&()),
+                    "ScaleDown",
+                    "ScaleDown",
+                    "marked the node as toBeDeleted/unschedulable".into(),
+                )
+                .await;
+            for pod in &moving {
                 events
                     .normal(
-                        &node.object_ref(&()),
+                        &pod.object_ref(&()),
                         "ScaleDown",
                         "ScaleDown",
-                        format!("Scale-down: removing empty node \"{node_name}\""),
+                        "deleting pod for node scale down".into(),
                     )
                     .await;
             }
-            memory.unneeded_since.remove(&node_name);
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(extra: serde_json::Value) -> Pod {
+        let mut pod = json!({
+            "metadata": {"name": "web-1", "namespace": "default", "labels": {"app": "web"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "1", "controller": true}]},
+            "spec": {"containers": [{"name": "web", "image": "x"}]},
+        });
+        json_patch(&mut pod, extra);
+        serde_json::from_value(pod).unwrap()
+    }
+
+    fn json_patch(base: &mut serde_json::Value, extra: serde_json::Value) {
+        match (base, extra) {
+            (serde_json::Value::Object(b), serde_json::Value::Object(e)) => {
+                for (k, v) in e {
+                    json_patch(b.entry(k).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (b, e) => *b = e,
+        }
+    }
+
+    fn budget(allowed: i32) -> PodDisruptionBudget {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+            "status": {"disruptionsAllowed": allowed, "currentHealthy": 2, "desiredHealthy": 1, "expectedPods": 2},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pods_that_keep_their_node_say_why_as_the_cluster_autoscaler() {
+        assert_eq!(blocker(&pod(json!({})), &[]), None);
+        let annotated = |v: &str| pod(json!({"metadata": {"annotations": {SAFE_TO_EVICT: v}}}));
+        assert_eq!(
+            blocker(&annotated("false"), &[]),
+            Some("NotSafeToEvictAnnotation")
+        );
+        assert_eq!(blocker(&pod(json!({})), &[budget(0)]), Some("NotEnoughPdb"));
+        assert_eq!(blocker(&pod(json!({})), &[budget(1)]), None);
+        let bare = pod(json!({"metadata": {"ownerReferences": []}}));
+        assert_eq!(blocker(&bare, &[]), Some("NotReplicated"));
+        let system = pod(json!({"metadata": {"namespace": "kube-system"}}));
+        assert_eq!(blocker(&system, &[]), Some("UnmovableKubeSystemPod"));
+        let scratch = pod(json!({"spec": {"volumes": [{"name": "tmp", "emptyDir": {}}]}}));
+        assert_eq!(blocker(&scratch, &[]), Some("LocalStorageRequested"));
+        let memory =
+            pod(json!({"spec": {"volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory"}}]}}));
+        assert_eq!(blocker(&memory, &[]), None);
+        // safe-to-evict "true" lifts all but the budget.
+        let allowed = pod(
+            json!({"metadata": {"ownerReferences": [], "annotations": {SAFE_TO_EVICT: "true"}},
+            "spec": {"volumes": [{"name": "tmp", "emptyDir": {}}]}}),
+        );
+        assert_eq!(blocker(&allowed, &[]), None);
+        let allowed_no_budget = pod(json!({"metadata": {"annotations": {SAFE_TO_EVICT: "true"}}}));
+        assert_eq!(
+            blocker(&allowed_no_budget, &[budget(0)]),
+            Some("NotEnoughPdb")
+        );
+    }
 }

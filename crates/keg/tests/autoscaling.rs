@@ -116,6 +116,143 @@ fn node_groups_grow_for_pending_pods_and_shrink_when_idle() {
     });
     let group = k.json(&["get", "nodegroup", "ng", "-o", "json"]);
     assert_eq!(group["spec"]["desiredCapacity"], 1);
-    let down = event_messages(&k, "ScaleDown");
+    let down = event_messages(&k, "ScaleDownEmpty");
     assert!(down.contains("Scale-down: removing empty node"), "{down}");
+    let up = event_messages(&k, "ScaledUpGroup");
+    assert!(
+        up.contains("Scale-up: setting group ng size to 3 instead of"),
+        "{up}"
+    );
+}
+
+fn node_of(k: &Kubectl, selector: &str) -> Vec<String> {
+    let pods = k.json(&["get", "pods", "-l", selector]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+        })
+        .map(|p| {
+            p["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Consolidation: a node whose only pods are two small ones (10% of its CPU) that fit on the
+/// group's other node is drained through evictions their budget allows and removed.
+#[test]
+fn an_underused_node_is_drained_onto_the_others_and_removed() {
+    let Some(server) = PodServer::start(
+        "an_underused_node_is_drained_onto_the_others_and_removed",
+        &["--scale-down-unneeded-time", "3"],
+    ) else {
+        return;
+    };
+    let k = server.kubectl("1.33");
+    // minSize 2 while the pods are placed, so that nothing is removed before.
+    let group = |min: u32| {
+        format!(
+            "apiVersion: keg.dev/v1\nkind: NodeGroup\nmetadata: {{name: ng}}\nspec: {{instanceType: t3.medium, desiredCapacity: 2, minSize: {min}, maxSize: 3}}\n"
+        )
+    };
+    k.ok_stdin(&["apply", "-f", "-"], &group(2));
+    let names = eventually("two nodes", Duration::from_secs(60), || {
+        let nodes = k.json(&["get", "nodes", "-l", "alpha.eksctl.io/nodegroup-name=ng"]);
+        let names: Vec<String> = nodes["items"]
+            .as_array()?
+            .iter()
+            .filter(|n| {
+                n["status"]["conditions"].as_array().is_some_and(|c| {
+                    c.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+            .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        (names.len() == 2).then_some(names)
+    });
+    let (kept, drained) = (&names[0], &names[1]);
+    // A big pod pinned to the kept node; two small ones (with a budget) on the other.
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: big, namespace: default}}
+spec:
+  replicas: 1
+  selector: {{matchLabels: {{app: big}}}}
+  template:
+    metadata: {{labels: {{app: big}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      nodeSelector: {{kubernetes.io/hostname: {kept}}}
+      containers:
+      - {{name: main, image: busybox:test, command: [sleep, "3600"], resources: {{requests: {{cpu: 1500m, memory: 64Mi}}}}}}
+"#
+        ),
+    );
+    eventually("big running", Duration::from_secs(60), || {
+        (node_of(&k, "app=big") == [kept.clone()]).then_some(())
+    });
+    k.ok(&["cordon", kept]);
+    k.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: small, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: small}}
+  template:
+    metadata: {labels: {app: small}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - {name: main, image: busybox:test, command: [sleep, "3600"], resources: {requests: {cpu: 100m, memory: 32Mi}}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: small, namespace: default}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: small}}
+"#,
+    );
+    eventually(
+        "small pods on the other node",
+        Duration::from_secs(60),
+        || (node_of(&k, "app=small") == [drained.clone(), drained.clone()]).then_some(()),
+    );
+    k.ok(&["uncordon", kept]);
+
+    // Now the group may shrink: the small pods' node goes, they run beside the big one.
+    k.ok_stdin(&["apply", "-f", "-"], &group(1));
+    eventually(
+        "the small pods moved and the node gone",
+        Duration::from_secs(120),
+        || {
+            (group_nodes(&k) == 1 && node_of(&k, "app=small") == [kept.clone(), kept.clone()])
+                .then_some(())
+        },
+    );
+    let group = k.json(&["get", "nodegroup", "ng"]);
+    assert_eq!(group["spec"]["desiredCapacity"], 1);
+    let down = event_messages(&k, "ScaleDown");
+    assert!(
+        down.contains(&format!(
+            "Scale-down: removing node {drained}, utilization: {{0.1 "
+        )) && down.contains("pods to reschedule: default/small-"),
+        "{down}"
+    );
+    assert!(down.contains("deleting pod for node scale down"), "{down}");
+    let node = k.run(&["get", "node", drained]);
+    assert!(!node.status.success(), "the drained node is gone");
 }

@@ -163,6 +163,34 @@ fn keg_cost_and_metrics_agree_with_the_records() {
     assert!(table.contains("on node groups alone"), "{table}");
     assert!(table.contains("Prices: AWS on-demand"), "{table}");
 
+    // The autoscaler's decisions, as its events on a node group record them, are priced.
+    kubectl.ok_stdin(
+        &["create", "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "keg.dev/v1", "kind": "NodeGroup", "metadata": {"name": "ng-1"},
+             "spec": {"instanceType": "t3.medium", "desiredCapacity": 1, "minSize": 1, "maxSize": 3}},
+            {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ng-1.up", "namespace": "default"},
+             "involvedObject": {"apiVersion": "keg.dev/v1", "kind": "NodeGroup", "name": "ng-1"},
+             "reason": "ScaledUpGroup", "type": "Normal", "count": 1,
+             "message": "Scale-up: setting group ng-1 size to 3 instead of 1 (max: 3)",
+             "lastTimestamp": "2025-01-01T00:20:00Z", "source": {"component": "cluster-autoscaler"}},
+            {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ng-1.down", "namespace": "default"},
+             "involvedObject": {"apiVersion": "keg.dev/v1", "kind": "NodeGroup", "name": "ng-1"},
+             "reason": "ScaleDownEmpty", "type": "Normal", "count": 1,
+             "message": "Scale-down: removing empty node \"ip-2\"",
+             "lastTimestamp": "2025-01-01T00:40:00Z", "source": {"component": "cluster-autoscaler"}},
+        ]})
+        .to_string(),
+    );
+    let table = cluster.keg_cost(&[]);
+    assert!(
+        table.contains("2025-01-01T00:20:00Z  ng-1   +2     +$0.08320/h (t3.medium)")
+            && table.contains("2025-01-01T00:40:00Z  ng-1   -1     -$0.04160/h saved (t3.medium)"),
+        "{table}"
+    );
+    let report: Value = serde_json::from_str(&cluster.keg_cost(&["-o", "json"])).unwrap();
+    assert_eq!(report["autoscaler"][0]["nodes"], 2, "{report}");
+
     let (code, body) = cluster.curl_metrics(None);
     assert_eq!(code, "401", "{body}");
     let token = std::fs::read_to_string(cluster.data().join("admin.token")).unwrap();

@@ -137,9 +137,14 @@ spec:
         v2["spec"]["behavior"]["scaleUp"]["policies"][0]["type"], "Pods",
         "behavior's unset rules get upstream's defaults"
     );
-    let annotations = v2["metadata"]["annotations"].as_object().cloned().unwrap_or_default();
+    let annotations = v2["metadata"]["annotations"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     assert!(
-        !annotations.keys().any(|k| k.starts_with("autoscaling.alpha")),
+        !annotations
+            .keys()
+            .any(|k| k.starts_with("autoscaling.alpha")),
         "v1's annotations are folded back into the v2 fields: {v2}"
     );
 

@@ -1,11 +1,17 @@
 //! `keg cost`: what a cluster's pods and node groups have cost so far and cost an hour now,
 //! beside what the same pods would have cost on node groups alone and on Fargate alone.
-//! The figures are summed from the cluster's `UsageRecord`s (see `keg_api::usage`).
+//! The figures are summed from the cluster's `UsageRecord`s (see `keg_api::usage`); the
+//! node-group autoscaler's decisions follow, priced ([`decisions`]).
+
+mod decisions;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use decisions::{Decision, decisions};
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Event;
+use keg_api::crds::NodeGroup;
 use keg_api::prices::PriceTable;
 use keg_api::usage::UsageRecord;
 use keg_api::usage::report::{GroupBy, Report, Row, Scenario, report};
@@ -65,7 +71,7 @@ pub async fn run(args: CostArgs) -> Result<()> {
         bail!("no cluster found for name: {:?}", args.cluster);
     }
     let client = admin_client(&dir.admin_kubeconfig()).await?;
-    let records: Vec<_> = Api::<UsageRecord>::all(client)
+    let records: Vec<_> = Api::<UsageRecord>::all(client.clone())
         .list(&ListParams::default())
         .await
         .context("listing the cluster's usage records")?
@@ -84,10 +90,21 @@ pub async fn run(args: CostArgs) -> Result<()> {
         By::Pod => GroupBy::Pod,
     };
     let report = report(&records, &prices, &region, by, since, now);
+    let events = Api::<Event>::all(client.clone())
+        .list(&ListParams::default().fields("involvedObject.kind=NodeGroup"))
+        .await
+        .context("listing the autoscaler's events")?
+        .items;
+    let groups = Api::<NodeGroup>::all(client)
+        .list(&ListParams::default())
+        .await
+        .context("listing the node groups")?
+        .items;
+    let decisions = decisions(&events, &groups, &prices, &region, since);
     let text = match args.output {
-        Output::Table => table(&args.cluster, &report),
-        Output::Json => json(&args.cluster, &report)?,
-        Output::Csv => csv(&report),
+        Output::Table => table(&args.cluster, &report, &decisions),
+        Output::Json => json(&args.cluster, &report, &decisions)?,
+        Output::Csv => csv(&report, &decisions),
     };
     print!("{text}");
     Ok(())
@@ -212,7 +229,7 @@ fn table_row(row: &Row) -> Vec<String> {
     ]
 }
 
-fn table(cluster: &str, report: &Report) -> String {
+fn table(cluster: &str, report: &Report, decisions: &[Decision]) -> String {
     let window = match report.since {
         Some(since) => format!("from {} to {}", time(since), time(report.now)),
         None => format!("everything recorded, to {}", time(report.now)),
@@ -260,6 +277,28 @@ fn table(cluster: &str, report: &Report) -> String {
             saving(report.actual.spend, alternative.spend)
         );
     }
+    if !decisions.is_empty() {
+        out.push('\n');
+        let mut rows = vec![
+            ["AUTOSCALER", "GROUP", "NODES", "RUN RATE"]
+                .map(String::from)
+                .to_vec(),
+        ];
+        rows.extend(decisions.iter().map(|d| {
+            let rate = match (d.hourly, &d.instance_type) {
+                (Some(h), Some(t)) if h >= 0.0 => format!("+{}/h ({t})", dollars(h)),
+                (Some(h), Some(t)) => format!("-{}/h saved ({t})", dollars(-h)),
+                _ => "(group gone, not priced)".to_owned(),
+            };
+            vec![
+                time(d.time),
+                d.group.clone(),
+                format!("{:+}", d.nodes),
+                rate,
+            ]
+        }));
+        out += &aligned(&rows);
+    }
     out += &format!("Prices: {}\n", report.price_source);
     out
 }
@@ -288,14 +327,15 @@ fn saving(actual: f64, alternative: f64) -> String {
     format!("the mix as run costs {} more{ratio}", dollars(-difference))
 }
 
-fn json(cluster: &str, report: &Report) -> Result<String> {
+fn json(cluster: &str, report: &Report, decisions: &[Decision]) -> Result<String> {
     let mut value = serde_json::to_value(report)?;
     value["cluster"] = cluster.into();
+    value["autoscaler"] = serde_json::to_value(decisions)?;
     value["saving"] = report.saving().into();
     Ok(serde_json::to_string_pretty(&value)? + "\n")
 }
 
-fn csv(report: &Report) -> String {
+fn csv(report: &Report, decisions: &[Decision]) -> String {
     let mut out = String::from("kind,key,pods,nodes,billed_seconds,spend_usd,hourly_usd\n");
     let quote = |s: &str| {
         if s.contains([',', '"', '\n']) {
@@ -326,6 +366,10 @@ fn csv(report: &Report) -> String {
         ("fargate alone", &report.fargate_only),
     ] {
         out += &format!("scenario,{key},,,,{},{}\n", s.spend, s.hourly);
+    }
+    for d in decisions {
+        let hourly = d.hourly.map(|h| h.to_string()).unwrap_or_default();
+        out += &format!("autoscaler,{},,{},,,{hourly}\n", quote(&d.group), d.nodes);
     }
     out
 }

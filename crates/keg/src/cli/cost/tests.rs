@@ -57,7 +57,11 @@ fn since_takes_times_dates_and_spans() {
 
 #[test]
 fn the_table_shows_spend_run_rate_and_the_alternatives() {
-    let text = table("terrax", &sample());
+    let text = table("terrax", &sample(), &[]);
+    assert!(
+        !text.contains("AUTOSCALER"),
+        "no decisions, no section: {text}"
+    );
     let expected_rows = "\
 NAMESPACE       PODS  NODES  BILLED    SPEND     RUN RATE
 nodegroup/ng-1  0     1      2h00m00s  $0.08320  $0.04160/h
@@ -87,7 +91,7 @@ TOTAL           1     1      2h01m00s  $0.08341  $0.04160/h
 #[test]
 fn csv_and_json_carry_the_same_figures() {
     let report = sample();
-    let csv = csv(&report);
+    let csv = csv(&report, &[]);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
@@ -100,7 +104,8 @@ fn csv_and_json_carry_the_same_figures() {
     assert!(lines[3].starts_with("total,TOTAL,1,1,7260,"), "{csv}");
     assert!(lines[4].starts_with("scenario,as run,,,,"), "{csv}");
     assert_eq!(lines.len(), 7);
-    let json: serde_json::Value = serde_json::from_str(&json("terrax", &report).unwrap()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&json("terrax", &report, &[]).unwrap()).unwrap();
     assert_eq!(json["cluster"], "terrax");
     assert_eq!(json["rows"][0]["key"], "nodegroup/ng-1");
     assert_eq!(json["total"]["hourly"], 0.0416);
@@ -133,4 +138,38 @@ fn an_explicit_price_file_must_exist() {
     std::fs::write(&path, "regions: {us-east-1: {ec2: {t3.medium: 0.03}}}").unwrap();
     let prices = load_prices(Some(&path)).unwrap();
     assert_eq!(prices.ec2_hourly("us-east-1", "t3.medium"), Some(0.03));
+}
+
+fn decision(nodes: i32, hourly: f64) -> Decision {
+    Decision {
+        time: t("00:30:00"),
+        group: "ng-1".into(),
+        nodes,
+        reason: if nodes > 0 {
+            "ScaledUpGroup"
+        } else {
+            "ScaleDownEmpty"
+        }
+        .into(),
+        instance_type: Some("t3.medium".into()),
+        hourly: Some(hourly),
+    }
+}
+
+#[test]
+fn autoscaler_decisions_show_what_they_add_and_save() {
+    let decisions = [decision(2, 0.0832), decision(-1, -0.0416)];
+    let text = table("terrax", &sample(), &decisions);
+    let expected = "\
+AUTOSCALER            GROUP  NODES  RUN RATE
+2025-01-01T00:30:00Z  ng-1   +2     +$0.08320/h (t3.medium)
+2025-01-01T00:30:00Z  ng-1   -1     -$0.04160/h saved (t3.medium)
+";
+    assert!(text.contains(expected), "{text}");
+    let csv = csv(&sample(), &decisions);
+    assert!(csv.contains("autoscaler,ng-1,,2,,,0.0832"), "{csv}");
+    let json: serde_json::Value =
+        serde_json::from_str(&json("terrax", &sample(), &decisions).unwrap()).unwrap();
+    assert_eq!(json["autoscaler"][1]["nodes"], -1);
+    assert_eq!(json["autoscaler"][1]["instanceType"], "t3.medium");
 }
