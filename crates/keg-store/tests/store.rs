@@ -1,10 +1,15 @@
-//! The Store contract, checked against the embedded backend on a file and in memory.
+//! The Store contract, checked against the embedded backend (on a file and in memory) and
+//! against etcd (a real `etcd` process per test, started by `keg_store::local_etcd`).
+//!
+//! etcd's first revision is 1, not 0, so the contract tests count revisions from the store's
+//! revision when the test starts (`base`), not from 0.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use keg_store::{Error, EventKind, ListOptions, RedbStore, Store, WatchEvent};
+use keg_store::local_etcd::LocalEtcd;
+use keg_store::{Error, EtcdStore, EventKind, ListOptions, RedbStore, Store, WatchEvent};
 
 async fn on_file() -> (tempfile::TempDir, RedbStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -12,6 +17,16 @@ async fn on_file() -> (tempfile::TempDir, RedbStore) {
         .await
         .unwrap();
     (dir, store)
+}
+
+/// A fresh etcd of its own and a store on it under `prefix`; `None` where etcd is missing
+/// (and not in CI: there `LocalEtcd::start` fails instead).
+async fn on_etcd(prefix: &str) -> Option<(LocalEtcd, EtcdStore)> {
+    let etcd = LocalEtcd::start()?;
+    let store = EtcdStore::connect(&[etcd.endpoint()], prefix, None)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to etcd: {e}\n{}", etcd.log()));
+    Some((etcd, store))
 }
 
 fn b(s: &str) -> Bytes {
@@ -30,7 +45,7 @@ async fn next(stream: &mut keg_store::WatchStream) -> WatchEvent {
         .unwrap()
 }
 
-macro_rules! both_backends {
+macro_rules! every_backend {
     ($($name:ident),* $(,)?) => {
         mod memory {
             $(#[tokio::test] async fn $name() { super::$name(&keg_store::RedbStore::in_memory()).await; })*
@@ -38,10 +53,17 @@ macro_rules! both_backends {
         mod file {
             $(#[tokio::test] async fn $name() { let (_dir, store) = super::on_file().await; super::$name(&store).await; })*
         }
+        mod etcd {
+            $(#[tokio::test] async fn $name() {
+                // A prefix, so the mapping of keys to etcd keys is exercised as well.
+                let Some((_etcd, store)) = super::on_etcd("/keg-test").await else { return };
+                super::$name(&store).await;
+            })*
+        }
     };
 }
 
-both_backends!(
+every_backend!(
     writes_advance_one_global_revision,
     create_refuses_existing_keys,
     update_and_delete_compare_and_swap,
@@ -51,22 +73,28 @@ both_backends!(
     watch_from_a_compacted_revision_fails,
     compaction_keeps_current_values,
     a_lagging_watcher_catches_up_without_gaps,
+    paging_stays_at_the_first_pages_revision,
+    compaction_expires_past_lists_and_watches,
 );
 
-async fn writes_advance_one_global_revision(store: &RedbStore) {
-    assert_eq!(store.current_revision(), 0);
+async fn writes_advance_one_global_revision<S: Store>(store: &S) {
+    let base = store.current_revision();
     let a = store.create("/a", b("1")).await.unwrap();
     let bkv = store.create("/b", b("1")).await.unwrap();
-    assert_eq!((a.create_revision, a.mod_revision), (1, 1));
-    assert_eq!((bkv.create_revision, bkv.mod_revision), (2, 2));
-    let a2 = store.update("/a", b("2"), 1).await.unwrap();
-    assert_eq!((a2.create_revision, a2.mod_revision), (1, 3));
-    assert_eq!(store.current_revision(), 3);
+    assert_eq!((a.create_revision, a.mod_revision), (base + 1, base + 1));
+    assert_eq!(
+        (bkv.create_revision, bkv.mod_revision),
+        (base + 2, base + 2)
+    );
+    let a2 = store.update("/a", b("2"), base + 1).await.unwrap();
+    assert_eq!((a2.create_revision, a2.mod_revision), (base + 1, base + 3));
+    assert_eq!(store.current_revision(), base + 3);
     assert_eq!(store.get("/a").await.unwrap().unwrap().value, b("2"));
     assert_eq!(store.get("/missing").await.unwrap(), None);
 }
 
-async fn create_refuses_existing_keys(store: &RedbStore) {
+async fn create_refuses_existing_keys<S: Store>(store: &S) {
+    let base = store.current_revision();
     store.create("/a", b("1")).await.unwrap();
     match store.create("/a", b("2")).await {
         Err(Error::AlreadyExists { key, current }) => {
@@ -77,43 +105,65 @@ async fn create_refuses_existing_keys(store: &RedbStore) {
     }
     assert_eq!(
         store.current_revision(),
-        1,
+        base + 1,
         "a refused write takes no revision"
     );
 }
 
-async fn update_and_delete_compare_and_swap(store: &RedbStore) {
+async fn update_and_delete_compare_and_swap<S: Store>(store: &S) {
     let a = store.create("/a", b("1")).await.unwrap();
+    let first = a.mod_revision;
     let a = store.update("/a", b("2"), a.mod_revision).await.unwrap();
-    match store.update("/a", b("3"), 1).await {
+    match store.update("/a", b("3"), first).await {
         Err(Error::Conflict {
-            expected: 1,
-            current,
-            ..
-        }) => assert_eq!(current.mod_revision, a.mod_revision),
+            expected, current, ..
+        }) => {
+            assert_eq!(expected, first);
+            assert_eq!(current.mod_revision, a.mod_revision);
+        }
         other => panic!("expected Conflict, got {other:?}"),
     }
     assert!(matches!(
-        store.delete("/a", Some(1)).await,
+        store.delete("/a", Some(first)).await,
         Err(Error::Conflict { .. })
     ));
     assert!(matches!(
-        store.update("/nope", b("x"), 1).await,
+        store.update("/nope", b("x"), first).await,
         Err(Error::NotFound(_))
     ));
+    // Revision 0 is what etcd compares a missing key as: an update must still not create it.
+    assert!(matches!(
+        store.update("/nope", b("x"), 0).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(store.get("/nope").await.unwrap(), None);
     let last = store.delete("/a", Some(a.mod_revision)).await.unwrap();
     assert_eq!(last.value, b("2"));
+    assert_eq!(
+        last.mod_revision, a.mod_revision,
+        "the last value as it was"
+    );
     assert!(matches!(
         store.delete("/a", None).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete("/a", Some(a.mod_revision)).await,
         Err(Error::NotFound(_))
     ));
     // A re-created key starts a new life.
     let again = store.create("/a", b("new")).await.unwrap();
     assert_eq!(again.create_revision, again.mod_revision);
     assert!(again.create_revision > a.mod_revision);
+    let updated = store
+        .update("/a", b("newer"), again.mod_revision)
+        .await
+        .unwrap();
+    assert_eq!(updated.create_revision, again.create_revision);
 }
 
-async fn list_pages_by_prefix_in_key_order(store: &RedbStore) {
+async fn list_pages_by_prefix_in_key_order<S: Store>(store: &S) {
+    let base = store.current_revision();
     for key in [
         "/pods/ns1/c",
         "/pods/ns1/a",
@@ -136,7 +186,7 @@ async fn list_pages_by_prefix_in_key_order(store: &RedbStore) {
         ["/pods/ns1/a", "/pods/ns1/b", "/pods/ns1/c", "/pods/ns2/x"]
     );
     assert!(!all.more);
-    assert_eq!(all.revision, 6);
+    assert_eq!(all.revision, base + 6);
 
     let first = store
         .list(ListOptions {
@@ -161,11 +211,12 @@ async fn list_pages_by_prefix_in_key_order(store: &RedbStore) {
     assert!(!rest.more, "nothing follows the last key");
 }
 
-async fn list_at_a_past_revision_sees_that_state(store: &RedbStore) {
+async fn list_at_a_past_revision_sees_that_state<S: Store>(store: &S) {
+    let base = store.current_revision();
     store.create("/k/a", b("a1")).await.unwrap(); // 1
     store.create("/k/b", b("b1")).await.unwrap(); // 2
     let snapshot = store.current_revision();
-    store.update("/k/a", b("a2"), 1).await.unwrap(); // 3
+    store.update("/k/a", b("a2"), base + 1).await.unwrap(); // 3
     store.delete("/k/b", None).await.unwrap(); // 4
     store.create("/k/c", b("c1")).await.unwrap(); // 5
     store.create("/k/0", b("01")).await.unwrap(); // 6
@@ -180,7 +231,7 @@ async fn list_at_a_past_revision_sees_that_state(store: &RedbStore) {
         .unwrap();
     assert_eq!(keys(&then), ["/k/a", "/k/b"]);
     assert_eq!(then.items[0].value, b("a1"));
-    assert_eq!(then.items[0].mod_revision, 1);
+    assert_eq!(then.items[0].mod_revision, base + 1);
     assert_eq!(then.revision, snapshot);
 
     // Paging through the past is consistent too.
@@ -208,29 +259,30 @@ async fn list_at_a_past_revision_sees_that_state(store: &RedbStore) {
     let future = store
         .list(ListOptions {
             prefix: "/k/".into(),
-            revision: Some(99),
+            revision: Some(base + 99),
             ..Default::default()
         })
         .await;
-    assert!(matches!(
-        future,
-        Err(Error::FutureRevision {
-            requested: 99,
-            current: 6
-        })
-    ));
+    match future {
+        Err(Error::FutureRevision { requested, current }) => {
+            assert_eq!((requested, current), (base + 99, base + 6));
+        }
+        other => panic!("expected FutureRevision, got {other:?}"),
+    }
 }
 
-async fn watch_replays_history_then_follows_live_changes(store: &RedbStore) {
+async fn watch_replays_history_then_follows_live_changes<S: Store>(store: &S) {
+    let base = store.current_revision();
     store.create("/w/a", b("1")).await.unwrap(); // 1
     store.create("/other", b("1")).await.unwrap(); // 2
-    store.update("/w/a", b("2"), 1).await.unwrap(); // 3
-    let mut stream = store.watch("/w/", 1).await.unwrap();
+    store.update("/w/a", b("2"), base + 1).await.unwrap(); // 3
+    let mut stream = store.watch("/w/", base + 1).await.unwrap();
     let replayed = next(&mut stream).await;
     assert_eq!(
         (replayed.kind.clone(), replayed.kv.mod_revision),
-        (EventKind::Put, 3)
+        (EventKind::Put, base + 3)
     );
+    assert_eq!(replayed.kv.create_revision, base + 1);
     assert_eq!(replayed.prev.unwrap().value, b("1"));
 
     store.create("/w/b", b("x")).await.unwrap(); // 4
@@ -243,48 +295,58 @@ async fn watch_replays_history_then_follows_live_changes(store: &RedbStore) {
             created.kv.key.as_str(),
             created.kv.mod_revision
         ),
-        (EventKind::Put, "/w/b", 4)
+        (EventKind::Put, "/w/b", base + 4)
     );
+    assert_eq!(created.prev, None);
     let deleted = next(&mut stream).await;
     assert_eq!(deleted.kind, EventKind::Delete);
     assert_eq!(
         (deleted.kv.key.as_str(), deleted.kv.mod_revision),
-        ("/w/a", 6)
+        ("/w/a", base + 6)
     );
     assert_eq!(deleted.kv.value, b("2"), "a delete carries the last value");
+    assert_eq!(deleted.kv.create_revision, base + 1);
+    assert_eq!(deleted.prev.unwrap().mod_revision, base + 3);
 
     assert!(matches!(
-        store.watch("/w/", 99).await,
+        store.watch("/w/", base + 99).await,
         Err(Error::FutureRevision { .. })
     ));
+    // Watching from now sees only what follows.
+    let mut from_now = store.watch("/w/", store.current_revision()).await.unwrap();
+    store.create("/w/c", b("x")).await.unwrap(); // 7
+    assert_eq!(next(&mut from_now).await.kv.mod_revision, base + 7);
 }
 
-async fn watch_from_a_compacted_revision_fails(store: &RedbStore) {
+async fn watch_from_a_compacted_revision_fails<S: Store>(store: &S) {
+    let base = store.current_revision();
     for i in 0..5 {
         store.create(&format!("/c/{i}"), b("x")).await.unwrap();
     }
-    store.compact(4).await.unwrap();
-    assert_eq!(store.compacted_revision(), 4);
-    assert!(matches!(
-        store.watch("/c/", 2).await,
+    store.compact(base + 4).await.unwrap();
+    assert_eq!(store.compacted_revision(), base + 4);
+    match store.watch("/c/", base + 2).await {
         Err(Error::Compacted {
-            requested: 2,
-            compacted: 4
-        })
-    ));
+            requested,
+            compacted,
+        }) => assert_eq!((requested, compacted), (base + 2, base + 4)),
+        Err(e) => panic!("expected Compacted, got {e:?}"),
+        Ok(_) => panic!("expected Compacted, got a watch"),
+    }
     let past = store
         .list(ListOptions {
             prefix: "/c/".into(),
-            revision: Some(3),
+            revision: Some(base + 3),
             ..Default::default()
         })
         .await;
     assert!(matches!(past, Err(Error::Compacted { .. })));
-    let mut stream = store.watch("/c/", 4).await.unwrap();
-    assert_eq!(next(&mut stream).await.kv.mod_revision, 5);
+    let mut stream = store.watch("/c/", base + 4).await.unwrap();
+    assert_eq!(next(&mut stream).await.kv.mod_revision, base + 5);
 }
 
-async fn compaction_keeps_current_values(store: &RedbStore) {
+async fn compaction_keeps_current_values<S: Store>(store: &S) {
+    let base = store.current_revision();
     let kv = store.create("/x", b("1")).await.unwrap();
     store.update("/x", b("2"), kv.mod_revision).await.unwrap();
     store.create("/y", b("1")).await.unwrap();
@@ -293,12 +355,16 @@ async fn compaction_keeps_current_values(store: &RedbStore) {
     assert_eq!(keys(&all), ["/x", "/y"]);
     assert_eq!(all.items[0].value, b("2"));
     // Compacting backwards is a no-op, not an error.
-    store.compact(1).await.unwrap();
-    assert_eq!(store.compacted_revision(), 3);
+    store.compact(base + 1).await.unwrap();
+    assert_eq!(store.compacted_revision(), base + 3);
+    // And so is compacting past the present: it compacts to the present.
+    store.compact(base + 99).await.unwrap();
+    assert_eq!(store.compacted_revision(), base + 3);
 }
 
-async fn a_lagging_watcher_catches_up_without_gaps(store: &RedbStore) {
-    let mut stream = store.watch("/lag/", 0).await.unwrap();
+async fn a_lagging_watcher_catches_up_without_gaps<S: Store + Clone>(store: &S) {
+    let base = store.current_revision();
+    let mut stream = store.watch("/lag/", base).await.unwrap();
     // More writes than the live buffer holds, before the watcher reads any of them.
     let total = 5000u64;
     let writers: Vec<_> = (0..4)
@@ -318,7 +384,7 @@ async fn a_lagging_watcher_catches_up_without_gaps(store: &RedbStore) {
         writer.await.unwrap();
     }
     let mut seen = 0;
-    let mut last = 0;
+    let mut last = base;
     while seen < total {
         let event = next(&mut stream).await;
         assert!(
@@ -328,7 +394,115 @@ async fn a_lagging_watcher_catches_up_without_gaps(store: &RedbStore) {
         last = event.kv.mod_revision;
         seen += 1;
     }
-    assert_eq!(last, total);
+    assert_eq!(last, base + total);
+}
+
+/// Pages after the first are read at the first page's revision, whatever was written since.
+async fn paging_stays_at_the_first_pages_revision<S: Store>(store: &S) {
+    for i in 0..5 {
+        store.create(&format!("/p/{i}"), b("v1")).await.unwrap();
+    }
+    let first = store
+        .list(ListOptions {
+            prefix: "/p/".into(),
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&first), ["/p/0", "/p/1"]);
+    assert!(first.more);
+    // Changes behind, inside and ahead of the pages still to come.
+    let two = store.get("/p/2").await.unwrap().unwrap();
+    store
+        .update("/p/2", b("v2"), two.mod_revision)
+        .await
+        .unwrap();
+    store.delete("/p/3", None).await.unwrap();
+    store.create("/p/5", b("v1")).await.unwrap();
+    store.create("/p/00", b("v1")).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = first.items.last().map(|kv| kv.key.clone());
+    loop {
+        let page = store
+            .list(ListOptions {
+                prefix: "/p/".into(),
+                start_after: after.clone(),
+                limit: Some(2),
+                revision: Some(first.revision),
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.revision, first.revision);
+        seen.extend(
+            page.items
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone())),
+        );
+        after = page.items.last().map(|kv| kv.key.clone());
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            ("/p/2".to_owned(), b("v1")),
+            ("/p/3".to_owned(), b("v1")),
+            ("/p/4".to_owned(), b("v1")),
+        ]
+    );
+}
+
+/// After a compaction, lists at older revisions and watches from them fail with `Compacted`
+/// (the API's 410 Expired); at and after it they work.
+async fn compaction_expires_past_lists_and_watches<S: Store>(store: &S) {
+    let base = store.current_revision();
+    for i in 0..4 {
+        store.create(&format!("/e/{i}"), b("x")).await.unwrap();
+    }
+    let first = store
+        .list(ListOptions {
+            prefix: "/e/".into(),
+            limit: Some(1),
+            revision: Some(base + 2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&first), ["/e/0"]);
+    store.compact(base + 3).await.unwrap();
+    // The next page of a list begun before the compaction has expired.
+    match store
+        .list(ListOptions {
+            prefix: "/e/".into(),
+            start_after: Some("/e/0".into()),
+            limit: Some(1),
+            revision: Some(first.revision),
+        })
+        .await
+    {
+        Err(Error::Compacted {
+            requested,
+            compacted,
+        }) => assert_eq!((requested, compacted), (base + 2, base + 3)),
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    assert!(matches!(
+        store.watch("/e/", base).await,
+        Err(Error::Compacted { .. })
+    ));
+    let at = store
+        .list(ListOptions {
+            prefix: "/e/".into(),
+            revision: Some(base + 3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&at), ["/e/0", "/e/1", "/e/2"]);
+    let mut stream = store.watch("/e/", base + 3).await.unwrap();
+    assert_eq!(next(&mut stream).await.kv.key, "/e/3");
 }
 
 #[tokio::test]
