@@ -110,6 +110,12 @@ fn classify(what: &str, e: etcd_client::Error) -> Failure {
     Failure::Other(backend(what, e))
 }
 
+/// Where a range of keys starting with `prefix` begins: etcd refuses the empty key, and
+/// "\0" is the least key it allows.
+fn range_start(prefix: Vec<u8>) -> Vec<u8> {
+    if prefix.is_empty() { vec![0] } else { prefix }
+}
+
 /// The first key after every key starting with `prefix` (etcd's range end for a prefix).
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -178,7 +184,7 @@ impl EtcdStore {
         store.revisions.saw_compaction(compacted);
         spawn_refresher(
             store.client.clone(),
-            store.etcd_key(""),
+            store.probe_key(),
             Arc::downgrade(&store.revisions),
         );
         Ok(store)
@@ -194,6 +200,12 @@ impl EtcdStore {
         out.extend_from_slice(self.prefix.as_bytes());
         out.extend_from_slice(key.as_bytes());
         out
+    }
+
+    /// A key no store key maps to (keg's keys hold no NUL), for requests that read nothing
+    /// but a revision; etcd refuses an empty key, which the empty prefix would give.
+    fn probe_key(&self) -> Vec<u8> {
+        self.etcd_key("\0")
     }
 
     fn store_key(&self, key: &[u8]) -> Result<String> {
@@ -222,7 +234,7 @@ impl EtcdStore {
         let response = timed(
             "read revision",
             self.kv_client()
-                .get(self.etcd_key(""), Some(GetOptions::new().with_count_only())),
+                .get(self.probe_key(), Some(GetOptions::new().with_count_only())),
         )
         .await
         .map_err(|f| self.settle(f, "read revision"))?;
@@ -238,7 +250,7 @@ impl EtcdStore {
             .with_revision(revision_arg(revision)?);
         match timed(
             "read at a revision",
-            self.kv_client().get(self.etcd_key(""), Some(options)),
+            self.kv_client().get(self.probe_key(), Some(options)),
         )
         .await
         {
@@ -289,7 +301,7 @@ impl EtcdStore {
         let current = match timed(
             "read revision",
             self.kv_client()
-                .get(self.etcd_key(""), Some(GetOptions::new().with_count_only())),
+                .get(self.probe_key(), Some(GetOptions::new().with_count_only())),
         )
         .await
         {
@@ -460,7 +472,7 @@ impl Store for EtcdStore {
                 after.push(0);
                 after.max(prefix.clone())
             }
-            None => prefix.clone(),
+            None => range_start(prefix.clone()),
         };
         let mut get = GetOptions::new().with_range(prefix_end(&prefix));
         let requested = options.revision.filter(|r| *r != 0);

@@ -605,3 +605,210 @@ fn write_until_killed(path: &str) {
         }
     });
 }
+
+/// A CA, a serving certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
+struct Pki {
+    ca: std::path::PathBuf,
+    server_cert: std::path::PathBuf,
+    server_key: std::path::PathBuf,
+    client_cert: std::path::PathBuf,
+    client_key: std::path::PathBuf,
+}
+
+fn make_pki(dir: &std::path::Path, ca_name: &str) -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, SanType,
+    };
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca = write(&format!("{ca_name}.crt"), ca_cert.pem());
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let mut server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    server
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client.distinguished_name.push(DnType::CommonName, "keg");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = client.signed_by(&client_key, &issuer).unwrap();
+    Pki {
+        ca,
+        server_cert: write(&format!("{ca_name}-server.crt"), server_cert.pem()),
+        server_key: write(&format!("{ca_name}-server.key"), server_key.serialize_pem()),
+        client_cert: write(&format!("{ca_name}-client.crt"), client_cert.pem()),
+        client_key: write(&format!("{ca_name}-client.key"), client_key.serialize_pem()),
+    }
+}
+
+/// etcd with `--client-cert-auth`: a client with a certificate from the trusted CA reads and
+/// writes; one without a certificate, or with one from another CA, is refused.
+#[tokio::test]
+async fn etcd_over_tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), "etcd-ca");
+    let Some(etcd) = LocalEtcd::start_tls(&keg_store::local_etcd::ServerTls {
+        cert_file: pki.server_cert.clone(),
+        key_file: pki.server_key.clone(),
+        client_ca_file: Some(pki.ca.clone()),
+    }) else {
+        return;
+    };
+    let endpoints = [etcd.endpoint()];
+    let tls = keg_store::EtcdTls {
+        ca_file: Some(pki.ca.clone()),
+        cert_file: Some(pki.client_cert.clone()),
+        key_file: Some(pki.client_key.clone()),
+    };
+    let store = EtcdStore::connect(&endpoints, "/tls", Some(tls))
+        .await
+        .unwrap_or_else(|e| panic!("connecting with a client certificate: {e}\n{}", etcd.log()));
+    let kv = store.create("/a", b("secret")).await.unwrap();
+    let got = store.get("/a").await.unwrap().unwrap();
+    assert_eq!(
+        (got.value, got.mod_revision),
+        (b("secret"), kv.mod_revision)
+    );
+
+    let anonymous = keg_store::EtcdTls {
+        ca_file: Some(pki.ca.clone()),
+        ..Default::default()
+    };
+    let refused = EtcdStore::connect(&endpoints, "/tls", Some(anonymous)).await;
+    assert!(
+        matches!(refused, Err(Error::Backend(_))),
+        "connected without a client certificate"
+    );
+
+    let other = make_pki(dir.path(), "other-ca");
+    let stranger = keg_store::EtcdTls {
+        ca_file: Some(pki.ca.clone()),
+        cert_file: Some(other.client_cert),
+        key_file: Some(other.client_key),
+    };
+    let refused = EtcdStore::connect(&endpoints, "/tls", Some(stranger)).await;
+    assert!(
+        matches!(refused, Err(Error::Backend(_))),
+        "connected with a certificate from another CA"
+    );
+
+    // Nor does a client that does not trust etcd's CA connect (no system roots).
+    let untrusting = keg_store::EtcdTls {
+        ca_file: Some(other.ca),
+        cert_file: Some(pki.client_cert.clone()),
+        key_file: Some(pki.client_key.clone()),
+    };
+    assert!(
+        EtcdStore::connect(&endpoints, "/tls", Some(untrusting))
+            .await
+            .is_err()
+    );
+}
+
+/// Two stores on one etcd under different prefixes see only their own keys; a store with
+/// no prefix sees both, under the prefixes.
+#[tokio::test]
+async fn etcd_prefixes_keep_stores_apart() {
+    let Some(etcd) = LocalEtcd::start() else {
+        return;
+    };
+    let endpoints = [etcd.endpoint()];
+    let a = EtcdStore::connect(&endpoints, "/keg-a/", None)
+        .await
+        .unwrap();
+    let b_store = EtcdStore::connect(&endpoints, "/keg-b", None)
+        .await
+        .unwrap();
+    let root = EtcdStore::connect(&endpoints, "", None).await.unwrap();
+    assert_eq!(a.prefix(), "/keg-a");
+    a.create("/registry/x", b("a")).await.unwrap();
+    b_store.create("/registry/x", b("b")).await.unwrap();
+    assert_eq!(a.get("/registry/x").await.unwrap().unwrap().value, b("a"));
+    let listed = b_store.list(ListOptions::default()).await.unwrap();
+    assert_eq!(keys(&listed), ["/registry/x"]);
+    assert_eq!(listed.items[0].value, b("b"));
+    let everything = root.list(ListOptions::default()).await.unwrap();
+    assert_eq!(
+        keys(&everything),
+        ["/keg-a/registry/x", "/keg-b/registry/x"]
+    );
+    // Watches are confined to the prefix too.
+    let mut watch = a.watch("/", 0).await.unwrap();
+    assert_eq!(next(&mut watch).await.kv.value, b("a"));
+    b_store.create("/registry/y", b("b")).await.unwrap();
+    a.create("/registry/y", b("a")).await.unwrap();
+    let event = next(&mut watch).await;
+    assert_eq!(
+        (event.kv.key.as_str(), event.kv.value),
+        ("/registry/y", b("a"))
+    );
+}
+
+/// A second process (another store on the same etcd) compacting history is seen: a watch
+/// running from before it ends with `Compacted` once it reaches the compacted range, and
+/// a new store learns the compaction revision when it connects.
+#[tokio::test]
+async fn etcd_compaction_by_another_client_is_seen() {
+    let Some(etcd) = LocalEtcd::start() else {
+        return;
+    };
+    let endpoints = [etcd.endpoint()];
+    let one = EtcdStore::connect(&endpoints, "/s", None).await.unwrap();
+    let base = one.current_revision();
+    for i in 0..4 {
+        one.create(&format!("/k/{i}"), b("x")).await.unwrap();
+    }
+    let other = EtcdStore::connect(&endpoints, "/s", None).await.unwrap();
+    other.compact(base + 3).await.unwrap();
+    let late = EtcdStore::connect(&endpoints, "/s", None).await.unwrap();
+    assert_eq!(late.compacted_revision(), base + 3);
+    // `one` does not know yet, but etcd tells it.
+    match one.watch("/k/", base).await {
+        Err(Error::Compacted {
+            requested,
+            compacted,
+        }) => assert_eq!((requested, compacted), (base, base + 3)),
+        Err(e) => panic!("expected Compacted, got {e:?}"),
+        Ok(_) => panic!("expected Compacted, got a watch"),
+    }
+    assert_eq!(one.compacted_revision(), base + 3);
+    // `current_revision` follows other clients' writes within the refresh interval.
+    other.create("/k/9", b("x")).await.unwrap();
+    let target = other.current_revision();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while one.current_revision() < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "current revision never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The etcd process a test started is gone once the test's `LocalEtcd` is dropped.
+#[test]
+fn a_local_etcd_is_killed_when_dropped() {
+    let Some(etcd) = LocalEtcd::start() else {
+        return;
+    };
+    let pid = etcd.pid();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    drop(etcd);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
