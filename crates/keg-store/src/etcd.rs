@@ -47,6 +47,9 @@ use crate::{
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often the background task refreshes the current revision.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+/// The largest response accepted: a list of every object of a kind easily passes tonic's
+/// default of 4 MiB, and etcd itself limits only requests (1.5 MiB by default).
+const MAX_RESPONSE: usize = 1 << 30;
 /// How many times in a row a broken watch is re-established before it fails.
 const WATCH_RETRIES: u32 = 5;
 
@@ -226,7 +229,9 @@ impl EtcdStore {
     }
 
     fn kv_client(&self) -> etcd_client::KvClient {
-        self.client.kv_client()
+        self.client
+            .kv_client()
+            .max_decoding_message_size(MAX_RESPONSE)
     }
 
     /// Asks etcd for its revision now (a count of one key), and records it.
@@ -360,7 +365,10 @@ impl EtcdStore {
             .with_progress_notify();
         let mut stream = timed(
             "watch",
-            self.client.watch_client().watch(key, Some(options)),
+            self.client
+                .watch_client()
+                .max_decoding_message_size(MAX_RESPONSE)
+                .watch(range_start(key), Some(options)),
         )
         .await
         .map_err(|f| self.settle(f, "watch"))?;

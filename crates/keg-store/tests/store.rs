@@ -812,3 +812,43 @@ fn a_local_etcd_is_killed_when_dropped() {
     drop(etcd);
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
 }
+
+/// A list whose answer is larger than gRPC's usual 4 MiB message limit still arrives.
+#[tokio::test]
+async fn etcd_lists_larger_than_four_megabytes() {
+    let Some((_etcd, store)) = on_etcd("/big").await else {
+        return;
+    };
+    let value = Bytes::from(vec![b'x'; 1024 * 1024]);
+    for i in 0..6 {
+        store
+            .create(&format!("/b/{i}"), value.clone())
+            .await
+            .unwrap();
+    }
+    let all = store
+        .list(ListOptions {
+            prefix: "/b/".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 6);
+    let mut watch = store.watch("/b/", 0).await.unwrap();
+    for _ in 0..6 {
+        assert_eq!(next(&mut watch).await.kv.value.len(), value.len());
+    }
+}
+
+/// With no prefix at all, the whole keyspace is the store's: lists and watches of it work.
+#[tokio::test]
+async fn etcd_without_a_prefix() {
+    let Some((_etcd, store)) = on_etcd("").await else {
+        return;
+    };
+    let mut watch = store.watch("", store.current_revision()).await.unwrap();
+    store.create("/registry/a", b("1")).await.unwrap();
+    assert_eq!(next(&mut watch).await.kv.key, "/registry/a");
+    let all = store.list(ListOptions::default()).await.unwrap();
+    assert_eq!(keys(&all), ["/registry/a"]);
+}
