@@ -26,8 +26,11 @@ pub struct ServerTls {
 /// A running local etcd; killed when dropped.
 pub struct LocalEtcd {
     child: Child,
+    binary: PathBuf,
     dir: PathBuf,
     client_port: u16,
+    peer_port: u16,
+    tls: Option<ServerTls>,
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -69,36 +72,78 @@ impl LocalEtcd {
             eprintln!("skipping: {reason}");
             return None;
         };
-        // A port found free can be taken before etcd binds it; try again with new ones.
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            match LocalEtcd::spawn(&binary, tls) {
-                Ok(etcd) => return Some(etcd),
-                Err(e) => last_error = e,
-            }
-        }
-        panic!("starting etcd failed: {last_error}");
-    }
-
-    fn spawn(binary: &Path, tls: Option<&ServerTls>) -> Result<LocalEtcd, String> {
         let base = if Path::new("/dev/shm").is_dir() {
             PathBuf::from("/dev/shm")
         } else {
             std::env::temp_dir()
         };
-        let dir = base.join(format!(
-            "keg-etcd-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        let client_port = free_port().map_err(|e| e.to_string())?;
-        let peer_port = free_port().map_err(|e| e.to_string())?;
+        // A port found free can be taken before etcd binds it; try again with new ones.
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let dir = base.join(format!(
+                "keg-etcd-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            ));
+            let _ = std::fs::remove_dir_all(&dir);
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                panic!("creating {}: {e}", dir.display());
+            }
+            let ports = free_port().and_then(|client| Ok((client, free_port()?)));
+            let (client_port, peer_port) = ports.expect("free ports on loopback");
+            match LocalEtcd::spawn(&binary, &dir, client_port, peer_port, tls) {
+                Ok(child) => {
+                    return Some(LocalEtcd {
+                        child,
+                        binary,
+                        dir,
+                        client_port,
+                        peer_port,
+                        tls: tls.cloned(),
+                    });
+                }
+                Err(e) => {
+                    last_error = e;
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+        }
+        panic!("starting etcd failed: {last_error}");
+    }
+
+    /// Kills etcd (SIGKILL) and starts it again on the same data and ports, as a crash and a
+    /// restart of the member would.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = LocalEtcd::spawn(
+            &self.binary,
+            &self.dir,
+            self.client_port,
+            self.peer_port,
+            self.tls.as_ref(),
+        )
+        .unwrap_or_else(|e| panic!("restarting etcd failed: {e}"));
+    }
+
+    fn kill(&mut self) {
+        // SIGKILL to this child only (std's kill), then reap it so no zombie is left.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Runs etcd on `dir` and waits until it serves clients; the process, or why not.
+    fn spawn(
+        binary: &Path,
+        dir: &Path,
+        client_port: u16,
+        peer_port: u16,
+        tls: Option<&ServerTls>,
+    ) -> Result<Child, String> {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let client_url = format!("{scheme}://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let log_path = dir.join("etcd.log");
+        // A fresh log each run, so readiness is read from this run's lines.
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let mut command = Command::new(binary);
         command
@@ -125,24 +170,21 @@ impl LocalEtcd {
                     .arg(format!("--trusted-ca-file={}", ca.display()));
             }
         }
-        let child = command
+        let mut child = command
             .spawn()
             .map_err(|e| format!("running {}: {e}", binary.display()))?;
-        let mut etcd = LocalEtcd {
-            child,
-            dir,
-            client_port,
-        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             if log.contains("ready to serve client requests") {
-                return Ok(etcd);
+                return Ok(child);
             }
-            if let Ok(Some(status)) = etcd.child.try_wait() {
+            if let Ok(Some(status)) = child.try_wait() {
                 return Err(format!("etcd exited with {status}:\n{log}"));
             }
             if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
                 return Err(format!("etcd was not ready in 30s:\n{log}"));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -167,9 +209,7 @@ impl LocalEtcd {
 
 impl Drop for LocalEtcd {
     fn drop(&mut self) {
-        // SIGKILL to this child only (std's kill), then reap it so no zombie is left.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
