@@ -69,7 +69,10 @@ impl LocalEtcd {
             if std::env::var("CI").is_ok_and(|v| v == "true") {
                 panic!("{reason}, and CI=true does not allow skipping the etcd tests");
             }
-            eprintln!("skipping: {reason}");
+            // Straight to the stderr stream, past the test harness's capture of eprintln!, so
+            // the skip shows in a normal `cargo test` run.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "skipping an etcd test: {reason}");
             return None;
         };
         let base = if Path::new("/dev/shm").is_dir() {
