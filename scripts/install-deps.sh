@@ -9,6 +9,8 @@ packages=(
   mariadb-server mariadb-client                            # the Terrax database image and tests
   chromium chromium-driver                                 # the Swagger UI browser test
   libseccomp-dev pkg-config                                # seccomp for the runtime
+  etcd-server etcd-client                                  # the etcd store backend's tests
+  protobuf-compiler libprotobuf-dev                        # protoc and its well-known types (etcd-client)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -19,9 +21,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update
   apt-get install -y --no-install-recommends "${missing[@]}"
 fi
-# Debian's docker-registry and mariadb start services on install where systemd runs; keg's tests
-# start their own instances on loopback, so stop any that an install may have started.
-for svc in docker-registry mariadb; do
+# Debian's docker-registry, mariadb and etcd start services on install where systemd runs; keg's
+# tests start their own instances on loopback, so stop any that an install may have started.
+for svc in docker-registry mariadb etcd; do
   if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

@@ -70,6 +70,25 @@ pub struct Config {
     /// Where pods reach the API server (the pod network's gateway): the server listens there
     /// too, on the same port, and the `kubernetes` Service's endpoints name it.
     pub advertise_address: Option<IpAddr>,
+    /// Which store keeps the cluster's state.
+    pub store: StoreBackend,
+}
+
+/// Where the cluster's state is kept.
+#[derive(Debug, Clone, Default)]
+pub enum StoreBackend {
+    /// The embedded store: `keg.db` in the data dir (the default).
+    #[default]
+    Embedded,
+    /// An etcd cluster.
+    Etcd {
+        /// `host:port` of each member.
+        endpoints: Vec<String>,
+        /// Prepended to every key (keg's keys already begin with `/registry/`).
+        prefix: String,
+        /// TLS to etcd, if any.
+        tls: Option<keg_store::EtcdTls>,
+    },
 }
 
 impl Config {
@@ -86,6 +105,7 @@ impl Config {
             extra_names: Vec::new(),
             compaction_interval: Config::DEFAULT_COMPACTION_INTERVAL,
             advertise_address: None,
+            store: StoreBackend::Embedded,
         }
     }
 }
@@ -106,12 +126,25 @@ impl ApiServer {
     pub async fn open(config: Config, admission: admission::Admission) -> Result<ApiServer> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-        let db = config.data_dir.join("keg.db");
-        let store: Arc<dyn Store> = Arc::new(
-            keg_store::RedbStore::open(&db)
-                .await
-                .with_context(|| format!("opening the store {}", db.display()))?,
-        );
+        let store: Arc<dyn Store> = match &config.store {
+            StoreBackend::Embedded => {
+                let db = config.data_dir.join("keg.db");
+                Arc::new(
+                    keg_store::RedbStore::open(&db)
+                        .await
+                        .with_context(|| format!("opening the store {}", db.display()))?,
+                )
+            }
+            StoreBackend::Etcd {
+                endpoints,
+                prefix,
+                tls,
+            } => Arc::new(
+                keg_store::EtcdStore::connect(endpoints, prefix, tls.clone())
+                    .await
+                    .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?,
+            ),
+        };
         let pki = pki::Pki::load_or_create(&config.data_dir, &config.extra_names)?;
         let auth = auth::Authenticator::load_or_create(&config.data_dir)?;
         let tokens = auth.tokens.clone();

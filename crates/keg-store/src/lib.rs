@@ -4,12 +4,18 @@
 //! `resourceVersion`). Updates and deletes compare-and-swap on the key's last
 //! modification revision. History is kept until compaction so that lists can be
 //! served at a past revision and watches can resume from one.
+//!
+//! Two backends implement [`Store`]: [`RedbStore`], embedded in the process (the default),
+//! and [`EtcdStore`], on an etcd cluster.
 
 mod codec;
 mod embedded;
+mod etcd;
+pub mod local_etcd;
 mod watch;
 
 pub use embedded::RedbStore;
+pub use etcd::{EtcdStore, EtcdTls};
 
 use async_trait::async_trait;
 use bytes::Bytes;

@@ -1,10 +1,15 @@
-//! The Store contract, checked against the embedded backend on a file and in memory.
+//! The Store contract, checked against the embedded backend (on a file and in memory) and
+//! against etcd (a real `etcd` process per test, started by `keg_store::local_etcd`).
+//!
+//! etcd's first revision is 1, not 0, so the contract tests count revisions from the store's
+//! revision when the test starts (`base`), not from 0.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use keg_store::{Error, EventKind, ListOptions, RedbStore, Store, WatchEvent};
+use keg_store::local_etcd::LocalEtcd;
+use keg_store::{Error, EtcdStore, EventKind, ListOptions, RedbStore, Store, WatchEvent};
 
 async fn on_file() -> (tempfile::TempDir, RedbStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -12,6 +17,16 @@ async fn on_file() -> (tempfile::TempDir, RedbStore) {
         .await
         .unwrap();
     (dir, store)
+}
+
+/// A fresh etcd of its own and a store on it under `prefix`; `None` where etcd is missing
+/// (and not in CI: there `LocalEtcd::start` fails instead).
+async fn on_etcd(prefix: &str) -> Option<(LocalEtcd, EtcdStore)> {
+    let etcd = LocalEtcd::start()?;
+    let store = EtcdStore::connect(&[etcd.endpoint()], prefix, None)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to etcd: {e}\n{}", etcd.log()));
+    Some((etcd, store))
 }
 
 fn b(s: &str) -> Bytes {
@@ -30,7 +45,7 @@ async fn next(stream: &mut keg_store::WatchStream) -> WatchEvent {
         .unwrap()
 }
 
-macro_rules! both_backends {
+macro_rules! every_backend {
     ($($name:ident),* $(,)?) => {
         mod memory {
             $(#[tokio::test] async fn $name() { super::$name(&keg_store::RedbStore::in_memory()).await; })*
@@ -38,10 +53,17 @@ macro_rules! both_backends {
         mod file {
             $(#[tokio::test] async fn $name() { let (_dir, store) = super::on_file().await; super::$name(&store).await; })*
         }
+        mod etcd {
+            $(#[tokio::test] async fn $name() {
+                // A prefix, so the mapping of keys to etcd keys is exercised as well.
+                let Some((_etcd, store)) = super::on_etcd("/keg-test").await else { return };
+                super::$name(&store).await;
+            })*
+        }
     };
 }
 
-both_backends!(
+every_backend!(
     writes_advance_one_global_revision,
     create_refuses_existing_keys,
     update_and_delete_compare_and_swap,
@@ -51,22 +73,28 @@ both_backends!(
     watch_from_a_compacted_revision_fails,
     compaction_keeps_current_values,
     a_lagging_watcher_catches_up_without_gaps,
+    paging_stays_at_the_first_pages_revision,
+    compaction_expires_past_lists_and_watches,
 );
 
-async fn writes_advance_one_global_revision(store: &RedbStore) {
-    assert_eq!(store.current_revision(), 0);
+async fn writes_advance_one_global_revision<S: Store>(store: &S) {
+    let base = store.current_revision();
     let a = store.create("/a", b("1")).await.unwrap();
     let bkv = store.create("/b", b("1")).await.unwrap();
-    assert_eq!((a.create_revision, a.mod_revision), (1, 1));
-    assert_eq!((bkv.create_revision, bkv.mod_revision), (2, 2));
-    let a2 = store.update("/a", b("2"), 1).await.unwrap();
-    assert_eq!((a2.create_revision, a2.mod_revision), (1, 3));
-    assert_eq!(store.current_revision(), 3);
+    assert_eq!((a.create_revision, a.mod_revision), (base + 1, base + 1));
+    assert_eq!(
+        (bkv.create_revision, bkv.mod_revision),
+        (base + 2, base + 2)
+    );
+    let a2 = store.update("/a", b("2"), base + 1).await.unwrap();
+    assert_eq!((a2.create_revision, a2.mod_revision), (base + 1, base + 3));
+    assert_eq!(store.current_revision(), base + 3);
     assert_eq!(store.get("/a").await.unwrap().unwrap().value, b("2"));
     assert_eq!(store.get("/missing").await.unwrap(), None);
 }
 
-async fn create_refuses_existing_keys(store: &RedbStore) {
+async fn create_refuses_existing_keys<S: Store>(store: &S) {
+    let base = store.current_revision();
     store.create("/a", b("1")).await.unwrap();
     match store.create("/a", b("2")).await {
         Err(Error::AlreadyExists { key, current }) => {
@@ -77,43 +105,65 @@ async fn create_refuses_existing_keys(store: &RedbStore) {
     }
     assert_eq!(
         store.current_revision(),
-        1,
+        base + 1,
         "a refused write takes no revision"
     );
 }
 
-async fn update_and_delete_compare_and_swap(store: &RedbStore) {
+async fn update_and_delete_compare_and_swap<S: Store>(store: &S) {
     let a = store.create("/a", b("1")).await.unwrap();
+    let first = a.mod_revision;
     let a = store.update("/a", b("2"), a.mod_revision).await.unwrap();
-    match store.update("/a", b("3"), 1).await {
+    match store.update("/a", b("3"), first).await {
         Err(Error::Conflict {
-            expected: 1,
-            current,
-            ..
-        }) => assert_eq!(current.mod_revision, a.mod_revision),
+            expected, current, ..
+        }) => {
+            assert_eq!(expected, first);
+            assert_eq!(current.mod_revision, a.mod_revision);
+        }
         other => panic!("expected Conflict, got {other:?}"),
     }
     assert!(matches!(
-        store.delete("/a", Some(1)).await,
+        store.delete("/a", Some(first)).await,
         Err(Error::Conflict { .. })
     ));
     assert!(matches!(
-        store.update("/nope", b("x"), 1).await,
+        store.update("/nope", b("x"), first).await,
         Err(Error::NotFound(_))
     ));
+    // Revision 0 is what etcd compares a missing key as: an update must still not create it.
+    assert!(matches!(
+        store.update("/nope", b("x"), 0).await,
+        Err(Error::NotFound(_))
+    ));
+    assert_eq!(store.get("/nope").await.unwrap(), None);
     let last = store.delete("/a", Some(a.mod_revision)).await.unwrap();
     assert_eq!(last.value, b("2"));
+    assert_eq!(
+        last.mod_revision, a.mod_revision,
+        "the last value as it was"
+    );
     assert!(matches!(
         store.delete("/a", None).await,
+        Err(Error::NotFound(_))
+    ));
+    assert!(matches!(
+        store.delete("/a", Some(a.mod_revision)).await,
         Err(Error::NotFound(_))
     ));
     // A re-created key starts a new life.
     let again = store.create("/a", b("new")).await.unwrap();
     assert_eq!(again.create_revision, again.mod_revision);
     assert!(again.create_revision > a.mod_revision);
+    let updated = store
+        .update("/a", b("newer"), again.mod_revision)
+        .await
+        .unwrap();
+    assert_eq!(updated.create_revision, again.create_revision);
 }
 
-async fn list_pages_by_prefix_in_key_order(store: &RedbStore) {
+async fn list_pages_by_prefix_in_key_order<S: Store>(store: &S) {
+    let base = store.current_revision();
     for key in [
         "/pods/ns1/c",
         "/pods/ns1/a",
@@ -136,7 +186,7 @@ async fn list_pages_by_prefix_in_key_order(store: &RedbStore) {
         ["/pods/ns1/a", "/pods/ns1/b", "/pods/ns1/c", "/pods/ns2/x"]
     );
     assert!(!all.more);
-    assert_eq!(all.revision, 6);
+    assert_eq!(all.revision, base + 6);
 
     let first = store
         .list(ListOptions {
@@ -161,11 +211,12 @@ async fn list_pages_by_prefix_in_key_order(store: &RedbStore) {
     assert!(!rest.more, "nothing follows the last key");
 }
 
-async fn list_at_a_past_revision_sees_that_state(store: &RedbStore) {
+async fn list_at_a_past_revision_sees_that_state<S: Store>(store: &S) {
+    let base = store.current_revision();
     store.create("/k/a", b("a1")).await.unwrap(); // 1
     store.create("/k/b", b("b1")).await.unwrap(); // 2
     let snapshot = store.current_revision();
-    store.update("/k/a", b("a2"), 1).await.unwrap(); // 3
+    store.update("/k/a", b("a2"), base + 1).await.unwrap(); // 3
     store.delete("/k/b", None).await.unwrap(); // 4
     store.create("/k/c", b("c1")).await.unwrap(); // 5
     store.create("/k/0", b("01")).await.unwrap(); // 6
@@ -180,7 +231,7 @@ async fn list_at_a_past_revision_sees_that_state(store: &RedbStore) {
         .unwrap();
     assert_eq!(keys(&then), ["/k/a", "/k/b"]);
     assert_eq!(then.items[0].value, b("a1"));
-    assert_eq!(then.items[0].mod_revision, 1);
+    assert_eq!(then.items[0].mod_revision, base + 1);
     assert_eq!(then.revision, snapshot);
 
     // Paging through the past is consistent too.
@@ -208,29 +259,30 @@ async fn list_at_a_past_revision_sees_that_state(store: &RedbStore) {
     let future = store
         .list(ListOptions {
             prefix: "/k/".into(),
-            revision: Some(99),
+            revision: Some(base + 99),
             ..Default::default()
         })
         .await;
-    assert!(matches!(
-        future,
-        Err(Error::FutureRevision {
-            requested: 99,
-            current: 6
-        })
-    ));
+    match future {
+        Err(Error::FutureRevision { requested, current }) => {
+            assert_eq!((requested, current), (base + 99, base + 6));
+        }
+        other => panic!("expected FutureRevision, got {other:?}"),
+    }
 }
 
-async fn watch_replays_history_then_follows_live_changes(store: &RedbStore) {
+async fn watch_replays_history_then_follows_live_changes<S: Store>(store: &S) {
+    let base = store.current_revision();
     store.create("/w/a", b("1")).await.unwrap(); // 1
     store.create("/other", b("1")).await.unwrap(); // 2
-    store.update("/w/a", b("2"), 1).await.unwrap(); // 3
-    let mut stream = store.watch("/w/", 1).await.unwrap();
+    store.update("/w/a", b("2"), base + 1).await.unwrap(); // 3
+    let mut stream = store.watch("/w/", base + 1).await.unwrap();
     let replayed = next(&mut stream).await;
     assert_eq!(
         (replayed.kind.clone(), replayed.kv.mod_revision),
-        (EventKind::Put, 3)
+        (EventKind::Put, base + 3)
     );
+    assert_eq!(replayed.kv.create_revision, base + 1);
     assert_eq!(replayed.prev.unwrap().value, b("1"));
 
     store.create("/w/b", b("x")).await.unwrap(); // 4
@@ -243,48 +295,58 @@ async fn watch_replays_history_then_follows_live_changes(store: &RedbStore) {
             created.kv.key.as_str(),
             created.kv.mod_revision
         ),
-        (EventKind::Put, "/w/b", 4)
+        (EventKind::Put, "/w/b", base + 4)
     );
+    assert_eq!(created.prev, None);
     let deleted = next(&mut stream).await;
     assert_eq!(deleted.kind, EventKind::Delete);
     assert_eq!(
         (deleted.kv.key.as_str(), deleted.kv.mod_revision),
-        ("/w/a", 6)
+        ("/w/a", base + 6)
     );
     assert_eq!(deleted.kv.value, b("2"), "a delete carries the last value");
+    assert_eq!(deleted.kv.create_revision, base + 1);
+    assert_eq!(deleted.prev.unwrap().mod_revision, base + 3);
 
     assert!(matches!(
-        store.watch("/w/", 99).await,
+        store.watch("/w/", base + 99).await,
         Err(Error::FutureRevision { .. })
     ));
+    // Watching from now sees only what follows.
+    let mut from_now = store.watch("/w/", store.current_revision()).await.unwrap();
+    store.create("/w/c", b("x")).await.unwrap(); // 7
+    assert_eq!(next(&mut from_now).await.kv.mod_revision, base + 7);
 }
 
-async fn watch_from_a_compacted_revision_fails(store: &RedbStore) {
+async fn watch_from_a_compacted_revision_fails<S: Store>(store: &S) {
+    let base = store.current_revision();
     for i in 0..5 {
         store.create(&format!("/c/{i}"), b("x")).await.unwrap();
     }
-    store.compact(4).await.unwrap();
-    assert_eq!(store.compacted_revision(), 4);
-    assert!(matches!(
-        store.watch("/c/", 2).await,
+    store.compact(base + 4).await.unwrap();
+    assert_eq!(store.compacted_revision(), base + 4);
+    match store.watch("/c/", base + 2).await {
         Err(Error::Compacted {
-            requested: 2,
-            compacted: 4
-        })
-    ));
+            requested,
+            compacted,
+        }) => assert_eq!((requested, compacted), (base + 2, base + 4)),
+        Err(e) => panic!("expected Compacted, got {e:?}"),
+        Ok(_) => panic!("expected Compacted, got a watch"),
+    }
     let past = store
         .list(ListOptions {
             prefix: "/c/".into(),
-            revision: Some(3),
+            revision: Some(base + 3),
             ..Default::default()
         })
         .await;
     assert!(matches!(past, Err(Error::Compacted { .. })));
-    let mut stream = store.watch("/c/", 4).await.unwrap();
-    assert_eq!(next(&mut stream).await.kv.mod_revision, 5);
+    let mut stream = store.watch("/c/", base + 4).await.unwrap();
+    assert_eq!(next(&mut stream).await.kv.mod_revision, base + 5);
 }
 
-async fn compaction_keeps_current_values(store: &RedbStore) {
+async fn compaction_keeps_current_values<S: Store>(store: &S) {
+    let base = store.current_revision();
     let kv = store.create("/x", b("1")).await.unwrap();
     store.update("/x", b("2"), kv.mod_revision).await.unwrap();
     store.create("/y", b("1")).await.unwrap();
@@ -293,12 +355,16 @@ async fn compaction_keeps_current_values(store: &RedbStore) {
     assert_eq!(keys(&all), ["/x", "/y"]);
     assert_eq!(all.items[0].value, b("2"));
     // Compacting backwards is a no-op, not an error.
-    store.compact(1).await.unwrap();
-    assert_eq!(store.compacted_revision(), 3);
+    store.compact(base + 1).await.unwrap();
+    assert_eq!(store.compacted_revision(), base + 3);
+    // And so is compacting past the present: it compacts to the present.
+    store.compact(base + 99).await.unwrap();
+    assert_eq!(store.compacted_revision(), base + 3);
 }
 
-async fn a_lagging_watcher_catches_up_without_gaps(store: &RedbStore) {
-    let mut stream = store.watch("/lag/", 0).await.unwrap();
+async fn a_lagging_watcher_catches_up_without_gaps<S: Store + Clone>(store: &S) {
+    let base = store.current_revision();
+    let mut stream = store.watch("/lag/", base).await.unwrap();
     // More writes than the live buffer holds, before the watcher reads any of them.
     let total = 5000u64;
     let writers: Vec<_> = (0..4)
@@ -318,7 +384,7 @@ async fn a_lagging_watcher_catches_up_without_gaps(store: &RedbStore) {
         writer.await.unwrap();
     }
     let mut seen = 0;
-    let mut last = 0;
+    let mut last = base;
     while seen < total {
         let event = next(&mut stream).await;
         assert!(
@@ -328,7 +394,115 @@ async fn a_lagging_watcher_catches_up_without_gaps(store: &RedbStore) {
         last = event.kv.mod_revision;
         seen += 1;
     }
-    assert_eq!(last, total);
+    assert_eq!(last, base + total);
+}
+
+/// Pages after the first are read at the first page's revision, whatever was written since.
+async fn paging_stays_at_the_first_pages_revision<S: Store>(store: &S) {
+    for i in 0..5 {
+        store.create(&format!("/p/{i}"), b("v1")).await.unwrap();
+    }
+    let first = store
+        .list(ListOptions {
+            prefix: "/p/".into(),
+            limit: Some(2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&first), ["/p/0", "/p/1"]);
+    assert!(first.more);
+    // Changes behind, inside and ahead of the pages still to come.
+    let two = store.get("/p/2").await.unwrap().unwrap();
+    store
+        .update("/p/2", b("v2"), two.mod_revision)
+        .await
+        .unwrap();
+    store.delete("/p/3", None).await.unwrap();
+    store.create("/p/5", b("v1")).await.unwrap();
+    store.create("/p/00", b("v1")).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = first.items.last().map(|kv| kv.key.clone());
+    loop {
+        let page = store
+            .list(ListOptions {
+                prefix: "/p/".into(),
+                start_after: after.clone(),
+                limit: Some(2),
+                revision: Some(first.revision),
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.revision, first.revision);
+        seen.extend(
+            page.items
+                .iter()
+                .map(|kv| (kv.key.clone(), kv.value.clone())),
+        );
+        after = page.items.last().map(|kv| kv.key.clone());
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            ("/p/2".to_owned(), b("v1")),
+            ("/p/3".to_owned(), b("v1")),
+            ("/p/4".to_owned(), b("v1")),
+        ]
+    );
+}
+
+/// After a compaction, lists at older revisions and watches from them fail with `Compacted`
+/// (the API's 410 Expired); at and after it they work.
+async fn compaction_expires_past_lists_and_watches<S: Store>(store: &S) {
+    let base = store.current_revision();
+    for i in 0..4 {
+        store.create(&format!("/e/{i}"), b("x")).await.unwrap();
+    }
+    let first = store
+        .list(ListOptions {
+            prefix: "/e/".into(),
+            limit: Some(1),
+            revision: Some(base + 2),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&first), ["/e/0"]);
+    store.compact(base + 3).await.unwrap();
+    // The next page of a list begun before the compaction has expired.
+    match store
+        .list(ListOptions {
+            prefix: "/e/".into(),
+            start_after: Some("/e/0".into()),
+            limit: Some(1),
+            revision: Some(first.revision),
+        })
+        .await
+    {
+        Err(Error::Compacted {
+            requested,
+            compacted,
+        }) => assert_eq!((requested, compacted), (base + 2, base + 3)),
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    assert!(matches!(
+        store.watch("/e/", base).await,
+        Err(Error::Compacted { .. })
+    ));
+    let at = store
+        .list(ListOptions {
+            prefix: "/e/".into(),
+            revision: Some(base + 3),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(keys(&at), ["/e/0", "/e/1", "/e/2"]);
+    let mut stream = store.watch("/e/", base + 3).await.unwrap();
+    assert_eq!(next(&mut stream).await.kv.key, "/e/3");
 }
 
 #[tokio::test]
@@ -430,4 +604,285 @@ fn write_until_killed(path: &str) {
             out.flush().unwrap();
         }
     });
+}
+
+/// A CA, a serving certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
+struct Pki {
+    ca: std::path::PathBuf,
+    server_cert: std::path::PathBuf,
+    server_key: std::path::PathBuf,
+    client_cert: std::path::PathBuf,
+    client_key: std::path::PathBuf,
+}
+
+fn make_pki(dir: &std::path::Path, ca_name: &str) -> Pki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+        KeyPair, SanType,
+    };
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca = write(&format!("{ca_name}.crt"), ca_cert.pem());
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let mut server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    server
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
+
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client.distinguished_name.push(DnType::CommonName, "keg");
+    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client_key = KeyPair::generate().unwrap();
+    let client_cert = client.signed_by(&client_key, &issuer).unwrap();
+    Pki {
+        ca,
+        server_cert: write(&format!("{ca_name}-server.crt"), server_cert.pem()),
+        server_key: write(&format!("{ca_name}-server.key"), server_key.serialize_pem()),
+        client_cert: write(&format!("{ca_name}-client.crt"), client_cert.pem()),
+        client_key: write(&format!("{ca_name}-client.key"), client_key.serialize_pem()),
+    }
+}
+
+/// etcd with `--client-cert-auth`: a client with a certificate from the trusted CA reads and
+/// writes; one without a certificate, or with one from another CA, is refused.
+#[tokio::test]
+async fn etcd_over_tls_with_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path(), "etcd-ca");
+    let Some(etcd) = LocalEtcd::start_tls(&keg_store::local_etcd::ServerTls {
+        cert_file: pki.server_cert.clone(),
+        key_file: pki.server_key.clone(),
+        client_ca_file: Some(pki.ca.clone()),
+    }) else {
+        return;
+    };
+    let endpoints = [etcd.endpoint()];
+    let tls = keg_store::EtcdTls {
+        ca_file: Some(pki.ca.clone()),
+        cert_file: Some(pki.client_cert.clone()),
+        key_file: Some(pki.client_key.clone()),
+    };
+    let store = EtcdStore::connect(&endpoints, "/tls", Some(tls))
+        .await
+        .unwrap_or_else(|e| panic!("connecting with a client certificate: {e}\n{}", etcd.log()));
+    let kv = store.create("/a", b("secret")).await.unwrap();
+    let got = store.get("/a").await.unwrap().unwrap();
+    assert_eq!(
+        (got.value, got.mod_revision),
+        (b("secret"), kv.mod_revision)
+    );
+
+    let anonymous = keg_store::EtcdTls {
+        ca_file: Some(pki.ca.clone()),
+        ..Default::default()
+    };
+    let refused = EtcdStore::connect(&endpoints, "/tls", Some(anonymous)).await;
+    assert!(
+        matches!(refused, Err(Error::Backend(_))),
+        "connected without a client certificate"
+    );
+
+    let other = make_pki(dir.path(), "other-ca");
+    let stranger = keg_store::EtcdTls {
+        ca_file: Some(pki.ca.clone()),
+        cert_file: Some(other.client_cert),
+        key_file: Some(other.client_key),
+    };
+    let refused = EtcdStore::connect(&endpoints, "/tls", Some(stranger)).await;
+    assert!(
+        matches!(refused, Err(Error::Backend(_))),
+        "connected with a certificate from another CA"
+    );
+
+    // Nor does a client that does not trust etcd's CA connect (no system roots).
+    let untrusting = keg_store::EtcdTls {
+        ca_file: Some(other.ca),
+        cert_file: Some(pki.client_cert.clone()),
+        key_file: Some(pki.client_key.clone()),
+    };
+    assert!(
+        EtcdStore::connect(&endpoints, "/tls", Some(untrusting))
+            .await
+            .is_err()
+    );
+}
+
+/// Two stores on one etcd under different prefixes see only their own keys; a store with
+/// no prefix sees both, under the prefixes.
+#[tokio::test]
+async fn etcd_prefixes_keep_stores_apart() {
+    let Some(etcd) = LocalEtcd::start() else {
+        return;
+    };
+    let endpoints = [etcd.endpoint()];
+    let a = EtcdStore::connect(&endpoints, "/keg-a/", None)
+        .await
+        .unwrap();
+    let b_store = EtcdStore::connect(&endpoints, "/keg-b", None)
+        .await
+        .unwrap();
+    let root = EtcdStore::connect(&endpoints, "", None).await.unwrap();
+    assert_eq!(a.prefix(), "/keg-a");
+    a.create("/registry/x", b("a")).await.unwrap();
+    b_store.create("/registry/x", b("b")).await.unwrap();
+    assert_eq!(a.get("/registry/x").await.unwrap().unwrap().value, b("a"));
+    let listed = b_store.list(ListOptions::default()).await.unwrap();
+    assert_eq!(keys(&listed), ["/registry/x"]);
+    assert_eq!(listed.items[0].value, b("b"));
+    let everything = root.list(ListOptions::default()).await.unwrap();
+    assert_eq!(
+        keys(&everything),
+        ["/keg-a/registry/x", "/keg-b/registry/x"]
+    );
+    // Watches are confined to the prefix too.
+    let mut watch = a.watch("/", 0).await.unwrap();
+    assert_eq!(next(&mut watch).await.kv.value, b("a"));
+    b_store.create("/registry/y", b("b")).await.unwrap();
+    a.create("/registry/y", b("a")).await.unwrap();
+    let event = next(&mut watch).await;
+    assert_eq!(
+        (event.kv.key.as_str(), event.kv.value),
+        ("/registry/y", b("a"))
+    );
+}
+
+/// A second process (another store on the same etcd) compacting history is seen: a watch
+/// running from before it ends with `Compacted` once it reaches the compacted range, and
+/// a new store learns the compaction revision when it connects.
+#[tokio::test]
+async fn etcd_compaction_by_another_client_is_seen() {
+    let Some(etcd) = LocalEtcd::start() else {
+        return;
+    };
+    let endpoints = [etcd.endpoint()];
+    let one = EtcdStore::connect(&endpoints, "/s", None).await.unwrap();
+    let base = one.current_revision();
+    for i in 0..4 {
+        one.create(&format!("/k/{i}"), b("x")).await.unwrap();
+    }
+    let other = EtcdStore::connect(&endpoints, "/s", None).await.unwrap();
+    other.compact(base + 3).await.unwrap();
+    let late = EtcdStore::connect(&endpoints, "/s", None).await.unwrap();
+    assert_eq!(late.compacted_revision(), base + 3);
+    // `one` does not know yet, but etcd tells it.
+    match one.watch("/k/", base).await {
+        Err(Error::Compacted {
+            requested,
+            compacted,
+        }) => assert_eq!((requested, compacted), (base, base + 3)),
+        Err(e) => panic!("expected Compacted, got {e:?}"),
+        Ok(_) => panic!("expected Compacted, got a watch"),
+    }
+    assert_eq!(one.compacted_revision(), base + 3);
+    // `current_revision` follows other clients' writes within the refresh interval.
+    other.create("/k/9", b("x")).await.unwrap();
+    let target = other.current_revision();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while one.current_revision() < target {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "current revision never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The etcd process a test started is gone once the test's `LocalEtcd` is dropped.
+#[test]
+fn a_local_etcd_is_killed_when_dropped() {
+    let Some(etcd) = LocalEtcd::start() else {
+        return;
+    };
+    let pid = etcd.pid();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    drop(etcd);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+/// A list whose answer is larger than gRPC's usual 4 MiB message limit still arrives.
+#[tokio::test]
+async fn etcd_lists_larger_than_four_megabytes() {
+    let Some((_etcd, store)) = on_etcd("/big").await else {
+        return;
+    };
+    let value = Bytes::from(vec![b'x'; 1024 * 1024]);
+    for i in 0..6 {
+        store
+            .create(&format!("/b/{i}"), value.clone())
+            .await
+            .unwrap();
+    }
+    let all = store
+        .list(ListOptions {
+            prefix: "/b/".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 6);
+    let mut watch = store.watch("/b/", 0).await.unwrap();
+    for _ in 0..6 {
+        assert_eq!(next(&mut watch).await.kv.value.len(), value.len());
+    }
+}
+
+/// With no prefix at all, the whole keyspace is the store's: lists and watches of it work.
+#[tokio::test]
+async fn etcd_without_a_prefix() {
+    let Some((_etcd, store)) = on_etcd("").await else {
+        return;
+    };
+    let mut watch = store.watch("", store.current_revision()).await.unwrap();
+    store.create("/registry/a", b("1")).await.unwrap();
+    assert_eq!(next(&mut watch).await.kv.key, "/registry/a");
+    let all = store.list(ListOptions::default()).await.unwrap();
+    assert_eq!(keys(&all), ["/registry/a"]);
+}
+
+/// A watch outlives a crash and restart of etcd: it resumes from the last revision it
+/// delivered, so the writes after the restart arrive once each and in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_watch_resumes_after_etcd_restarts() {
+    let Some((mut etcd, store)) = on_etcd("/r").await else {
+        return;
+    };
+    let base = store.current_revision();
+    let mut watch = store.watch("/w/", base).await.unwrap();
+    store.create("/w/1", b("x")).await.unwrap();
+    assert_eq!(next(&mut watch).await.kv.mod_revision, base + 1);
+    tokio::task::block_in_place(|| etcd.restart());
+    // The client reconnects on its own; the first write may need a retry while it does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match store.create("/w/2", b("x")).await {
+            Ok(_) => break,
+            Err(Error::Backend(e)) if std::time::Instant::now() < deadline => {
+                eprintln!("while etcd restarts: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("writing after the restart: {e}"),
+        }
+    }
+    store.create("/w/3", b("x")).await.unwrap();
+    let second = next(&mut watch).await;
+    let third = next(&mut watch).await;
+    assert_eq!(
+        (second.kv.key.as_str(), third.kv.key.as_str()),
+        ("/w/2", "/w/3")
+    );
+    assert_eq!(third.kv.mod_revision, second.kv.mod_revision + 1);
 }

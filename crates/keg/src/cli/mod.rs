@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane in the foreground.
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Create a cluster.
     #[command(subcommand)]
     Create(CreateCommand),
@@ -72,7 +72,7 @@ impl Cli {
     /// Runs the chosen subcommand.
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Server(args) => server::run(args).await,
+            Command::Server(args) => server::run(*args).await,
             Command::Create(CreateCommand::Cluster(args)) => cluster::create::run(args).await,
             Command::Create(CreateCommand::Kubeconfig(args)) => cluster::user::run(args),
             Command::Create(CreateCommand::Fargateprofile(args)) => {

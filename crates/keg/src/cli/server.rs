@@ -66,10 +66,65 @@ pub struct ServerArgs {
     /// A price file laid over the built-in prices (default: $KEG_HOME/prices.yaml if present).
     #[arg(long)]
     prices: Option<PathBuf>,
+    /// Where the cluster's state is kept: `embedded` (the default: `keg.db` in the data dir)
+    /// or `etcd://HOST:PORT[,HOST:PORT...]`, an etcd cluster.
+    #[arg(long, default_value = "embedded")]
+    store: String,
+    /// The CA that signed etcd's serving certificate (implies TLS to etcd).
+    #[arg(long)]
+    etcd_cafile: Option<PathBuf>,
+    /// A client certificate for etcd (with --etcd-keyfile; implies TLS to etcd).
+    #[arg(long)]
+    etcd_certfile: Option<PathBuf>,
+    /// The client certificate's key.
+    #[arg(long)]
+    etcd_keyfile: Option<PathBuf>,
+    /// Prepended to every key in etcd. keg's keys already begin with `/registry/`, so with
+    /// the default (none) they sit where a kube-apiserver keeps its objects; a prefix such as
+    /// `/keg-a` lets several clusters share one etcd.
+    #[arg(long, default_value = "")]
+    etcd_prefix: String,
+}
+
+/// The store `--store` and the `--etcd-*` options name.
+fn store_backend(args: &ServerArgs) -> Result<keg_apiserver::StoreBackend> {
+    let tls =
+        (args.etcd_cafile.is_some() || args.etcd_certfile.is_some() || args.etcd_keyfile.is_some())
+            .then(|| keg_store::EtcdTls {
+                ca_file: args.etcd_cafile.clone(),
+                cert_file: args.etcd_certfile.clone(),
+                key_file: args.etcd_keyfile.clone(),
+            });
+    if args.store == "embedded" {
+        if tls.is_some() || !args.etcd_prefix.is_empty() {
+            anyhow::bail!("the --etcd-* options need --store etcd://HOST:PORT");
+        }
+        return Ok(keg_apiserver::StoreBackend::Embedded);
+    }
+    let Some(members) = args.store.strip_prefix("etcd://") else {
+        anyhow::bail!(
+            "--store {}: expected `embedded` or etcd://HOST:PORT[,HOST:PORT...]",
+            args.store
+        );
+    };
+    let endpoints: Vec<String> = members
+        .split(',')
+        .map(|m| m.trim().trim_end_matches('/').to_owned())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        anyhow::bail!("--store {}: no etcd members", args.store);
+    }
+    Ok(keg_apiserver::StoreBackend::Etcd {
+        endpoints,
+        prefix: args.etcd_prefix.clone(),
+        tls,
+    })
 }
 
 /// Serves until SIGINT or SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<()> {
+    let store = store_backend(&args)?;
     let runs_agent = if args.no_node_agent {
         false
     } else if !nix::unistd::Uid::effective().is_root() {
@@ -95,6 +150,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         extra_names,
         compaction_interval: std::time::Duration::from_secs(args.compaction_interval.max(1)),
         advertise_address: gateway,
+        store,
     };
     let data_dir = config.data_dir.clone();
     let prices = super::cost::load_prices(args.prices.as_deref())?;
