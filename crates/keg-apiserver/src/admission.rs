@@ -13,14 +13,16 @@ use crate::state::ApiState;
 
 mod default_tolerations;
 mod fargate;
+mod priority;
 mod service_account;
 mod service_ips;
 mod storage_class;
 
 pub use default_tolerations::DefaultTolerationSeconds;
 pub use fargate::{FARGATE_SCHEDULER, Fargate};
+pub use priority::{Priority, SYSTEM_PRIORITY_CLASSES};
 pub use service_account::{MOUNT_PATH, ROOT_CA_CONFIG_MAP, ServiceAccount};
-pub use service_ips::ServiceIps;
+pub use service_ips::{SERVICE_CIDR, ServiceIps};
 pub use storage_class::DefaultStorageClass;
 
 /// What a write does.
@@ -76,6 +78,7 @@ impl Admission {
         admission.push(Arc::new(DefaultStorageClass));
         admission.push(Arc::new(Fargate));
         admission.push(Arc::new(DefaultTolerationSeconds));
+        admission.push(Arc::new(Priority));
         admission
     }
 

@@ -7,6 +7,7 @@ pub mod authz;
 pub mod bootstrap;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod component_status;
 pub mod convert;
 pub mod delete;
 pub mod discovery;

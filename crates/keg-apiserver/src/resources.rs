@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use k8s_openapi::api::{
-    apps, authentication, authorization, autoscaling, batch, coordination, core::v1 as core,
-    discovery, events, policy, rbac, storage,
+    apps, authentication, authorization, autoscaling, batch, certificates, coordination,
+    core::v1 as core, discovery, events, flowcontrol, networking, node, policy, rbac, scheduling,
+    storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiext;
+use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1 as apiregistration;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -152,6 +154,11 @@ impl Resource {
                     | "CronJob"
                     | "PodDisruptionBudget"
                     | "HorizontalPodAutoscaler"
+                    | "ReplicationController"
+                    | "Ingress"
+                    | "NetworkPolicy"
+                    | "FlowSchema"
+                    | "PriorityLevelConfiguration"
                     | "CustomResourceDefinition"
                     | "Pod"
             )
@@ -572,6 +579,196 @@ fn builtins() -> Vec<Builtin> {
             typed::<authorization::v1::SelfSubjectRulesReview>(),
         ),
         b(
+            "",
+            "ReplicationController",
+            "replicationcontrollers",
+            true,
+            &["rc"],
+            ALL,
+            &["status", "scale"],
+            typed::<core::ReplicationController>(),
+        ),
+        b(
+            "",
+            "PodTemplate",
+            "podtemplates",
+            true,
+            &[],
+            &[],
+            &[],
+            typed::<core::PodTemplate>(),
+        ),
+        b(
+            "",
+            "ComponentStatus",
+            "componentstatuses",
+            false,
+            &["cs"],
+            &[],
+            &[],
+            typed::<core::ComponentStatus>(),
+        ),
+        b(
+            "",
+            "Binding",
+            "bindings",
+            true,
+            &[],
+            &[],
+            &[],
+            typed::<core::Binding>(),
+        ),
+        b(
+            "scheduling.k8s.io",
+            "PriorityClass",
+            "priorityclasses",
+            false,
+            &["pc"],
+            &[],
+            &[],
+            typed::<scheduling::v1::PriorityClass>(),
+        ),
+        b(
+            "certificates.k8s.io",
+            "CertificateSigningRequest",
+            "certificatesigningrequests",
+            false,
+            &["csr"],
+            &[],
+            &["status", "approval"],
+            typed::<certificates::v1::CertificateSigningRequest>(),
+        ),
+        b(
+            "apiregistration.k8s.io",
+            "APIService",
+            "apiservices",
+            false,
+            &[],
+            &["api-extensions"],
+            &["status"],
+            typed::<apiregistration::APIService>(),
+        ),
+        b(
+            "flowcontrol.apiserver.k8s.io",
+            "FlowSchema",
+            "flowschemas",
+            false,
+            &[],
+            &[],
+            &["status"],
+            typed::<flowcontrol::v1::FlowSchema>(),
+        ),
+        b(
+            "flowcontrol.apiserver.k8s.io",
+            "PriorityLevelConfiguration",
+            "prioritylevelconfigurations",
+            false,
+            &[],
+            &[],
+            &["status"],
+            typed::<flowcontrol::v1::PriorityLevelConfiguration>(),
+        ),
+        b(
+            "networking.k8s.io",
+            "Ingress",
+            "ingresses",
+            true,
+            &["ing"],
+            &[],
+            &["status"],
+            typed::<networking::v1::Ingress>(),
+        ),
+        b(
+            "networking.k8s.io",
+            "IngressClass",
+            "ingressclasses",
+            false,
+            &[],
+            &[],
+            &[],
+            typed::<networking::v1::IngressClass>(),
+        ),
+        b(
+            "networking.k8s.io",
+            "NetworkPolicy",
+            "networkpolicies",
+            true,
+            &["netpol"],
+            &[],
+            &[],
+            typed::<networking::v1::NetworkPolicy>(),
+        ),
+        b(
+            "networking.k8s.io",
+            "IPAddress",
+            "ipaddresses",
+            false,
+            &["ip"],
+            &[],
+            &[],
+            typed::<networking::v1::IPAddress>(),
+        ),
+        b(
+            "networking.k8s.io",
+            "ServiceCIDR",
+            "servicecidrs",
+            false,
+            &[],
+            &[],
+            &["status"],
+            typed::<networking::v1::ServiceCIDR>(),
+        ),
+        b(
+            "node.k8s.io",
+            "RuntimeClass",
+            "runtimeclasses",
+            false,
+            &[],
+            &[],
+            &[],
+            typed::<node::v1::RuntimeClass>(),
+        ),
+        b(
+            "storage.k8s.io",
+            "CSIDriver",
+            "csidrivers",
+            false,
+            &[],
+            &[],
+            &[],
+            typed::<storage::v1::CSIDriver>(),
+        ),
+        b(
+            "storage.k8s.io",
+            "CSINode",
+            "csinodes",
+            false,
+            &[],
+            &[],
+            &[],
+            typed::<storage::v1::CSINode>(),
+        ),
+        b(
+            "storage.k8s.io",
+            "CSIStorageCapacity",
+            "csistoragecapacities",
+            true,
+            &[],
+            &[],
+            &[],
+            typed::<storage::v1::CSIStorageCapacity>(),
+        ),
+        b(
+            "storage.k8s.io",
+            "VolumeAttachment",
+            "volumeattachments",
+            false,
+            &[],
+            &[],
+            &["status"],
+            typed::<storage::v1::VolumeAttachment>(),
+        ),
+        b(
             "apiextensions.k8s.io",
             "CustomResourceDefinition",
             "customresourcedefinitions",
@@ -635,7 +832,8 @@ impl Registry {
                 b.group
             };
             let storage = (storage_group.to_string(), b.plural.to_string());
-            let create_only = matches!(b.group, "authentication.k8s.io" | "authorization.k8s.io");
+            let create_only = matches!(b.group, "authentication.k8s.io" | "authorization.k8s.io")
+                || b.kind == "Binding";
             if b.kind == "HorizontalPodAutoscaler" {
                 // autoscaling/v1 serves the same objects (converted; see `convert`), after
                 // v2 so that the kind's first version found is the preferred one.

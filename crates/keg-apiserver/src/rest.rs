@@ -111,6 +111,27 @@ async fn serve(
     if res.is_metrics() {
         return crate::resource_metrics::serve(state, &res, ns, name, method, query).await;
     }
+    if res.kind == "ComponentStatus" {
+        return crate::component_status::serve(state, &res, name, method, output, query).await;
+    }
+    if res.kind == "Binding" && method == Method::POST && name.is_none() {
+        // POST .../bindings is pods/<name>/binding with the pod named in the body.
+        let body = read_body(body).await?;
+        let binding = decode_body(headers, &body)?;
+        let pod = binding["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let pods = state.registry.get("", "v1", "pods").expect("built in");
+        let ctx = WriteContext {
+            state,
+            res: &pods,
+            ns,
+            query,
+            user: &request.user,
+        };
+        return subresources::bind(state, &ctx, &pod, headers, &body).await;
+    }
     if res.create_only {
         if method != Method::POST || name.is_some() {
             return Err(ApiError::method_not_allowed(

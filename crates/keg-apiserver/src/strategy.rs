@@ -29,21 +29,15 @@ pub fn prepare_create(res: &Resource, obj: &mut Value) {
         }
         "Namespace" => obj["status"] = json!({"phase": "Active"}),
         "PersistentVolumeClaim" | "PersistentVolume" => obj["status"] = json!({"phase": "Pending"}),
-        "Deployment"
-        | "ReplicaSet"
-        | "StatefulSet"
-        | "DaemonSet"
-        | "CronJob"
-        | "HorizontalPodAutoscaler"
-        | "PodDisruptionBudget" => {
-            obj.as_object_mut().map(|o| o.remove("status"));
-        }
         "Job" => {
             obj.as_object_mut().map(|o| o.remove("status"));
             generate_job_selector(obj);
         }
+        // A node registers with its status; every other kind with a status subresource
+        // starts without one (its controller writes it).
+        "Node" => {}
         _ => {
-            if res.custom.is_some() && has_status_subresource(res) {
+            if has_status_subresource(res) {
                 obj.as_object_mut().map(|o| o.remove("status"));
             }
         }

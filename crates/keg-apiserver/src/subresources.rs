@@ -51,6 +51,16 @@ fn selector_string(selector: &Value) -> String {
     parts.join(",")
 }
 
+/// A workload's selector as a LabelSelector: a ReplicationController's is a plain map.
+fn label_selector(obj: &Value) -> Value {
+    let selector = &obj["spec"]["selector"];
+    if obj["kind"] == "ReplicationController" {
+        json!({"matchLabels": selector})
+    } else {
+        selector.clone()
+    }
+}
+
 /// The autoscaling/v1 Scale of a workload.
 fn scale_of(obj: &Value) -> Value {
     let meta = &obj["metadata"];
@@ -64,7 +74,7 @@ fn scale_of(obj: &Value) -> Value {
         "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
         "status": {
             "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
-            "selector": selector_string(&obj["spec"]["selector"]),
+            "selector": selector_string(&label_selector(obj)),
         }
     })
 }

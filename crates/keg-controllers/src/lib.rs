@@ -207,6 +207,7 @@ pub async fn run_all_with_clock(client: Client, clock: Arc<dyn Clock>) {
         namespace::run(client.clone()),
         gc::run(client.clone()),
         replicaset::run(client.clone(), clock.clone()),
+        replicaset::run_replication_controllers(client.clone(), clock.clone()),
         deployment::run(client.clone(), clock.clone()),
         endpoints::run(client.clone()),
         endpointslice::run(client.clone()),

@@ -1,23 +1,29 @@
 //! The ReplicaSet controller, as upstream's: keeps `spec.replicas` active pods with owner
 //! references, adopts matching orphans and releases pods its selector no longer matches,
-//! deletes the pods upstream would delete first, and reports status counts.
+//! deletes the pods upstream would delete first, and reports status counts. The same code
+//! keeps ReplicationControllers (core/v1), as upstream's replication manager does: a
+//! [`Replicated`] kind is all it needs.
 //!
 //! Unlike upstream it reads pods from the API at each sync rather than from an informer
 //! cache, so it needs no "expectations" to avoid acting twice on a stale cache.
 
 mod ranking;
 
+use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use kube::api::{Api, ListParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::events::Events;
 use crate::pod_control::{PodControl, pod_from_template};
@@ -26,39 +32,142 @@ use crate::{Clock, Error, Result, owners, pods};
 /// At most this many pods are created or deleted in one sync (upstream's burstReplicas).
 const BURST: usize = 500;
 
+/// What the controller needs of a kind it keeps pods for.
+pub(crate) trait Replicated:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + Debug
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// The controller's name in events and logs (upstream's component).
+    const CONTROLLER: &'static str;
+    /// `spec.replicas` (default 1).
+    fn replicas(&self) -> i32;
+    /// `spec.minReadySeconds`.
+    fn min_ready_seconds(&self) -> i32;
+    /// The selector, as a LabelSelector (a ReplicationController's map is its matchLabels).
+    fn selector(&self) -> Option<LabelSelector>;
+    /// `spec.template`.
+    fn template(&self) -> Option<&PodTemplateSpec>;
+    /// The status, in the ReplicaSet's shape (both kinds' statuses have the same fields).
+    fn replica_status(&self) -> Option<ReplicaSetStatus>;
+    /// This object with `status`.
+    fn with_status(&self, status: ReplicaSetStatus) -> Self;
+}
+
+/// Converts between the two kinds' statuses, which have the same fields.
+fn same_shape<A: Serialize, B: DeserializeOwned>(a: &A) -> Option<B> {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| serde_json::from_value(v).ok())
+}
+
+impl Replicated for ReplicaSet {
+    const CONTROLLER: &'static str = "replicaset-controller";
+    fn replicas(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn selector(&self) -> Option<LabelSelector> {
+        self.spec.as_ref().map(|s| s.selector.clone())
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.as_ref())
+    }
+    fn replica_status(&self) -> Option<ReplicaSetStatus> {
+        self.status.clone()
+    }
+    fn with_status(&self, status: ReplicaSetStatus) -> Self {
+        let mut rs = self.clone();
+        rs.status = Some(status);
+        rs
+    }
+}
+
+impl Replicated for ReplicationController {
+    const CONTROLLER: &'static str = "replication-controller";
+    fn replicas(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.min_ready_seconds)
+            .unwrap_or(0)
+    }
+    fn selector(&self) -> Option<LabelSelector> {
+        let labels = self.spec.as_ref().and_then(|s| s.selector.clone())?;
+        Some(LabelSelector {
+            match_labels: Some(labels),
+            match_expressions: None,
+        })
+    }
+    fn template(&self) -> Option<&PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.as_ref())
+    }
+    fn replica_status(&self) -> Option<ReplicaSetStatus> {
+        self.status.as_ref().and_then(same_shape)
+    }
+    fn with_status(&self, status: ReplicaSetStatus) -> Self {
+        let mut rc = self.clone();
+        rc.status = same_shape(&status);
+        rc
+    }
+}
+
 struct Context {
     client: Client,
     events: Events,
     clock: Arc<dyn Clock>,
 }
 
-/// Runs the controller until the process ends.
+/// Runs the ReplicaSet controller until the process ends.
 pub async fn run(client: Client, clock: Arc<dyn Clock>) {
-    let sets: Api<ReplicaSet> = Api::all(client.clone());
+    run_for::<ReplicaSet>(client, clock).await;
+}
+
+/// Runs the ReplicationController manager until the process ends.
+pub async fn run_replication_controllers(client: Client, clock: Arc<dyn Clock>) {
+    run_for::<ReplicationController>(client, clock).await;
+}
+
+async fn run_for<K: Replicated>(client: Client, clock: Arc<dyn Clock>) {
+    let sets: Api<K> = Api::all(client.clone());
     let pods: Api<Pod> = Api::all(client.clone());
-    let events = Events::new(client.clone(), "replicaset-controller");
+    let events = Events::new(client.clone(), K::CONTROLLER);
     let controller = Controller::new(sets, watcher::Config::default());
     let store = controller.store();
+    let kind = K::kind(&()).to_string();
     controller
-        // A pod wakes its controller, or when it is an orphan every ReplicaSet that may adopt it.
+        // A pod wakes its controller, or when it is an orphan every set that may adopt it.
         .watches(pods, watcher::Config::default(), move |pod: Pod| {
             let ns = pod.namespace().unwrap_or_default();
             match owners::controller_of(&pod.metadata) {
-                Some(r) if r.kind == "ReplicaSet" => vec![ObjectRef::new(&r.name).within(&ns)],
+                Some(r) if r.kind == kind => vec![ObjectRef::new(&r.name).within(&ns)],
                 Some(_) => vec![],
                 None => store
                     .state()
                     .iter()
                     .filter(|rs| {
-                        rs.namespace().as_deref() == Some(&ns) && selects_pod(rs, &pod.metadata)
+                        rs.namespace().as_deref() == Some(&ns)
+                            && selects_pod(rs.as_ref(), &pod.metadata)
                     })
                     .map(|rs| ObjectRef::from_obj(rs.as_ref()))
                     .collect(),
             }
         })
         .run(
-            reconcile,
-            |_, error, _| crate::retry_after_error("replicaset", error),
+            reconcile::<K>,
+            |_, error, _| crate::retry_after_error(K::CONTROLLER, error),
             Arc::new(Context {
                 client,
                 events,
@@ -69,23 +178,21 @@ pub async fn run(client: Client, clock: Arc<dyn Clock>) {
         .await;
 }
 
-fn selects_pod(rs: &ReplicaSet, meta: &ObjectMeta) -> bool {
-    let selector = rs.spec.as_ref().map(|s| &s.selector);
-    owners::selector(selector)
+fn selects_pod<K: Replicated>(rs: &K, meta: &ObjectMeta) -> bool {
+    owners::selector(rs.selector().as_ref())
         .ok()
         .flatten()
         .is_some_and(|s| owners::selects(Some(&s), meta))
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action> {
+async fn reconcile<K: Replicated>(rs: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let ns = rs.namespace().unwrap_or_default();
-    let sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let sets: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     // The triggering copy may be older than our own last write; act on the current one.
     let Some(rs) = sets.get_opt(&rs.name_any()).await? else {
         return Ok(Action::await_change());
     };
-    let spec = rs.spec.clone().unwrap_or_default();
-    let selector = owners::selector(Some(&spec.selector))?;
+    let selector = owners::selector(rs.selector().as_ref())?;
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let active: Vec<Pod> = pods_api
         .list(&ListParams::default())
@@ -95,7 +202,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action> {
         .filter(pods::is_active)
         .collect();
     let claimed = owners::claim(&rs, selector.as_ref(), &pods_api, active).await?;
-    let managed = if rs.metadata.deletion_timestamp.is_none() {
+    let managed = if rs.meta().deletion_timestamp.is_none() {
         manage(&rs, &claimed, &ctx).await
     } else {
         Ok(())
@@ -104,7 +211,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action> {
     let status = calculate_status(&rs, &claimed, managed.as_ref().err(), now);
     update_status(&sets, &rs, status).await?;
     managed?;
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let min_ready = rs.min_ready_seconds();
     // Availability comes with time alone, which no watch event announces.
     Ok(match pods::next_available_in(&claimed, min_ready, now) {
         Some(wait) => Action::requeue(wait),
@@ -113,9 +220,8 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action> {
 }
 
 /// Creates or deletes pods so that `spec.replicas` are active.
-async fn manage(rs: &ReplicaSet, claimed: &[Pod], ctx: &Context) -> Result<()> {
-    let desired =
-        usize::try_from(rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)).unwrap_or(0);
+async fn manage<K: Replicated>(rs: &K, claimed: &[Pod], ctx: &Context) -> Result<()> {
+    let desired = usize::try_from(rs.replicas()).unwrap_or(0);
     if claimed.len() < desired {
         create_pods(rs, (desired - claimed.len()).min(BURST), ctx).await
     } else if claimed.len() > desired {
@@ -133,29 +239,29 @@ async fn manage(rs: &ReplicaSet, claimed: &[Pod], ctx: &Context) -> Result<()> {
 }
 
 /// Creates `count` pods from the template.
-async fn create_pods(rs: &ReplicaSet, count: usize, ctx: &Context) -> Result<()> {
-    let template = pod_from_template(rs, rs.spec.as_ref().and_then(|s| s.template.as_ref()));
+async fn create_pods<K: Replicated>(rs: &K, count: usize, ctx: &Context) -> Result<()> {
+    let template = pod_from_template(rs, rs.template());
     PodControl::new(&ctx.client, &ctx.events, rs)
         .create_all(vec![template; count])
         .await
         .map(|_| ())
 }
 
-/// Active pods of this ReplicaSet and of its siblings (the ReplicaSets with the same
-/// controller), used to spread deletions over nodes as upstream does.
-async fn related_pods(rs: &ReplicaSet, claimed: &[Pod], ctx: &Context) -> Result<Vec<Pod>> {
-    let Some(owner) = owners::controller_of(&rs.metadata) else {
+/// Active pods of this set and of its siblings (the sets with the same controller), used to
+/// spread deletions over nodes as upstream does.
+async fn related_pods<K: Replicated>(rs: &K, claimed: &[Pod], ctx: &Context) -> Result<Vec<Pod>> {
+    let Some(owner) = owners::controller_of(rs.meta()) else {
         return Ok(claimed.to_vec());
     };
     let ns = rs.namespace().unwrap_or_default();
-    let sets: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &ns);
+    let sets: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let siblings: Vec<String> = sets
         .list(&ListParams::default())
         .await?
         .items
         .into_iter()
-        .filter(|s| owners::is_controlled_by(&s.metadata, &owner.uid))
-        .filter_map(|s| s.metadata.uid)
+        .filter(|s| owners::is_controlled_by(s.meta(), &owner.uid))
+        .filter_map(|s| s.meta().uid.clone())
         .collect();
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pods = pods_api.list(&ListParams::default()).await?.items;
@@ -165,7 +271,7 @@ async fn related_pods(rs: &ReplicaSet, claimed: &[Pod], ctx: &Context) -> Result
         .collect())
 }
 
-async fn delete_pods(rs: &ReplicaSet, doomed: Vec<Pod>, ctx: &Context) -> Result<()> {
+async fn delete_pods<K: Replicated>(rs: &K, doomed: Vec<Pod>, ctx: &Context) -> Result<()> {
     let names: Vec<String> = doomed.iter().map(ResourceExt::name_any).collect();
     PodControl::new(&ctx.client, &ctx.events, rs)
         .delete_all(&names)
@@ -174,17 +280,16 @@ async fn delete_pods(rs: &ReplicaSet, doomed: Vec<Pod>, ctx: &Context) -> Result
 
 /// The status upstream computes: counts of active, fully labelled, ready and available
 /// pods, and a ReplicaFailure condition while creating or deleting fails.
-fn calculate_status(
-    rs: &ReplicaSet,
+fn calculate_status<K: Replicated>(
+    rs: &K,
     claimed: &[Pod],
     failure: Option<&Error>,
     now: jiff::Timestamp,
 ) -> ReplicaSetStatus {
-    let spec = rs.spec.clone().unwrap_or_default();
-    let min_ready = spec.min_ready_seconds.unwrap_or(0);
-    let template_labels = spec
-        .template
-        .and_then(|t| t.metadata)
+    let min_ready = rs.min_ready_seconds();
+    let template_labels = rs
+        .template()
+        .and_then(|t| t.metadata.clone())
         .and_then(|m| m.labels)
         .unwrap_or_default();
     let fully_labeled = claimed
@@ -201,12 +306,12 @@ fn calculate_status(
         .iter()
         .filter(|p| pods::is_available(p, min_ready, now))
         .count();
-    let mut status = rs.status.clone().unwrap_or_default();
+    let mut status = rs.replica_status().unwrap_or_default();
     let mut conditions = status.conditions.take().unwrap_or_default();
     let has_failure = conditions.iter().any(|c| c.type_ == "ReplicaFailure");
     match failure {
         Some(error) if !has_failure => {
-            let desired = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+            let desired = usize::try_from(rs.replicas()).unwrap_or(0);
             let reason = if claimed.len() < desired {
                 "FailedCreate"
             } else {
@@ -233,20 +338,20 @@ fn calculate_status(
 }
 
 /// Writes the status (with observedGeneration) when anything changed.
-async fn update_status(
-    sets: &Api<ReplicaSet>,
-    rs: &ReplicaSet,
+async fn update_status<K: Replicated>(
+    sets: &Api<K>,
+    rs: &K,
     mut status: ReplicaSetStatus,
 ) -> Result<()> {
-    let generation = rs.metadata.generation;
-    let observed = rs.status.as_ref().and_then(|s| s.observed_generation);
+    let generation = rs.meta().generation;
+    let current = rs.replica_status();
+    let observed = current.as_ref().and_then(|s| s.observed_generation);
     status.observed_generation = observed;
-    if rs.status.as_ref() == Some(&status) && observed >= generation {
+    if current.as_ref() == Some(&status) && observed >= generation {
         return Ok(());
     }
     status.observed_generation = generation;
-    let mut updated = rs.clone();
-    updated.status = Some(status);
+    let updated = rs.with_status(status);
     match sets
         .replace_status(&rs.name_any(), &PostParams::default(), &updated)
         .await

@@ -1,10 +1,11 @@
 //! One cached view of what scheduling looks at (pods, nodes, Fargate profiles, claims,
-//! volumes and storage classes), kept current by watches, with a signal that fires whenever
+//! volumes, storage classes and disruption budgets), kept current by watches, with a signal that fires whenever
 //! any of it changes.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use keg_api::crds::FargateProfile;
 use keg_controllers::cache::follow;
@@ -27,6 +28,8 @@ pub struct ClusterView {
     pub volumes: Store<PersistentVolume>,
     /// Every storage class.
     pub classes: Store<StorageClass>,
+    /// Every disruption budget (preemption prefers victims no budget protects).
+    pub budgets: Store<PodDisruptionBudget>,
     changes: watch::Receiver<u64>,
 }
 
@@ -41,7 +44,8 @@ impl ClusterView {
             profiles: follow(Api::all(client.clone()), tx.clone()),
             claims: follow(Api::all(client.clone()), tx.clone()),
             volumes: follow(Api::all(client.clone()), tx.clone()),
-            classes: follow(Api::all(client), tx),
+            classes: follow(Api::all(client.clone()), tx.clone()),
+            budgets: follow(Api::all(client), tx),
             changes,
         }
     }
@@ -54,6 +58,7 @@ impl ClusterView {
         let _ = self.claims.wait_until_ready().await;
         let _ = self.volumes.wait_until_ready().await;
         let _ = self.classes.wait_until_ready().await;
+        let _ = self.budgets.wait_until_ready().await;
     }
 
     /// A receiver that is marked changed whenever anything in the view changes.

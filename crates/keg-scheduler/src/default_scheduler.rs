@@ -3,12 +3,18 @@
 //! NodeAffinity (with nodeSelector), NodePorts and NodeResourcesFit filter; the least
 //! allocated node wins. A pod that fits nowhere gets upstream's message, e.g.
 //! `0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {k: v}.`,
-//! and is tried again whenever pods or nodes change. Fargate nodes never qualify (taint).
+//! and is tried again whenever pods or nodes change. Pending pods are tried highest priority
+//! first; one that fits nowhere may preempt lower-priority pods ([`preemption`]). Fargate
+//! nodes never qualify (taint); on Fargate nothing is preempted, a new node is made.
+
+mod preemption;
 
 use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
+use serde_json::json;
 
 use keg_api::node_fit::{matches_node_selector, tolerates};
 
@@ -36,6 +42,13 @@ pub async fn run(client: Client, view: ClusterView) {
     }
 }
 
+/// What a pass knows beyond nodes and usage: every pod and disruption budget.
+#[derive(Clone, Copy)]
+struct Others<'a> {
+    pods: &'a [std::sync::Arc<Pod>],
+    budgets: &'a [std::sync::Arc<k8s_openapi::api::policy::v1::PodDisruptionBudget>],
+}
+
 /// What the scheduler keeps from one pass to the next.
 struct Pass {
     client: Client,
@@ -61,7 +74,13 @@ impl Pass {
             .iter()
             .filter(|p| unbound(p) && scheduler_for(p, &profiles) == DEFAULT_SCHEDULER)
             .collect();
-        pending.sort_by_key(|p| p.metadata.creation_timestamp.clone());
+        // Upstream's PrioritySort: higher priority first, then first come.
+        pending.sort_by_key(|p| {
+            (
+                std::cmp::Reverse(preemption::priority(p)),
+                p.metadata.creation_timestamp.clone(),
+            )
+        });
         let uids: HashSet<String> = pending.iter().filter_map(|p| p.uid()).collect();
         self.binding.forget_all_but(&uids);
         // A pod waiting for its claims holds its place on its node, as upstream's assumed pods.
@@ -70,8 +89,14 @@ impl Pass {
                 usage.entry(node.to_owned()).or_default().add(pod);
             }
         }
+        let budgets = view.budgets.state();
         for pod in pending {
-            self.schedule(pod, &nodes, &mut usage, &mut snapshot).await;
+            let others = Others {
+                pods: &pods,
+                budgets: &budgets,
+            };
+            self.schedule(pod, &nodes, &mut usage, &mut snapshot, others)
+                .await;
         }
     }
 
@@ -81,6 +106,7 @@ impl Pass {
         nodes: &[std::sync::Arc<Node>],
         usage: &mut BTreeMap<String, Usage>,
         snapshot: &mut Snapshot,
+        others: Others<'_>,
     ) {
         let volumes = match volume_binding::pre_filter(pod, snapshot) {
             Ok(volumes) => volumes,
@@ -108,6 +134,12 @@ impl Pass {
             Ok(node) => node,
             Err(message) => {
                 self.binding.forget(pod);
+                if volumes.is_none()
+                    && let Some(candidate) =
+                        preemption::find(pod, nodes, others.pods, usage, others.budgets)
+                {
+                    self.preempt(pod, candidate).await;
+                }
                 return self.refuse(pod, "Unschedulable", &message).await;
             }
         };
@@ -131,6 +163,49 @@ impl Pass {
         match bind(&self.client, pod, &node).await {
             Ok(()) => self.refusals.scheduled(pod, &node).await,
             Err(e) => tracing::warn!(pod = %pod.name_any(), "binding failed: {e}"),
+        }
+    }
+
+    /// Nominates the node for the pod and evicts the victims gracefully, each marked with
+    /// upstream's DisruptionTarget condition; the pod is placed once they are gone.
+    async fn preempt(&self, pod: &Pod, candidate: preemption::Candidate) {
+        let pods: Api<Pod> =
+            Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+        let nominate = json!({"status": {"nominatedNodeName": candidate.node}});
+        if let Err(e) = pods
+            .patch_status(
+                &pod.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(nominate),
+            )
+            .await
+        {
+            tracing::warn!(pod = %pod.name_any(), "nominating {}: {e}", candidate.node);
+            return;
+        }
+        for victim in &candidate.victims {
+            let api: Api<Pod> =
+                Api::namespaced(self.client.clone(), &victim.namespace().unwrap_or_default());
+            let condition = json!({"status": {"conditions": [{
+                "type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                "message": format!("{DEFAULT_SCHEDULER}: preempting to accommodate a higher priority pod"),
+                "lastTransitionTime": jiff::Timestamp::now().to_string(),
+            }]}});
+            let _ = api
+                .patch_status(
+                    &victim.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Strategic(condition),
+                )
+                .await;
+            tracing::info!(pod = %pod.name_any(), victim = %victim.name_any(), node = %candidate.node, "preempting");
+            if let Err(e) = api
+                .delete(&victim.name_any(), &DeleteParams::default())
+                .await
+            {
+                tracing::warn!(victim = %victim.name_any(), "preempting: {e}");
+            }
+            self.refusals.preempted(victim, pod, &candidate.node).await;
         }
     }
 

@@ -148,6 +148,23 @@ impl Refusals {
         self.reported.remove(&pod.uid().unwrap_or_default());
     }
 
+    /// A Normal Preempted event on a victim of `preemptor`, as upstream words it.
+    pub async fn preempted(&self, victim: &Pod, preemptor: &Pod, node: &str) {
+        let event = Event {
+            type_: EventType::Normal,
+            reason: "Preempted".into(),
+            note: Some(format!(
+                "Preempted by pod {} on node {node}",
+                preemptor.uid().unwrap_or_default()
+            )),
+            action: "Preempting".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &victim.object_ref(&())).await {
+            tracing::warn!("recording Preempted: {e}");
+        }
+    }
+
     /// Records a Normal Scheduled event, as upstream does on binding.
     pub async fn scheduled(&mut self, pod: &Pod, node: &str) {
         self.forget(pod);

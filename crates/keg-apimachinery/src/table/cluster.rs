@@ -382,3 +382,157 @@ pub(super) const WEBHOOKS: &[Col] = &[
 pub(super) fn webhooks(obj: &Value, now: Timestamp) -> Vec<Value> {
     vec![name(obj), json!(len_at(obj, "webhooks")), age(obj, now)]
 }
+
+pub(super) const COMPONENT_STATUS: &[Col] = &[
+    Col::NAME,
+    Col::new("Status", "string", "Status of the component conditions"),
+    Col::new("Message", "string", "Message of the component conditions"),
+    Col::new("Error", "string", "Error of the component conditions"),
+];
+
+pub(super) fn component_status(obj: &Value, _now: Timestamp) -> Vec<Value> {
+    let healthy = arr_at(obj, "conditions")
+        .iter()
+        .find(|c| str_at(c, "type") == "Healthy");
+    let (status, message, error) = match healthy {
+        Some(c) => (
+            if str_at(c, "status") == "True" {
+                "Healthy"
+            } else {
+                "Unhealthy"
+            },
+            str_at(c, "message"),
+            str_at(c, "error"),
+        ),
+        None => ("Unknown", "", ""),
+    };
+    vec![name(obj), json!(status), json!(message), json!(error)]
+}
+
+pub(super) const FLOW_SCHEMA: &[Col] = &[
+    Col::NAME,
+    Col::new(
+        "PriorityLevel",
+        "string",
+        "`name` is the name of the priority level configuration being referenced Required.",
+    ),
+    Col::new(
+        "MatchingPrecedence",
+        "string",
+        "`matchingPrecedence` is used to choose among the FlowSchemas that match a given request. The chosen FlowSchema is among those with the numerically lowest (which we take to be logically highest) MatchingPrecedence.  Each MatchingPrecedence value must be ranged in [1,10000]. Note that if the precedence is not specified, it will be set to 1000 as default.",
+    ),
+    Col::new(
+        "DistinguisherMethod",
+        "string",
+        "`distinguisherMethod` defines how to compute the flow distinguisher for requests that match this schema. `nil` specifies that the distinguisher is disabled and thus will always be the empty string.",
+    ),
+    Col::AGE,
+    Col::new(
+        "MissingPL",
+        "string",
+        "references a broken or non-existent PriorityLevelConfiguration",
+    ),
+];
+
+pub(super) fn flow_schema(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let method = match str_at(obj, "spec.distinguisherMethod.type") {
+        "" => "<none>",
+        t => t,
+    };
+    let missing = arr_at(obj, "status.conditions")
+        .iter()
+        .find(|c| str_at(c, "type") == "Dangling")
+        .map_or("?", |c| str_at(c, "status"));
+    vec![
+        name(obj),
+        json!(str_at(obj, "spec.priorityLevelConfiguration.name")),
+        json!(int_at(obj, "spec.matchingPrecedence")),
+        json!(method),
+        age(obj, now),
+        json!(missing),
+    ]
+}
+
+pub(super) const PRIORITY_LEVEL: &[Col] = &[
+    Col::NAME,
+    Col::new(
+        "Type",
+        "string",
+        "`type` indicates whether this priority level is subject to limitation on request execution.  A value of `\"Exempt\"` means that requests of this priority level are not subject to a limit (and thus are never queued) and do not detract from the capacity made available to other priority levels.  A value of `\"Limited\"` means that (a) requests of this priority level _are_ subject to limits and (b) some of the server's limited capacity is made available exclusively to this priority level. Required.",
+    ),
+    Col::new(
+        "NominalConcurrencyShares",
+        "string",
+        "`nominalConcurrencyShares` (NCS) contributes to the computation of the NominalConcurrencyLimit (NominalCL) of this level.",
+    ),
+    Col::new(
+        "Queues",
+        "string",
+        "`queues` is the number of queues for this priority level. The queues exist independently at each apiserver. The value must be positive.  Setting it to 1 effectively precludes shufflesharding and thus makes the distinguisher method of associated flow schemas irrelevant.  This field has a default value of 64.",
+    ),
+    Col::new(
+        "HandSize",
+        "string",
+        "`handSize` is a small positive number that configures the shuffle sharding of requests into queues.",
+    ),
+    Col::new(
+        "QueueLengthLimit",
+        "string",
+        "`queueLengthLimit` is the maximum number of requests allowed to be waiting in a given queue of this priority level at a time; excess requests are rejected.  This value must be positive.  If not specified, it will be defaulted to 50.",
+    ),
+    Col::AGE,
+];
+
+pub(super) fn priority_level(obj: &Value, now: Timestamp) -> Vec<Value> {
+    let none = || json!("<none>");
+    let limited = at(obj, "spec.limited");
+    let (shares, queues, hand, limit) = if limited.is_object() {
+        let queuing = at(limited, "limitResponse.queuing");
+        let q = |field: &str| {
+            if queuing.is_object() {
+                json!(int_at(queuing, field))
+            } else {
+                none()
+            }
+        };
+        (
+            json!(int_at(limited, "nominalConcurrencyShares")),
+            q("queues"),
+            q("handSize"),
+            q("queueLengthLimit"),
+        )
+    } else {
+        (none(), none(), none(), none())
+    };
+    vec![
+        name(obj),
+        json!(str_at(obj, "spec.type")),
+        shares,
+        queues,
+        hand,
+        limit,
+        age(obj, now),
+    ]
+}
+
+pub(super) const IP_ADDRESS: &[Col] = &[
+    Col::NAME,
+    Col::new(
+        "ParentRef",
+        "string",
+        "ParentRef references the resource that an IPAddress is attached to. An IPAddress must reference a parent object.",
+    ),
+];
+
+pub(super) fn ip_address(obj: &Value, _now: Timestamp) -> Vec<Value> {
+    let parent = at(obj, "spec.parentRef");
+    let mut text = str_at(parent, "resource").to_lowercase();
+    if !str_at(parent, "group").is_empty() {
+        text = format!("{text}.{}", str_at(parent, "group"));
+    }
+    if !str_at(parent, "namespace").is_empty() {
+        text = format!("{text}/{}", str_at(parent, "namespace"));
+    }
+    text = format!("{text}/{}", str_at(parent, "name"));
+    vec![name(obj), json!(text)]
+}

@@ -16,6 +16,9 @@ use crate::error::{ApiError, Cause, Result};
 use crate::objects::meta_str;
 use crate::state::ApiState;
 
+/// The range Service cluster IPs come from (shown as the `kubernetes` ServiceCIDR).
+pub const SERVICE_CIDR: &str = "10.43.0.0/16";
+
 const IP_PREFIX: &str = "/registry/allocations/serviceips/";
 const PORT_PREFIX: &str = "/registry/allocations/nodeports/";
 

@@ -1,10 +1,11 @@
 //! What a new cluster has from the start: the system namespaces, a default ServiceAccount in
 //! every namespace, the `kubernetes` Service, keg's own resource definitions (FargateProfile,
-//! NodeGroup), the `gp2` StorageClass EKS clusters of the seed's time came with, and the
-//! default RBAC roles and bindings.
+//! NodeGroup), the `gp2` StorageClass EKS clusters of the seed's time came with, the default
+//! RBAC roles and bindings, and the system objects of the other GA APIs (`system`).
 
 pub mod endpoints;
 mod rbac;
+mod system;
 
 use std::sync::Arc;
 
@@ -54,6 +55,39 @@ pub async fn ensure(
         Err(e) if e.code == 409 => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+/// Sets the status of a system object unless it has one already (status is reset on create).
+pub async fn ensure_status(
+    state: &Arc<ApiState>,
+    group: &str,
+    plural: &str,
+    name: &str,
+    status: Value,
+) -> Result<()> {
+    let res = state
+        .registry
+        .get(group, "v1", plural)
+        .expect("built-in resource");
+    let current = state.objects.get(&res, None, name).await?;
+    if current["status"].as_object().is_some_and(|s| !s.is_empty()) {
+        return Ok(());
+    }
+    let query = Query::default();
+    let ctx = WriteContext {
+        state,
+        res: &res,
+        ns: None,
+        query: &query,
+        user: crate::auth::UserInfo::apiserver(),
+    };
+    ctx.store_update(name, Some("status"), None, |current| {
+        let mut new = current.clone();
+        new["status"] = status.clone();
+        Ok(new)
+    })
+    .await
+    .map(|_| ())
 }
 
 /// What every namespace has: the `default` ServiceAccount (upstream's service account
@@ -115,7 +149,8 @@ pub async fn run(state: &Arc<ApiState>) -> Result<()> {
         .await?;
     }
     ensure(state, "storage.k8s.io", "storageclasses", None, gp2()).await?;
-    rbac::ensure_policy(state).await
+    rbac::ensure_policy(state).await?;
+    system::ensure(state).await
 }
 
 /// EKS's default class before 1.30: EBS gp2 volumes, bound once a pod needs them.

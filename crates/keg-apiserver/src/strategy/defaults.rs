@@ -31,6 +31,29 @@ pub fn default_object(res: &Resource, obj: &mut Value) {
         ("autoscaling", "HorizontalPodAutoscaler") => {
             super::autoscaling::default(&res.version, obj);
         }
+        ("", "ReplicationController") => {
+            // Upstream's: the selector and the controller's labels default to the template's.
+            let template_labels = obj["spec"]["template"]["metadata"]["labels"].clone();
+            if template_labels.is_object() {
+                if obj["spec"]["selector"]
+                    .as_object()
+                    .is_none_or(|m| m.is_empty())
+                {
+                    obj["spec"]["selector"] = template_labels.clone();
+                }
+                if obj["metadata"]["labels"]
+                    .as_object()
+                    .is_none_or(|m| m.is_empty())
+                {
+                    obj["metadata"]["labels"] = template_labels;
+                }
+            }
+            set_default(&mut obj["spec"], "replicas", json!(1));
+            default_pod_spec(&mut obj["spec"]["template"]["spec"]);
+        }
+        ("scheduling.k8s.io", "PriorityClass") => {
+            set_default(obj, "preemptionPolicy", json!("PreemptLowerPriority"));
+        }
         ("apps", "ReplicaSet") => {
             set_default(&mut obj["spec"], "replicas", json!(1));
             default_pod_spec(&mut obj["spec"]["template"]["spec"]);

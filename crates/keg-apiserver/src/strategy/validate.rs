@@ -25,6 +25,7 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
             super::autoscaling::validate(&stored(obj), old.map(stored).as_ref(), &mut causes);
         }
         ("apps", "StatefulSet") => workloads::stateful_set(obj, old, &mut causes),
+        ("", "ReplicationController") => workloads::replication_controller(obj, &mut causes),
         ("apps", "DaemonSet") => workloads::daemon_set(obj, old, &mut causes),
         ("batch", "Job") => workloads::job(obj, old, &mut causes),
         ("batch", "CronJob") => workloads::cron_job(obj, &mut causes),
@@ -39,6 +40,7 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
             ));
         }
         ("", "Service") => validate_service(obj, &mut causes),
+        ("scheduling.k8s.io", "PriorityClass") => validate_priority_class(obj, old, &mut causes),
         ("", "PersistentVolumeClaim")
             if obj["spec"]["accessModes"]
                 .as_array()
@@ -84,7 +86,11 @@ fn validate_meta(res: &Resource, obj: &Value, causes: &mut Vec<Cause>) {
         }
         // RBAC objects, like custom resources, only need a valid path segment (upstream's
         // own roles are named `system:...`).
-        _ if res.custom.is_some() || res.group == "rbac.authorization.k8s.io" => {
+        // ... as are APIServices (`v1.` names the core group's).
+        _ if res.custom.is_some()
+            || res.group == "rbac.authorization.k8s.io"
+            || res.kind == "APIService" =>
+        {
             v::is_path_segment_name(name)
         }
         _ => v::is_dns1123_subdomain(name),
@@ -269,6 +275,56 @@ fn validate_service(obj: &Value, causes: &mut Vec<Cause>) {
                 format!("spec.ports[{i}].port"),
                 &json!(number),
                 "must be between 1 and 65535, inclusive",
+            ));
+        }
+    }
+}
+
+/// The largest value a user's PriorityClass may have (upstream's HighestUserDefinablePriority).
+const HIGHEST_USER_PRIORITY: i64 = 1_000_000_000;
+
+fn validate_priority_class(obj: &Value, old: Option<&Value>, causes: &mut Vec<Cause>) {
+    let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+    let value = obj["value"].as_i64().unwrap_or(0);
+    let system = crate::admission::SYSTEM_PRIORITY_CLASSES
+        .iter()
+        .any(|(n, v)| *n == name && *v == value && obj["globalDefault"] != json!(true));
+    if !system {
+        if name.starts_with("system-") {
+            causes.push(Cause::forbidden(
+                "metadata.name",
+                "priority class names with 'system-' prefix are reserved",
+            ));
+        } else if value > HIGHEST_USER_PRIORITY {
+            causes.push(Cause::forbidden(
+                "value",
+                &format!(
+                    "maximum allowed value of a user defined priority is {HIGHEST_USER_PRIORITY}"
+                ),
+            ));
+        }
+    }
+    if let Some(p) = obj["preemptionPolicy"].as_str()
+        && !["Never", "PreemptLowerPriority"].contains(&p)
+    {
+        causes.push(Cause::not_supported(
+            "preemptionPolicy",
+            &obj["preemptionPolicy"],
+            &["Never", "PreemptLowerPriority"],
+        ));
+    }
+    if let Some(old) = old {
+        if old["value"] != obj["value"] {
+            causes.push(Cause::forbidden(
+                "value",
+                "may not be changed in an update.",
+            ));
+        }
+        if without_nulls(&old["preemptionPolicy"]) != without_nulls(&obj["preemptionPolicy"]) {
+            causes.push(Cause::invalid(
+                "preemptionPolicy",
+                &obj["preemptionPolicy"],
+                "field is immutable",
             ));
         }
     }

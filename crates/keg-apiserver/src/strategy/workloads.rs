@@ -263,3 +263,31 @@ pub(super) fn cron_job(obj: &Value, causes: &mut Vec<Cause>) {
         causes,
     );
 }
+
+/// A ReplicationController: an equality selector that selects its template's labels.
+pub(super) fn replication_controller(obj: &Value, causes: &mut Vec<Cause>) {
+    let spec = &obj["spec"];
+    let selector = spec["selector"].as_object().cloned().unwrap_or_default();
+    if selector.is_empty() {
+        causes.push(Cause::required("spec.selector", ""));
+    }
+    non_negative(&spec["replicas"], "spec.replicas", causes);
+    non_negative(&spec["minReadySeconds"], "spec.minReadySeconds", causes);
+    if !spec["template"].is_object() {
+        causes.push(Cause::required("spec.template", ""));
+        return;
+    }
+    let labels = spec["template"]["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    if !selector.is_empty() && !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+        causes.push(Cause::invalid(
+            "spec.template.metadata.labels",
+            &Value::Object(labels),
+            "`selector` does not match template `labels`",
+        ));
+    }
+    restart_always(spec, causes);
+    validate_pod_spec(&spec["template"]["spec"], "spec.template.spec", causes);
+}
