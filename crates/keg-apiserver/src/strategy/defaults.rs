@@ -231,8 +231,6 @@ fn default_pod_spec(spec: &mut Value) {
     set_default(spec, "serviceAccountName", json!("default"));
     let sa = spec["serviceAccountName"].clone();
     set_default(spec, "serviceAccount", sa);
-    set_default(spec, "priority", json!(0));
-    set_default(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
     // The DefaultTolerationSeconds admission plugin's tolerations.
     let tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
     let mut tolerations = tolerations;
