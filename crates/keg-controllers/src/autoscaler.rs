@@ -272,15 +272,7 @@ fn blocker(pod: &Pod, budgets: &[PodDisruptionBudget]) -> Option<&'static str> {
     }
     let matching: Vec<&PodDisruptionBudget> = budgets
         .iter()
-        .filter(|b| b.namespace() == pod.namespace())
-        .filter(|b| {
-            let selector = b.spec.as_ref().and_then(|s| s.selector.as_ref());
-            selector.is_some()
-                && owners::selector(selector)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|s| owners::selects(Some(&s), &pod.metadata))
-        })
+        .filter(|b| owners::budget_covers(b, &pod.metadata))
         .collect();
     if matching
         .iter()

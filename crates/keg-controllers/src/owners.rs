@@ -152,3 +152,18 @@ where
             .map(|r| ObjectRef::new(&r.name).within(&ns))
     }
 }
+
+/// Whether a disruption budget covers a pod: same namespace, and a selector that selects it
+/// (a budget without a selector covers nothing, as policy/v1 says).
+pub fn budget_covers(
+    budget: &k8s_openapi::api::policy::v1::PodDisruptionBudget,
+    pod: &ObjectMeta,
+) -> bool {
+    let selector = budget.spec.as_ref().and_then(|s| s.selector.as_ref());
+    budget.metadata.namespace == pod.namespace
+        && selector.is_some()
+        && self::selector(selector)
+            .ok()
+            .flatten()
+            .is_some_and(|s| selects(Some(&s), pod))
+}

@@ -43,13 +43,8 @@ fn running(pod: &Pod) -> bool {
 /// Whether evicting `pod` would break a budget that allows no disruption now.
 fn protected(pod: &Pod, budgets: &[Arc<PodDisruptionBudget>]) -> bool {
     budgets.iter().any(|b| {
-        b.namespace() == pod.namespace()
-            && b.status.as_ref().is_none_or(|s| s.disruptions_allowed <= 0)
-            && b.spec
-                .as_ref()
-                .and_then(|s| s.selector.as_ref())
-                .and_then(|s| keg_controllers::owners::selector(Some(s)).ok().flatten())
-                .is_some_and(|s| keg_controllers::owners::selects(Some(&s), &pod.metadata))
+        b.status.as_ref().is_none_or(|s| s.disruptions_allowed <= 0)
+            && keg_controllers::owners::budget_covers(b, &pod.metadata)
     })
 }
 
