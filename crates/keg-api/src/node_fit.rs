@@ -1,7 +1,75 @@
 //! Whether a pod may go on a node by its node selector, required node affinity and
-//! tolerations: the rules the scheduler and the DaemonSet controller share.
+//! tolerations, and what nodes offer and pods ask for: the rules the scheduler, the
+//! autoscaler and the DaemonSet controller share.
 
-use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, PodSpec, Taint, Toleration};
+use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, Pod, PodSpec, Taint, Toleration};
+
+/// CPU, memory and pod slots: what a node offers or a pod takes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// Millicores.
+    pub millicpu: u64,
+    /// Bytes.
+    pub memory: u64,
+    /// Pod slots.
+    pub pods: u64,
+}
+
+impl Resources {
+    /// A node's allocatable resources; what it does not say counts as none.
+    pub fn allocatable(node: &Node) -> Resources {
+        let allocatable = node.status.as_ref().and_then(|s| s.allocatable.as_ref());
+        let get = |key: &str, parse: fn(&str) -> crate::quantity::Result<u64>| {
+            allocatable
+                .and_then(|a| a.get(key))
+                .and_then(|q| parse(&q.0).ok())
+                .unwrap_or(0)
+        };
+        Resources {
+            millicpu: get("cpu", crate::quantity::parse_millis),
+            memory: get("memory", crate::quantity::parse_bytes),
+            pods: get("pods", crate::quantity::parse_bytes),
+        }
+    }
+
+    /// What a pod requests (its effective requests, as the scheduler counts them) and one
+    /// slot; a request that does not parse counts as none.
+    pub fn of_pod(pod: &Pod) -> Resources {
+        let (millicpu, memory) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| crate::fargate::sizing::pod_requests(s).ok())
+            .unwrap_or((0, 0));
+        Resources {
+            millicpu,
+            memory,
+            pods: 1,
+        }
+    }
+
+    /// Both together.
+    pub fn plus(self, other: Resources) -> Resources {
+        Resources {
+            millicpu: self.millicpu + other.millicpu,
+            memory: self.memory + other.memory,
+            pods: self.pods + other.pods,
+        }
+    }
+
+    /// This without `other` (never below none).
+    pub fn minus(self, other: Resources) -> Resources {
+        Resources {
+            millicpu: self.millicpu.saturating_sub(other.millicpu),
+            memory: self.memory.saturating_sub(other.memory),
+            pods: self.pods.saturating_sub(other.pods),
+        }
+    }
+
+    /// Whether this fits in `limit` in every dimension.
+    pub fn within(self, limit: Resources) -> bool {
+        self.millicpu <= limit.millicpu && self.memory <= limit.memory && self.pods <= limit.pods
+    }
+}
 
 /// Whether some toleration matches the taint (upstream's `ToleratesTaint`).
 pub fn tolerates(tolerations: Option<&[Toleration]>, taint: &Taint) -> bool {

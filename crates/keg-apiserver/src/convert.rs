@@ -39,7 +39,8 @@ const RENAMED: [(&str, &str); 7] = [
 /// Converts a stored object to the shape of the group-version `res` serves.
 pub fn for_resource(res: &Resource, obj: Value) -> Value {
     if res.kind == "HorizontalPodAutoscaler" {
-        return if res.version == "v1" && obj["apiVersion"] != "autoscaling/v1" {
+        // Stored as v2 (see `to_storage`).
+        return if res.version == "v1" {
             hpa::v2_to_v1(obj)
         } else {
             obj

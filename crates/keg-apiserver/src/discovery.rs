@@ -28,7 +28,7 @@ const VERBS: [&str; 8] = [
 fn verbs_of(res: &Resource) -> Vec<&'static str> {
     if res.create_only {
         vec!["create"]
-    } else if res.is_metrics() || res.kind == "ComponentStatus" {
+    } else if res.is_computed() {
         vec!["get", "list"]
     } else {
         VERBS.to_vec()

@@ -90,7 +90,7 @@ pub struct Resource {
     /// Where objects are kept, as (group, resource); kinds sharing storage (events) share this.
     pub storage: (String, String),
     /// Whether the kind is a review that is only ever created and never stored (TokenReview,
-    /// SubjectAccessReview and the like): the answer is computed from the request.
+    /// SubjectAccessReview and the like), or a Binding, which acts on the pod it names.
     pub create_only: bool,
     schema_cache: OnceLock<Value>,
 }
@@ -123,6 +123,12 @@ impl Resource {
     /// Whether the kind is resource metrics (metrics.k8s.io): read-only, computed per request.
     pub fn is_metrics(&self) -> bool {
         self.group == "metrics.k8s.io"
+    }
+
+    /// Whether objects of the kind are computed at each read, never stored (resource metrics,
+    /// ComponentStatus): only get and list are served.
+    pub fn is_computed(&self) -> bool {
+        self.is_metrics() || (self.group.is_empty() && self.kind == "ComponentStatus")
     }
 
     /// Whether the kind has a subresource.

@@ -114,32 +114,28 @@ async fn serve(
     if res.kind == "ComponentStatus" {
         return crate::component_status::serve(state, &res, name, method, output, query).await;
     }
-    if res.kind == "Binding" && method == Method::POST && name.is_none() {
-        // POST .../bindings is pods/<name>/binding with the pod named in the body.
-        let body = read_body(body).await?;
-        let binding = decode_body(headers, &body)?;
-        let pod = binding["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let pods = state.registry.get("", "v1", "pods").expect("built in");
-        let ctx = WriteContext {
-            state,
-            res: &pods,
-            ns,
-            query,
-            user: &request.user,
-        };
-        return subresources::bind(state, &ctx, &pod, headers, &body).await;
-    }
     if res.create_only {
         if method != Method::POST || name.is_some() {
             return Err(ApiError::method_not_allowed(
                 "the server does not allow this method on the requested resource",
             ));
         }
-        let review = decode_body(headers, &read_body(body).await?)?;
-        let answer = crate::reviews::create(state, &res, ns, &request.user, review).await?;
+        let body = read_body(body).await?;
+        let posted = decode_body(headers, &body)?;
+        if res.kind == "Binding" {
+            // POST .../bindings is pods/<name>/binding with the pod named in the body.
+            let pod = crate::objects::name(&posted).to_string();
+            let pods = state.registry.get("", "v1", "pods").expect("built in");
+            let ctx = WriteContext {
+                state,
+                res: &pods,
+                ns,
+                query,
+                user: &request.user,
+            };
+            return subresources::bind(state, &ctx, &pod, headers, &body).await;
+        }
+        let answer = crate::reviews::create(state, &res, ns, &request.user, posted).await?;
         return Ok(json_response(201, &answer));
     }
     let ctx = WriteContext {

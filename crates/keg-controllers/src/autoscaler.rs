@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use keg_api::crds::NodeGroup;
 use keg_api::instance_types::InstanceType;
-use keg_api::node_fit::{matches_node_selector, tolerates};
+use keg_api::node_fit::{Resources, matches_node_selector, tolerates};
 use keg_api::nodes::{ClusterInfo, NODEGROUP_LABEL};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::{Client, Resource, ResourceExt};
@@ -86,8 +86,9 @@ fn wants_room(pod: &Pod) -> bool {
     default_scheduler && unscheduled && pod.metadata.deletion_timestamp.is_none() && short
 }
 
-/// Whether the pod would go on `node` were it empty: selector, affinity, taints, size.
-fn fits_empty(pod: &Pod, node: &Node) -> Option<(u64, u64)> {
+/// Whether the pod would go on `node` were it empty: selector, affinity, taints, size; and
+/// what it takes there.
+fn fits_empty(pod: &Pod, node: &Node) -> Option<Resources> {
     let spec = pod.spec.as_ref()?;
     if !matches_node_selector(spec, node) {
         return None;
@@ -101,43 +102,22 @@ fn fits_empty(pod: &Pod, node: &Node) -> Option<(u64, u64)> {
         .iter()
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
         .all(|t| tolerates(spec.tolerations.as_deref(), t));
-    let (cpu, memory) = keg_api::fargate::sizing::pod_requests(spec).ok()?;
-    let allocatable = node.status.as_ref()?.allocatable.clone()?;
-    let node_cpu = keg_api::quantity::parse_millis(&allocatable.get("cpu")?.0).ok()?;
-    let node_memory = keg_api::quantity::parse_bytes(&allocatable.get("memory")?.0).ok()?;
-    (tolerated && cpu <= node_cpu && memory <= node_memory).then_some((cpu, memory))
+    let wanted = Resources::of_pod(pod);
+    (tolerated && wanted.within(Resources::allocatable(node))).then_some(wanted)
 }
 
 /// How many new nodes of `template` the pods need, packed first-fit; and the pods placed.
 fn nodes_needed<'a>(pending: &[&'a Pod], template: &Node) -> (usize, Vec<&'a Pod>) {
-    let allocatable = template
-        .status
-        .as_ref()
-        .and_then(|s| s.allocatable.clone())
-        .unwrap_or_default();
-    let get = |key: &str, parse: fn(&str) -> keg_api::quantity::Result<u64>| {
-        allocatable
-            .get(key)
-            .and_then(|q| parse(&q.0).ok())
-            .unwrap_or(0)
-    };
-    let capacity = (
-        get("cpu", keg_api::quantity::parse_millis),
-        get("memory", keg_api::quantity::parse_bytes),
-        get("pods", keg_api::quantity::parse_bytes),
-    );
-    let mut bins: Vec<(u64, u64, u64)> = Vec::new();
+    let capacity = Resources::allocatable(template);
+    let mut bins: Vec<Resources> = Vec::new();
     let mut placed = Vec::new();
     for pod in pending {
-        let Some((cpu, memory)) = fits_empty(pod, template) else {
+        let Some(wanted) = fits_empty(pod, template) else {
             continue;
         };
-        match bins
-            .iter_mut()
-            .find(|b| b.0 + cpu <= capacity.0 && b.1 + memory <= capacity.1 && b.2 < capacity.2)
-        {
-            Some(bin) => *bin = (bin.0 + cpu, bin.1 + memory, bin.2 + 1),
-            None => bins.push((cpu, memory, 1)),
+        match bins.iter_mut().find(|b| b.plus(wanted).within(capacity)) {
+            Some(bin) => *bin = bin.plus(wanted),
+            None => bins.push(wanted),
         }
         placed.push(*pod);
     }
@@ -307,19 +287,22 @@ fn blocker(pod: &Pod, budgets: &[PodDisruptionBudget]) -> Option<&'static str> {
     None
 }
 
+/// What the unfinished pods on a node request.
+fn requested_on(node: &str, pods: &[Pod]) -> Resources {
+    on_node(node, pods)
+        .filter(|p| !matches!(pods::phase(p), "Succeeded" | "Failed"))
+        .map(Resources::of_pod)
+        .fold(Resources::default(), Resources::plus)
+}
+
 /// (CPU, memory) requested on a node as shares of its allocatable.
 fn utilization(node: &Node, pods: &[Pod]) -> Option<(f64, f64)> {
-    let allocatable = node.status.as_ref()?.allocatable.clone()?;
-    let cpu = keg_api::quantity::parse_millis(&allocatable.get("cpu")?.0).ok()?;
-    let memory = keg_api::quantity::parse_bytes(&allocatable.get("memory")?.0).ok()?;
-    let (used_cpu, used_memory) = on_node(&node.name_any(), pods)
-        .filter(|p| !matches!(pods::phase(p), "Succeeded" | "Failed"))
-        .filter_map(|p| keg_api::fargate::sizing::pod_requests(p.spec.as_ref()?).ok())
-        .fold((0, 0), |(c, m), (pc, pm)| (c + pc, m + pm));
-    (cpu > 0 && memory > 0).then(|| {
+    let offered = Resources::allocatable(node);
+    let used = requested_on(&node.name_any(), pods);
+    (offered.millicpu > 0 && offered.memory > 0).then(|| {
         (
-            used_cpu as f64 / cpu as f64,
-            used_memory as f64 / memory as f64,
+            used.millicpu as f64 / offered.millicpu as f64,
+            used.memory as f64 / offered.memory as f64,
         )
     })
 }
@@ -327,56 +310,19 @@ fn utilization(node: &Node, pods: &[Pod]) -> Option<(f64, f64)> {
 /// Whether every pod of `moving` finds room on one of `targets` (as the scheduler would place
 /// it: selector, taints, requests), first fit.
 fn fit_elsewhere(moving: &[&Pod], targets: &[&Node], pods: &[Pod]) -> bool {
-    let mut free: Vec<(&Node, i64, i64, i64)> = targets
+    let mut used: Vec<(&Node, Resources)> = targets
         .iter()
-        .filter_map(|node| {
-            let allocatable = node.status.as_ref()?.allocatable.clone()?;
-            let get = |key: &str, parse: fn(&str) -> keg_api::quantity::Result<u64>| {
-                allocatable
-                    .get(key)
-                    .and_then(|q| parse(&q.0).ok())
-                    .and_then(|v| i64::try_from(v).ok())
-            };
-            let (mut cpu, mut memory) = (
-                get("cpu", keg_api::quantity::parse_millis)?,
-                get("memory", keg_api::quantity::parse_bytes)?,
-            );
-            let mut slots = get("pods", keg_api::quantity::parse_bytes).unwrap_or(110);
-            for pod in on_node(&node.name_any(), pods)
-                .filter(|p| !matches!(pods::phase(p), "Succeeded" | "Failed"))
-            {
-                let (c, m) = pod
-                    .spec
-                    .as_ref()
-                    .and_then(|s| keg_api::fargate::sizing::pod_requests(s).ok())
-                    .unwrap_or((0, 0));
-                cpu -= i64::try_from(c).unwrap_or(i64::MAX);
-                memory -= i64::try_from(m).unwrap_or(i64::MAX);
-                slots -= 1;
-            }
-            Some((*node, cpu, memory, slots))
-        })
+        .map(|node| (*node, requested_on(&node.name_any(), pods)))
         .collect();
     moving.iter().all(|pod| {
-        let Some((cpu, memory)) = pod
-            .spec
-            .as_ref()
-            .and_then(|s| keg_api::fargate::sizing::pod_requests(s).ok())
-        else {
-            return false;
-        };
-        let (cpu, memory) = (
-            i64::try_from(cpu).unwrap_or(i64::MAX),
-            i64::try_from(memory).unwrap_or(i64::MAX),
-        );
-        let room = free.iter_mut().find(|(node, c, m, slots)| {
-            *c >= cpu && *m >= memory && *slots > 0 && fits_empty(pod, node).is_some()
+        let wanted = Resources::of_pod(pod);
+        let room = used.iter_mut().find(|(node, used)| {
+            used.plus(wanted).within(Resources::allocatable(node))
+                && fits_empty(pod, node).is_some()
         });
         match room {
-            Some(room) => {
-                room.1 -= cpu;
-                room.2 -= memory;
-                room.3 -= 1;
+            Some((_, used)) => {
+                *used = used.plus(wanted);
                 true
             }
             None => false,
@@ -384,15 +330,20 @@ fn fit_elsewhere(moving: &[&Pod], targets: &[&Node], pods: &[Pod]) -> bool {
     })
 }
 
+/// Whether the autoscaler marked the node for removal.
+fn marked_for_removal(node: &Node) -> bool {
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|t| t.key == TO_BE_DELETED_TAINT)
+}
+
 /// Whether a node is cordoned or already on its way out.
 fn is_leaving(node: &Node) -> bool {
-    let spec = node.spec.as_ref();
-    spec.and_then(|s| s.unschedulable) == Some(true)
-        || spec
-            .and_then(|s| s.taints.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|t| t.key == TO_BE_DELETED_TAINT)
+    node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true)
+        || marked_for_removal(node)
         || node.metadata.deletion_timestamp.is_some()
 }
 
@@ -495,15 +446,9 @@ async fn scale_down(
         .items;
     // One node with pods drains at a time (the Cluster Autoscaler's --max-drain-parallelism);
     // empty nodes go together.
-    let mut draining = nodes.iter().any(|n| {
-        n.spec
-            .as_ref()
-            .and_then(|s| s.taints.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|t| t.key == TO_BE_DELETED_TAINT)
-            && n.metadata.deletion_timestamp.is_none()
-    });
+    let mut draining = nodes
+        .iter()
+        .any(|n| marked_for_removal(n) && n.metadata.deletion_timestamp.is_none());
     for group in groups {
         let name = group.name_any();
         let members: Vec<&Node> = nodes

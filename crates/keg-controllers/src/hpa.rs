@@ -24,7 +24,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::GroupVersionKind;
+use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -68,6 +68,9 @@ struct Context {
     config: Config,
     events: Events,
     histories: Mutex<HashMap<(String, String), History>>,
+    /// The resources of the target kinds found so far (a kind's resource does not change
+    /// while it is served; discovery once per kind, not once per sync).
+    kinds: Mutex<HashMap<GroupVersionKind, ApiResource>>,
 }
 
 /// Runs the controller until the process ends.
@@ -78,6 +81,7 @@ pub async fn run(client: Client, config: Config) {
         client,
         config,
         histories: Mutex::default(),
+        kinds: Mutex::default(),
     });
     Controller::new(autoscalers, watcher::Config::default())
         .run(
@@ -146,7 +150,7 @@ async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, ctx: Arc<Context>) -> Resu
     status.observed_generation = hpa.metadata.generation;
 
     let target = &spec.scale_target_ref;
-    let scale = match scale_api(&ctx.client, &ns, &target.api_version, &target.kind).await {
+    let scale = match scale_api(&ctx, &ns, &target.api_version, &target.kind).await {
         Ok(api) => api
             .get_scale(&target.name)
             .await
@@ -396,7 +400,7 @@ fn longest_period(rules: Option<&HPAScalingRules>) -> SignedDuration {
 
 /// The API of the target's kind, found through discovery (any kind with a `scale`).
 async fn scale_api(
-    client: &Client,
+    ctx: &Context,
     ns: &str,
     api_version: &Option<String>,
     kind: &str,
@@ -404,14 +408,25 @@ async fn scale_api(
     let api_version = api_version.as_deref().unwrap_or("v1");
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let gvk = GroupVersionKind::gvk(group, version, kind);
-    let (resource, _) = kube::discovery::pinned_kind(client, &gvk)
-        .await
-        .map_err(|_| {
-            format!(
-                "the server could not find the requested resource (kind {kind} in {api_version})"
-            )
-        })?;
-    Ok(Api::namespaced_with(client.clone(), ns, &resource))
+    let known = ctx.kinds.lock().expect("not poisoned").get(&gvk).cloned();
+    let resource = match known {
+        Some(resource) => resource,
+        None => {
+            let (resource, _) = kube::discovery::pinned_kind(&ctx.client, &gvk)
+                .await
+                .map_err(|_| {
+                    format!(
+                        "the server could not find the requested resource (kind {kind} in {api_version})"
+                    )
+                })?;
+            ctx.kinds
+                .lock()
+                .expect("not poisoned")
+                .insert(gvk, resource.clone());
+            resource
+        }
+    };
+    Ok(Api::namespaced_with(ctx.client.clone(), ns, &resource))
 }
 
 /// What the metrics said: the statuses to show, each failed metric's failure, and the
@@ -701,34 +716,29 @@ fn resource_proposal(
         .map(|p| facts(p, &resource, container.as_deref()))
         .collect();
     let cpu = resource == "cpu";
-    let (proposal, name) = if let Some(utilization) = target.average_utilization {
-        let proposal =
-            replicas::for_utilization(current, utilization, &pod_facts, samples, cpu, &TUNING, now)
-                .map_err(|e| failure(format!("failed to get {resource} utilization: {e}")))?;
-        (
-            proposal,
+    let (goal, name) = match target.average_utilization {
+        Some(percent) => (
+            replicas::Target::Utilization(percent),
             format!("{what} utilization (percentage of request)"),
-        )
-    } else {
-        let target_milli = target
-            .average_value
-            .as_ref()
-            .and_then(|q| keg_api::quantity::parse_millis(&q.0).ok())
-            .and_then(|m| i64::try_from(m).ok())
-            .unwrap_or(0)
-            .max(1);
-        let proposal = replicas::for_average_value(
-            current,
-            target_milli,
-            &pod_facts,
-            samples,
-            cpu,
-            &TUNING,
-            now,
-        )
-        .map_err(|e| failure(format!("failed to get {resource} usage: {e}")))?;
-        (proposal, what)
+        ),
+        None => {
+            let milli = target
+                .average_value
+                .as_ref()
+                .and_then(|q| keg_api::quantity::parse_millis(&q.0).ok())
+                .and_then(|m| i64::try_from(m).ok())
+                .unwrap_or(0)
+                .max(1);
+            (replicas::Target::AverageValue(milli), what)
+        }
     };
+    let measured = if target.average_utilization.is_some() {
+        "utilization"
+    } else {
+        "usage"
+    };
+    let proposal = replicas::calculate(current, goal, &pod_facts, samples, cpu, &TUNING, now)
+        .map_err(|e| failure(format!("failed to get {resource} {measured}: {e}")))?;
     let value = MetricValueStatus {
         average_utilization: proposal.utilization,
         average_value: Some(milli_quantity(proposal.average_milli)),

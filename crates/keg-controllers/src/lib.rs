@@ -135,6 +135,29 @@ pub(crate) fn retry_after_error(controller: &str, error: &Error) -> Action {
     Action::requeue(RETRY)
 }
 
+/// A built-in kind a controller can watch: what kube's Controller and reflector need.
+pub(crate) trait Object:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Object for T where
+    T: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Runs a workload controller until the process ends: `reconcile` each `K` when it or an
 /// `Owned` object it controls changes (upstream's shape for every workload kind); failures
 /// are retried after [`RETRY`].
@@ -144,20 +167,8 @@ pub(crate) async fn run_workload<K, Owned, C, R, F>(
     reconcile: R,
     context: Arc<C>,
 ) where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-    Owned: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Object,
+    Owned: Object,
     C: Send + Sync + 'static,
     R: FnMut(Arc<K>, Arc<C>) -> F,
     F: std::future::Future<Output = Result<Action>> + Send + 'static,

@@ -9,7 +9,6 @@
 
 mod ranking;
 
-use std::fmt::Debug;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -34,14 +33,7 @@ const BURST: usize = 500;
 
 /// What the controller needs of a kind it keeps pods for.
 pub(crate) trait Replicated:
-    Resource<DynamicType = (), Scope = NamespaceResourceScope>
-    + Clone
-    + Debug
-    + Serialize
-    + DeserializeOwned
-    + Send
-    + Sync
-    + 'static
+    crate::Object + Resource<Scope = NamespaceResourceScope> + Serialize
 {
     /// The controller's name in events and logs (upstream's component).
     const CONTROLLER: &'static str;

@@ -16,7 +16,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
-use keg_api::node_fit::{matches_node_selector, tolerates};
+use keg_api::node_fit::{Resources, matches_node_selector, tolerates};
 
 use crate::ClusterView;
 use crate::placement::{DEFAULT_SCHEDULER, Refusals, bind, scheduler_for, unbound};
@@ -239,39 +239,24 @@ fn is_finished(pod: &Pod) -> bool {
 /// What the pods bound to a node ask for.
 #[derive(Debug, Default, Clone)]
 struct Usage {
-    millicpu: u64,
-    memory: u64,
-    pods: u64,
+    resources: Resources,
     host_ports: Vec<(i32, String)>,
 }
 
 impl Usage {
     fn add(&mut self, pod: &Pod) {
-        let (cpu, memory) = requests(pod);
-        self.millicpu += cpu;
-        self.memory += memory;
-        self.pods += 1;
+        self.resources = self.resources.plus(Resources::of_pod(pod));
         self.host_ports.extend(host_ports(pod));
     }
 
     fn remove(&mut self, pod: &Pod) {
-        let (cpu, memory) = requests(pod);
-        self.millicpu = self.millicpu.saturating_sub(cpu);
-        self.memory = self.memory.saturating_sub(memory);
-        self.pods = self.pods.saturating_sub(1);
+        self.resources = self.resources.minus(Resources::of_pod(pod));
         for port in host_ports(pod) {
             if let Some(i) = self.host_ports.iter().position(|p| *p == port) {
                 self.host_ports.remove(i);
             }
         }
     }
-}
-
-fn requests(pod: &Pod) -> (u64, u64) {
-    pod.spec
-        .as_ref()
-        .and_then(|s| keg_api::fargate::sizing::pod_requests(s).ok())
-        .unwrap_or((0, 0))
 }
 
 fn host_ports(pod: &Pod) -> Vec<(i32, String)> {
@@ -393,29 +378,16 @@ fn filter(pod: &Pod, node: &Node, used: &Usage) -> Result<f64, Vec<String>> {
 }
 
 fn fits(pod: &Pod, node: &Node, used: &Usage) -> Result<f64, Vec<String>> {
-    let allocatable = node
-        .status
-        .as_ref()
-        .and_then(|s| s.allocatable.clone())
-        .unwrap_or_default();
-    let quantity = |key: &str, parse: fn(&str) -> keg_api::quantity::Result<u64>| {
-        allocatable
-            .get(key)
-            .and_then(|q| parse(&q.0).ok())
-            .unwrap_or(0)
-    };
-    let cpu = quantity("cpu", keg_api::quantity::parse_millis);
-    let memory = quantity("memory", keg_api::quantity::parse_bytes);
-    let max_pods = quantity("pods", keg_api::quantity::parse_bytes);
-    let (want_cpu, want_memory) = requests(pod);
+    let offered = Resources::allocatable(node);
+    let after = used.resources.plus(Resources::of_pod(pod));
     let mut failures = Vec::new();
-    if used.pods + 1 > max_pods {
+    if after.pods > offered.pods {
         failures.push("Too many pods".to_owned());
     }
-    if used.millicpu + want_cpu > cpu {
+    if after.millicpu > offered.millicpu {
         failures.push("Insufficient cpu".to_owned());
     }
-    if used.memory + want_memory > memory {
+    if after.memory > offered.memory {
         failures.push("Insufficient memory".to_owned());
     }
     if !failures.is_empty() {
@@ -429,7 +401,7 @@ fn fits(pod: &Pod, node: &Node, used: &Usage) -> Result<f64, Vec<String>> {
             (total - used) as f64 / total as f64
         }
     };
-    Ok((free(used.millicpu + want_cpu, cpu) + free(used.memory + want_memory, memory)) / 2.0)
+    Ok((free(after.millicpu, offered.millicpu) + free(after.memory, offered.memory)) / 2.0)
 }
 
 #[cfg(test)]
@@ -490,7 +462,10 @@ mod tests {
         usage.insert(
             "a".to_owned(),
             Usage {
-                millicpu: 1000,
+                resources: Resources {
+                    millicpu: 1000,
+                    ..Resources::default()
+                },
                 ..Usage::default()
             },
         );

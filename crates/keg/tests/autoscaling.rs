@@ -48,16 +48,7 @@ fn group_nodes(k: &Kubectl) -> usize {
 }
 
 fn running(k: &Kubectl) -> usize {
-    let pods = k.json(&["get", "pods", "-l", "app=big", "-o", "json"]);
-    pods["items"]
-        .as_array()
-        .map(|items| {
-            items
-                .iter()
-                .filter(|p| p["status"]["phase"] == "Running")
-                .count()
-        })
-        .unwrap_or(0)
+    k.running_pods("app=big").len()
 }
 
 fn event_messages(k: &Kubectl, reason: &str) -> String {
@@ -126,14 +117,8 @@ fn node_groups_grow_for_pending_pods_and_shrink_when_idle() {
 }
 
 fn node_of(k: &Kubectl, selector: &str) -> Vec<String> {
-    let pods = k.json(&["get", "pods", "-l", selector]);
-    pods["items"]
-        .as_array()
-        .unwrap()
+    k.running_pods(selector)
         .iter()
-        .filter(|p| {
-            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
-        })
         .map(|p| {
             p["spec"]["nodeName"]
                 .as_str()

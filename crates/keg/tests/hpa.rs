@@ -237,15 +237,7 @@ spec:
 }
 
 fn running(k: &Kubectl) -> usize {
-    let pods = k.json(&["get", "pods", "-l", "app=burner"]);
-    pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| {
-            p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
-        })
-        .count()
+    k.running_pods("app=burner").len()
 }
 
 #[test]

@@ -162,10 +162,20 @@ fn settle(current: i32, ratio: f64, new_ratio: f64, counted: usize, tolerance: f
     replicas
 }
 
-/// Replicas for a target utilization (percent of requests) of the pods' resource.
-pub(crate) fn for_utilization(
+/// What a metric aims at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Target {
+    /// Use as a percentage of the pods' requests.
+    Utilization(i32),
+    /// Average use per pod, in milli-units.
+    AverageValue(i64),
+}
+
+/// The replicas a metric asks for (upstream's GetResourceReplicas and
+/// GetRawResourceReplicas, which differ only in how use compares with the target).
+pub(crate) fn calculate(
     current: i32,
-    target: i32,
+    target: Target,
     pods: &[PodFacts],
     mut samples: BTreeMap<String, Sample>,
     cpu: bool,
@@ -177,16 +187,28 @@ pub(crate) fn for_utilization(
         samples.remove(name);
     }
     let mut requests = BTreeMap::new();
-    for pod in pods {
-        requests.insert(pod.name.clone(), pod.request.clone()?);
+    if let Target::Utilization(_) = target {
+        for pod in pods {
+            requests.insert(pod.name.clone(), pod.request.clone()?);
+        }
     }
     if samples.is_empty() {
         return Err("did not receive metrics for targeted pods (pods might be unready)".into());
     }
-    let (ratio, utilization, average_milli) = utilization_ratio(&samples, &requests, target)?;
+    // (ratio to the target, utilization, average use)
+    let measure = |samples: &BTreeMap<String, Sample>| match target {
+        Target::Utilization(percent) => utilization_ratio(samples, &requests, percent)
+            .map(|(ratio, utilization, average)| (ratio, Some(utilization), average)),
+        Target::AverageValue(milli) => {
+            let total: i64 = samples.values().map(|s| s.milli).sum();
+            let average = total / samples.len() as i64;
+            Ok((average as f64 / milli as f64, None, average))
+        }
+    };
+    let (ratio, utilization, average_milli) = measure(&samples)?;
     let proposal = |replicas| Proposal {
         replicas,
-        utilization: Some(utilization),
+        utilization,
         average_milli,
     };
     let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
@@ -202,12 +224,12 @@ pub(crate) fn for_utilization(
         window: SignedDuration::ZERO,
     };
     for name in &groups.missing {
-        // Scaling in: a missing pod counts as using its whole request (or the target, if
-        // higher); scaling out: as using nothing.
-        let milli = if ratio < 1.0 {
-            requests[name] * i64::from(target.max(100)) / 100
-        } else {
-            0
+        // Scaling in: a missing pod counts as using the target (for utilization: its whole
+        // request, or the target if higher); scaling out: as using nothing.
+        let milli = match target {
+            _ if ratio >= 1.0 => 0,
+            Target::Utilization(percent) => requests[name] * i64::from(percent.max(100)) / 100,
+            Target::AverageValue(milli) => milli,
         };
         samples.insert(name.clone(), assumed(milli));
     }
@@ -216,66 +238,7 @@ pub(crate) fn for_utilization(
             samples.insert(name.clone(), assumed(0));
         }
     }
-    let (new_ratio, _, _) = utilization_ratio(&samples, &requests, target)?;
-    Ok(proposal(settle(
-        current,
-        ratio,
-        new_ratio,
-        samples.len(),
-        tuning.tolerance,
-    )))
-}
-
-/// Replicas for a target average use per pod (milli-units).
-pub(crate) fn for_average_value(
-    current: i32,
-    target_milli: i64,
-    pods: &[PodFacts],
-    mut samples: BTreeMap<String, Sample>,
-    cpu: bool,
-    tuning: &Tuning,
-    now: Timestamp,
-) -> Result<Proposal, String> {
-    let groups = group(pods, &samples, cpu, tuning, now);
-    for name in groups.ignored.iter().chain(&groups.unready) {
-        samples.remove(name);
-    }
-    if samples.is_empty() {
-        return Err("did not receive metrics for targeted pods (pods might be unready)".into());
-    }
-    let ratio_of = |samples: &BTreeMap<String, Sample>| {
-        let total: i64 = samples.values().map(|s| s.milli).sum();
-        let average = total / samples.len() as i64;
-        (average as f64 / target_milli as f64, average)
-    };
-    let (ratio, average_milli) = ratio_of(&samples);
-    let proposal = |replicas| Proposal {
-        replicas,
-        utilization: None,
-        average_milli,
-    };
-    let scale_up_with_unready = !groups.unready.is_empty() && ratio > 1.0;
-    if !scale_up_with_unready && groups.missing.is_empty() {
-        if (1.0 - ratio).abs() <= tuning.tolerance {
-            return Ok(proposal(current));
-        }
-        return Ok(proposal(ceil(ratio, groups.ready)));
-    }
-    let assumed = |milli| Sample {
-        milli,
-        timestamp: now,
-        window: SignedDuration::ZERO,
-    };
-    for name in &groups.missing {
-        let milli = if ratio < 1.0 { target_milli } else { 0 };
-        samples.insert(name.clone(), assumed(milli));
-    }
-    if scale_up_with_unready {
-        for name in &groups.unready {
-            samples.insert(name.clone(), assumed(0));
-        }
-    }
-    let (new_ratio, _) = ratio_of(&samples);
+    let (new_ratio, _, _) = measure(&samples)?;
     Ok(proposal(settle(
         current,
         ratio,
@@ -327,7 +290,16 @@ mod tests {
     }
 
     fn cpu(current: i32, target: i32, pods: &[PodFacts], s: &[(&str, i64)]) -> Proposal {
-        for_utilization(current, target, pods, samples(s), true, &TUNING, now()).unwrap()
+        calculate(
+            current,
+            Target::Utilization(target),
+            pods,
+            samples(s),
+            true,
+            &TUNING,
+            now(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -395,9 +367,9 @@ mod tests {
         assert_eq!(p.utilization, Some(100));
         let mut no_request = pod("a", 0);
         no_request.request = Err("missing request for cpu in container web of Pod a".into());
-        let err = for_utilization(
+        let err = calculate(
             1,
-            50,
+            Target::Utilization(50),
             &[no_request],
             samples(&[("a", 1)]),
             true,
@@ -406,8 +378,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err, "missing request for cpu in container web of Pod a");
-        let err =
-            for_utilization(1, 50, &[pod("a", 1)], samples(&[]), true, &TUNING, now()).unwrap_err();
+        let err = calculate(
+            1,
+            Target::Utilization(50),
+            &[pod("a", 1)],
+            samples(&[]),
+            true,
+            &TUNING,
+            now(),
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             "did not receive metrics for targeted pods (pods might be unready)"
@@ -417,9 +397,9 @@ mod tests {
     #[test]
     fn average_values_compare_use_per_pod() {
         let pods = [pod("a", 0), pod("b", 0)];
-        let p = for_average_value(
+        let p = calculate(
             2,
-            100_000,
+            Target::AverageValue(100_000),
             &pods,
             samples(&[("a", 300_000), ("b", 100_000)]),
             false,

@@ -320,6 +320,20 @@ impl Kubectl {
         run.stderr
     }
 
+    /// The Running pods a label selector selects, leaving out those being deleted.
+    pub fn running_pods(&self, selector: &str) -> Vec<serde_json::Value> {
+        let pods = self.json(&["get", "pods", "-l", selector]);
+        pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| {
+                p["status"]["phase"] == "Running" && p["metadata"]["deletionTimestamp"].is_null()
+            })
+            .cloned()
+            .collect()
+    }
+
     /// A JSON value from `kubectl get ... -o json`.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut all = args.to_vec();
