@@ -60,15 +60,16 @@ impl Secrets {
         })
     }
 
-    /// Writes each file that differs (the CA certificate readable, the rest private).
-    fn write(&self, dir: &Path) -> Result<()> {
+    /// Writes each file that differs (the CA certificate readable, the rest private),
+    /// warning about each replaced one when `warn`.
+    fn write(&self, dir: &Path, warn: bool) -> Result<()> {
         for (name, contents) in self.files() {
             let path = dir.join(name);
             let current = std::fs::read_to_string(&path).ok();
             if current.as_deref().map(str::trim) == Some(contents.trim()) {
                 continue;
             }
-            if current.is_some() {
+            if warn && current.is_some() {
                 tracing::warn!(
                     "{} differs from the cluster's shared one in the store: replaced",
                     path.display()
@@ -93,8 +94,13 @@ impl Secrets {
 /// published them, else this server's own (made now if missing), published for the others.
 pub async fn sync(store: &dyn Store, dir: &Path) -> Result<()> {
     if let Some(kv) = store.get(KEY).await.context("reading the shared secrets")? {
-        return Secrets::decode(&kv.value)?.write(dir);
+        return Secrets::decode(&kv.value)?.write(dir, true);
     }
+    // Material of this data dir's own, from before it joined the store, is worth a warning
+    // when replaced; what is made just below is not.
+    let had_own = [CA_KEY, SERVICE_ACCOUNT_KEY, ADMIN_TOKEN]
+        .iter()
+        .any(|name| dir.join(name).exists());
     crate::pki::ClusterCa::load_or_create(dir)?;
     crate::auth::Tokens::load_or_create(dir)?;
     crate::auth::ServiceAccountTokens::load_or_create(dir)?;
@@ -104,7 +110,7 @@ pub async fn sync(store: &dyn Store, dir: &Path) -> Result<()> {
         Ok(_) => Ok(()),
         // Another server published first: theirs are the cluster's.
         Err(keg_store::Error::AlreadyExists { current, .. }) => {
-            Secrets::decode(&current.value)?.write(dir)
+            Secrets::decode(&current.value)?.write(dir, had_own)
         }
         Err(e) => Err(e).context("publishing the shared secrets"),
     }
