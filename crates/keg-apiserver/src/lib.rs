@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod component_status;
 pub mod convert;
+pub mod crds;
 pub mod delete;
 pub mod discovery;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod resources;
 pub mod rest;
 pub mod reviews;
 pub mod server;
+pub mod shared;
 pub mod state;
 pub mod storage;
 pub mod strategy;
@@ -146,6 +148,8 @@ impl ApiServer {
                     .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?,
             ),
         };
+        // Every server on the store shares one CA, signing key and admin token.
+        shared::sync(store.as_ref(), &config.data_dir).await?;
         let pki = pki::Pki::load_or_create(&config.data_dir, &config.extra_names)?;
         let auth = auth::Authenticator::load_or_create(&config.data_dir)?;
         let tokens = auth.tokens.clone();
@@ -166,7 +170,7 @@ impl ApiServer {
             ca_pem: pki.ca_pem.clone(),
         });
         metrics::pods::spawn_observer(state.clone());
-        load_crds(&state).await?;
+        crds::start(&state).await?;
         bootstrap::run(&state)
             .await
             .map_err(|e| anyhow::anyhow!("bootstrapping the cluster: {}", e.message))?;
@@ -266,22 +270,6 @@ async fn bind_when_present(addr: SocketAddr) -> tokio::net::TcpListener {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-async fn load_crds(state: &Arc<ApiState>) -> Result<()> {
-    let crds = state
-        .registry
-        .get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
-        .expect("built in");
-    let page = state
-        .objects
-        .list(&crds, None, None, None, None)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?;
-    for crd in page.items {
-        state.registry.install_crd(&crd);
-    }
-    Ok(())
 }
 
 /// Keeps five intervals of history (five minutes by default, as upstream keeps in etcd).

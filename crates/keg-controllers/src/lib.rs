@@ -16,6 +16,7 @@ pub mod gc;
 pub mod history;
 pub mod hpa;
 pub mod job;
+pub mod leader;
 pub mod metering;
 pub mod namespace;
 pub mod node_lifecycle;

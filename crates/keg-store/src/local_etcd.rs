@@ -1,4 +1,5 @@
-//! A throwaway single-member etcd on loopback, for tests (this crate's and the server's).
+//! A throwaway etcd on loopback, for tests (this crate's and the server's): one member, or a
+//! cluster of several ([`LocalEtcd::start_cluster`]).
 //!
 //! Each [`LocalEtcd`] is its own `etcd` process with free ports and a data directory of its
 //! own (in `/dev/shm` where there is one, so fsync costs nothing); dropping it kills that
@@ -23,14 +24,17 @@ pub struct ServerTls {
     pub client_ca_file: Option<PathBuf>,
 }
 
-/// A running local etcd; killed when dropped.
+/// A running local etcd member; killed when dropped.
 pub struct LocalEtcd {
-    child: Child,
+    child: Option<Child>,
     binary: PathBuf,
     dir: PathBuf,
     client_port: u16,
     peer_port: u16,
     tls: Option<ServerTls>,
+    /// The member's name and `--initial-cluster` (every member's `name=peer URL`).
+    name: String,
+    initial_cluster: String,
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -43,6 +47,45 @@ fn etcd_binary() -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join("etcd"))
         .find(|path| path.is_file())
+}
+
+/// The binary, or `None` after saying why the test is skipped (a panic under `CI=true`).
+fn binary_or_skip() -> Option<PathBuf> {
+    let Some(binary) = etcd_binary() else {
+        let reason = "no etcd binary (Debian's etcd-server, installed by scripts/install-deps.sh)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{reason}, and CI=true does not allow skipping the etcd tests");
+        }
+        // Straight to the stderr stream, past the test harness's capture of eprintln!, so
+        // the skip shows in a normal `cargo test` run.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "skipping an etcd test: {reason}");
+        return None;
+    };
+    Some(binary)
+}
+
+/// Where data directories go: `/dev/shm` where there is one (fsync costs nothing).
+fn base_dir() -> PathBuf {
+    if Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// A new empty directory under `base`, unique to this process.
+fn fresh_dir(base: &Path) -> PathBuf {
+    let dir = base.join(format!(
+        "keg-etcd-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        panic!("creating {}: {e}", dir.display());
+    }
+    dir
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -62,53 +105,87 @@ impl LocalEtcd {
         LocalEtcd::start_inner(Some(tls))
     }
 
-    fn start_inner(tls: Option<&ServerTls>) -> Option<LocalEtcd> {
-        let Some(binary) = etcd_binary() else {
-            let reason =
-                "no etcd binary (Debian's etcd-server, installed by scripts/install-deps.sh)";
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{reason}, and CI=true does not allow skipping the etcd tests");
+    /// Starts a cluster of `members` plain-HTTP members (each its own process, data and
+    /// ports), returned once every member serves clients; `None` as for [`LocalEtcd::start`].
+    pub fn start_cluster(members: usize) -> Option<Vec<LocalEtcd>> {
+        let binary = binary_or_skip()?;
+        let base = base_dir();
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            let mut planned = Vec::new();
+            for i in 0..members {
+                let dir = fresh_dir(&base);
+                let ports = free_port().and_then(|client| Ok((client, free_port()?)));
+                let (client_port, peer_port) = ports.expect("free ports on loopback");
+                planned.push((format!("keg-test-{i}"), dir, client_port, peer_port));
             }
-            // Straight to the stderr stream, past the test harness's capture of eprintln!, so
-            // the skip shows in a normal `cargo test` run.
-            use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "skipping an etcd test: {reason}");
-            return None;
-        };
-        let base = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
+            let initial_cluster = planned
+                .iter()
+                .map(|(name, _, _, peer)| format!("{name}=http://127.0.0.1:{peer}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            // Every member first, then wait: a member serves once the cluster has a quorum.
+            let mut running = Vec::new();
+            let mut failed = None;
+            for (name, dir, client_port, peer_port) in planned {
+                let member = LocalEtcd {
+                    child: None,
+                    binary: binary.clone(),
+                    dir,
+                    client_port,
+                    peer_port,
+                    tls: None,
+                    name,
+                    initial_cluster: initial_cluster.clone(),
+                };
+                running.push(member);
+            }
+            for member in &mut running {
+                match member.launch() {
+                    Ok(child) => member.child = Some(child),
+                    Err(e) => failed = Some(e),
+                }
+            }
+            for member in &mut running {
+                if failed.is_some() {
+                    break;
+                }
+                if let Err(e) = member.wait_ready() {
+                    failed = Some(e);
+                }
+            }
+            match failed {
+                None => return Some(running),
+                // Dropping them kills every member and removes its directory.
+                Some(e) => last_error = e,
+            }
+        }
+        panic!("starting an etcd cluster failed: {last_error}");
+    }
+
+    fn start_inner(tls: Option<&ServerTls>) -> Option<LocalEtcd> {
+        let binary = binary_or_skip()?;
+        let base = base_dir();
         // A port found free can be taken before etcd binds it; try again with new ones.
         let mut last_error = String::new();
         for _ in 0..3 {
-            let dir = base.join(format!(
-                "keg-etcd-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::SeqCst)
-            ));
-            let _ = std::fs::remove_dir_all(&dir);
-            if let Err(e) = std::fs::create_dir_all(&dir) {
-                panic!("creating {}: {e}", dir.display());
-            }
+            let dir = fresh_dir(&base);
             let ports = free_port().and_then(|client| Ok((client, free_port()?)));
             let (client_port, peer_port) = ports.expect("free ports on loopback");
-            match LocalEtcd::spawn(&binary, &dir, client_port, peer_port, tls) {
-                Ok(child) => {
-                    return Some(LocalEtcd {
-                        child,
-                        binary,
-                        dir,
-                        client_port,
-                        peer_port,
-                        tls: tls.cloned(),
-                    });
-                }
-                Err(e) => {
-                    last_error = e;
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
+            let mut etcd = LocalEtcd {
+                child: None,
+                binary: binary.clone(),
+                dir,
+                client_port,
+                peer_port,
+                tls: tls.cloned(),
+                name: "keg-test".to_owned(),
+                initial_cluster: format!("keg-test=http://127.0.0.1:{peer_port}"),
+            };
+            match etcd.spawn() {
+                Ok(()) => return Some(etcd),
+                // Dropping it removes its directory.
+                Err(e) => last_error = e,
             }
         }
         panic!("starting etcd failed: {last_error}");
@@ -118,45 +195,45 @@ impl LocalEtcd {
     /// restart of the member would.
     pub fn restart(&mut self) {
         self.kill();
-        self.child = LocalEtcd::spawn(
-            &self.binary,
-            &self.dir,
-            self.client_port,
-            self.peer_port,
-            self.tls.as_ref(),
-        )
-        .unwrap_or_else(|e| panic!("restarting etcd failed: {e}"));
+        self.spawn()
+            .unwrap_or_else(|e| panic!("restarting etcd failed: {e}"));
     }
 
-    fn kill(&mut self) {
+    /// Kills this member (SIGKILL), as a crash would; [`LocalEtcd::restart`] starts it again.
+    pub fn kill(&mut self) {
         // SIGKILL to this child only (std's kill), then reap it so no zombie is left.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
-    /// Runs etcd on `dir` and waits until it serves clients; the process, or why not.
-    fn spawn(
-        binary: &Path,
-        dir: &Path,
-        client_port: u16,
-        peer_port: u16,
-        tls: Option<&ServerTls>,
-    ) -> Result<Child, String> {
+    /// Runs etcd on its directory and waits until it serves clients.
+    fn spawn(&mut self) -> Result<(), String> {
+        self.child = Some(self.launch()?);
+        self.wait_ready()
+    }
+
+    /// Runs etcd on its directory (a fresh log each run, so readiness is read from this
+    /// run's lines).
+    fn launch(&self) -> Result<Child, String> {
+        let (binary, dir, client_port, peer_port) =
+            (&self.binary, &self.dir, self.client_port, self.peer_port);
+        let tls = self.tls.as_ref();
         let scheme = if tls.is_some() { "https" } else { "http" };
         let client_url = format!("{scheme}://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
         let log_path = dir.join("etcd.log");
-        // A fresh log each run, so readiness is read from this run's lines.
         let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
         let mut command = Command::new(binary);
         command
-            .arg("--name=keg-test")
+            .arg(format!("--name={}", self.name))
             .arg(format!("--data-dir={}", dir.join("data").display()))
             .arg(format!("--listen-client-urls={client_url}"))
             .arg(format!("--advertise-client-urls={client_url}"))
             .arg(format!("--listen-peer-urls={peer_url}"))
             .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=keg-test={peer_url}"))
+            .arg(format!("--initial-cluster={}", self.initial_cluster))
             .arg("--initial-cluster-state=new")
             // Progress notifications often enough for a test to see one.
             .arg("--experimental-watch-progress-notify-interval=2s")
@@ -173,21 +250,27 @@ impl LocalEtcd {
                     .arg(format!("--trusted-ca-file={}", ca.display()));
             }
         }
-        let mut child = command
+        command
             .spawn()
-            .map_err(|e| format!("running {}: {e}", binary.display()))?;
+            .map_err(|e| format!("running {}: {e}", binary.display()))
+    }
+
+    /// Waits until the running member serves clients; kills it if it does not in 30 s.
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let log_path = self.dir.join("etcd.log");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
             if log.contains("ready to serve client requests") {
-                return Ok(child);
+                return Ok(());
             }
+            let child = self.child.as_mut().ok_or("etcd is not running")?;
             if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
                 return Err(format!("etcd exited with {status}:\n{log}"));
             }
             if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
+                self.kill();
                 return Err(format!("etcd was not ready in 30s:\n{log}"));
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -199,9 +282,9 @@ impl LocalEtcd {
         format!("127.0.0.1:{}", self.client_port)
     }
 
-    /// The etcd process's PID.
+    /// The etcd process's PID (0 while killed).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     /// What etcd logged so far (for a failing test's message).

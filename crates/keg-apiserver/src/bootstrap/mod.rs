@@ -49,11 +49,26 @@ pub async fn ensure(
         query: &query,
         user: crate::auth::UserInfo::apiserver(),
     };
-    // Boxed: creating a namespace ensures its service account through this same path.
-    match Box::pin(ctx.create(&HeaderMap::new(), &Bytes::from(obj.to_string()))).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.code == 409 => Ok(()),
-        Err(e) => Err(e),
+    // Another server on the same store may be making it at the same time, and its write can
+    // get in the way of this one before the create's own conflict would (the `kubernetes`
+    // Service's cluster IP, claimed by the other server's create before it stores the
+    // Service): then try again, until it exists, for a few seconds.
+    let mut attempts = 0;
+    loop {
+        // Boxed: creating a namespace ensures its service account through this same path.
+        match Box::pin(ctx.create(&HeaderMap::new(), &Bytes::from(obj.to_string()))).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code == 409 => return Ok(()),
+            Err(e) if attempts < 25 => {
+                tracing::debug!("creating {plural} {name}: {}; trying again", e.message);
+            }
+            Err(e) => return Err(e),
+        }
+        attempts += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if state.objects.try_get(&res, ns, &name).await?.is_some() {
+            return Ok(());
+        }
     }
 }
 

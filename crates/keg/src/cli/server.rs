@@ -125,6 +125,7 @@ fn store_backend(args: &ServerArgs) -> Result<keg_apiserver::StoreBackend> {
 /// Serves until SIGINT or SIGTERM.
 pub async fn run(args: ServerArgs) -> Result<()> {
     let store = store_backend(&args)?;
+    let store_kind = store.clone();
     let runs_agent = if args.no_node_agent {
         false
     } else if !nix::unistd::Uid::effective().is_root() {
@@ -170,49 +171,44 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         &format!("system:node:{}", cluster.agent),
         &["system:nodes"],
     ));
-    tokio::spawn(keg_controllers::run_all(controllers.clone()));
-    tokio::spawn(keg_controllers::node_lifecycle::run(
-        controllers.clone(),
-        keg_controllers::node_lifecycle::Config {
-            grace_period: std::time::Duration::from_secs(args.node_monitor_grace_period.max(1)),
-            clock: std::sync::Arc::new(keg_controllers::SystemClock),
-        },
-    ));
-    tokio::spawn(keg_controllers::hpa::run(
-        controllers.clone(),
-        keg_controllers::hpa::Config {
-            sync_period: std::time::Duration::from_secs(
-                args.horizontal_pod_autoscaler_sync_period.max(1),
-            ),
-            downscale_stabilization: std::time::Duration::from_secs(
-                args.horizontal_pod_autoscaler_downscale_stabilization,
-            ),
-            ..keg_controllers::hpa::Config::new(std::sync::Arc::new(keg_controllers::SystemClock))
-        },
-    ));
-    tokio::spawn(keg_controllers::volumes::run(
-        controllers.clone(),
-        keg_controllers::volumes::Config {
-            root: data_dir.join("volumes"),
-        },
-    ));
-    tokio::spawn(keg_controllers::metering::run(
-        controllers.clone(),
-        keg_controllers::metering::Config::new(&cluster, prices),
-    ));
-    tokio::spawn(keg_controllers::nodegroup::run(
-        controllers.clone(),
-        cluster.clone(),
-    ));
-    tokio::spawn(keg_controllers::autoscaler::run(
-        controllers.clone(),
-        keg_controllers::autoscaler::Config {
-            cluster: cluster.clone(),
-            scale_down_unneeded: std::time::Duration::from_secs(args.scale_down_unneeded_time),
-            clock: std::sync::Arc::new(keg_controllers::SystemClock),
-        },
-    ));
-    tokio::spawn(keg_scheduler::run(scheduler, cluster.clone()));
+    // On a shared store (etcd) several servers may run: the controllers and the schedulers
+    // act only in the one holding their Lease. With the embedded store this is the only
+    // server, and they start at once.
+    let elected = !matches!(store_kind, keg_apiserver::StoreBackend::Embedded);
+    let settings = LeaderSettings {
+        node_monitor_grace_period: args.node_monitor_grace_period,
+        scale_down_unneeded_time: args.scale_down_unneeded_time,
+        hpa_sync_period: args.horizontal_pod_autoscaler_sync_period,
+        hpa_downscale_stabilization: args.horizontal_pod_autoscaler_downscale_stabilization,
+        volumes: data_dir.join("volumes"),
+        prices,
+        cluster: cluster.clone(),
+    };
+    let (stopping, stop) = tokio::sync::watch::channel(false);
+    let mut elections = Vec::new();
+    if elected {
+        let identity = keg_controllers::leader::identity();
+        tracing::info!(%identity, "leader election on a shared store");
+        let client = controllers.clone();
+        elections.push(campaign(
+            controllers.clone(),
+            keg_controllers::leader::CONTROLLER_MANAGER,
+            &identity,
+            move || settings.controllers(client.clone()),
+            stop.clone(),
+        ));
+        let (client, cluster) = (scheduler.clone(), cluster.clone());
+        elections.push(campaign(
+            scheduler,
+            keg_controllers::leader::SCHEDULER,
+            &identity,
+            move || keg_scheduler::run(client.clone(), cluster.clone()),
+            stop.clone(),
+        ));
+    } else {
+        tokio::spawn(settings.controllers(controllers.clone()));
+        tokio::spawn(keg_scheduler::run(scheduler, cluster.clone()));
+    }
     let agent = if let Some(network) = &pod_network {
         let images = args
             .images_dir
@@ -243,7 +239,16 @@ pub async fn run(args: ServerArgs) -> Result<()> {
             pod_network,
         },
     ));
-    let served = server.serve(shutdown_signal()).await;
+    let served = server
+        .serve(async move {
+            shutdown_signal().await;
+            let _ = stopping.send(true);
+        })
+        .await;
+    // Stopped leaders release their Leases, so another server takes over at once.
+    for election in elections {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), election).await;
+    }
     // Stopping the server ends the cluster's pods: nothing it made outlives it.
     if let Some((agent, task)) = agent {
         task.abort();
@@ -253,6 +258,93 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         }
     }
     served
+}
+
+/// What the controllers run with (they are started afresh each time this server leads).
+struct LeaderSettings {
+    node_monitor_grace_period: u64,
+    scale_down_unneeded_time: u64,
+    hpa_sync_period: u64,
+    hpa_downscale_stabilization: u64,
+    volumes: PathBuf,
+    prices: keg_api::prices::PriceTable,
+    cluster: ClusterInfo,
+}
+
+impl LeaderSettings {
+    /// Every controller of kube-controller-manager's and keg's own (metering, node groups,
+    /// the cluster autoscaler), as one future.
+    fn controllers(&self, client: kube::Client) -> impl std::future::Future<Output = ()> + use<> {
+        use keg_controllers::{
+            SystemClock, autoscaler, hpa, metering, node_lifecycle, nodegroup, volumes,
+        };
+        use std::sync::Arc;
+        use std::time::Duration;
+        let node_lifecycle = node_lifecycle::Config {
+            grace_period: Duration::from_secs(self.node_monitor_grace_period.max(1)),
+            clock: Arc::new(SystemClock),
+        };
+        let hpa = hpa::Config {
+            sync_period: Duration::from_secs(self.hpa_sync_period.max(1)),
+            downscale_stabilization: Duration::from_secs(self.hpa_downscale_stabilization),
+            ..hpa::Config::new(Arc::new(SystemClock))
+        };
+        let volumes = volumes::Config {
+            root: self.volumes.clone(),
+        };
+        let metering = metering::Config::new(&self.cluster, self.prices.clone());
+        let cluster = self.cluster.clone();
+        let autoscaler = autoscaler::Config {
+            cluster: self.cluster.clone(),
+            scale_down_unneeded: Duration::from_secs(self.scale_down_unneeded_time),
+            clock: Arc::new(SystemClock),
+        };
+        async move {
+            tokio::join!(
+                keg_controllers::run_all(client.clone()),
+                node_lifecycle::run(client.clone(), node_lifecycle),
+                hpa::run(client.clone(), hpa),
+                volumes::run(client.clone(), volumes),
+                metering::run(client.clone(), metering),
+                nodegroup::run(client.clone(), cluster),
+                autoscaler::run(client, autoscaler),
+            );
+        }
+    }
+}
+
+/// Campaigns for Lease `name` until the server stops: while this server holds it, `work`
+/// runs on a runtime of its own, shut down (with every task it spawned) when the Lease is lost.
+fn campaign<F>(
+    client: kube::Client,
+    name: &str,
+    identity: &str,
+    mut work: impl FnMut() -> F + Send + 'static,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let config = keg_controllers::leader::Config::new(name, identity);
+    let name = name.to_owned();
+    tokio::spawn(keg_controllers::leader::run(
+        client,
+        config,
+        move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name(format!("keg-{name}"))
+                .enable_all()
+                .build()
+                .expect("a runtime for the leader's work");
+            runtime.spawn(work());
+            runtime
+        },
+        |runtime: tokio::runtime::Runtime| runtime.shutdown_background(),
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        },
+    ))
 }
 
 async fn shutdown_signal() {
