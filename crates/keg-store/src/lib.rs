@@ -11,6 +11,8 @@
 mod codec;
 mod embedded;
 mod etcd;
+pub mod etcd_member;
+pub mod etcd_pki;
 pub mod local_etcd;
 mod watch;
 

@@ -9,45 +9,28 @@
 //! etcd (scripts/install-deps.sh) and must never skip these tests silently.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// TLS for a local etcd's client port: PEM files.
-#[derive(Debug, Clone)]
-pub struct ServerTls {
-    /// The serving certificate (for 127.0.0.1).
-    pub cert_file: PathBuf,
-    /// Its key.
-    pub key_file: PathBuf,
-    /// With a CA, etcd requires client certificates signed by it (`--client-cert-auth`).
-    pub client_ca_file: Option<PathBuf>,
-}
+pub use crate::etcd_member::MemberTls as ServerTls;
+use crate::etcd_member::{Member, READY_LINE, etcd_binary};
 
 /// A running local etcd member; killed when dropped.
 pub struct LocalEtcd {
     child: Option<Child>,
     binary: PathBuf,
+    /// Holds the member's data and its log.
     dir: PathBuf,
-    client_port: u16,
-    peer_port: u16,
-    tls: Option<ServerTls>,
-    /// The member's name and `--initial-cluster` (every member's `name=peer URL`).
-    name: String,
-    initial_cluster: String,
+    member: Member,
+    /// Every member of its cluster (itself included), for `--initial-cluster`.
+    cluster: Vec<Member>,
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
-/// The etcd binary: `$ETCD_BIN`, else `etcd` on the `PATH`.
-fn etcd_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("ETCD_BIN") {
-        return Some(PathBuf::from(path));
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join("etcd"))
-        .find(|path| path.is_file())
-}
+/// Progress notifications often enough for a test to see one.
+const PROGRESS_NOTIFY: Duration = Duration::from_secs(2);
 
 /// The binary, or `None` after saying why the test is skipped (a panic under `CI=true`).
 fn binary_or_skip() -> Option<PathBuf> {
@@ -88,6 +71,22 @@ fn fresh_dir(base: &Path) -> PathBuf {
     dir
 }
 
+/// A member with a fresh directory under `base` and free loopback ports.
+fn planned_member(base: &Path, name: String, tls: Option<ServerTls>) -> (PathBuf, Member) {
+    let dir = fresh_dir(base);
+    let ports = free_port().and_then(|client| Ok((client, free_port()?)));
+    let (client_port, peer_port) = ports.expect("free ports on loopback");
+    let member = Member {
+        name,
+        data_dir: dir.join("data"),
+        client_port,
+        peer_port,
+        tls,
+        progress_notify: Some(PROGRESS_NOTIFY),
+    };
+    (dir, member)
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -112,34 +111,22 @@ impl LocalEtcd {
         let base = base_dir();
         let mut last_error = String::new();
         for _ in 0..3 {
-            let mut planned = Vec::new();
-            for i in 0..members {
-                let dir = fresh_dir(&base);
-                let ports = free_port().and_then(|client| Ok((client, free_port()?)));
-                let (client_port, peer_port) = ports.expect("free ports on loopback");
-                planned.push((format!("keg-test-{i}"), dir, client_port, peer_port));
-            }
-            let initial_cluster = planned
-                .iter()
-                .map(|(name, _, _, peer)| format!("{name}=http://127.0.0.1:{peer}"))
-                .collect::<Vec<_>>()
-                .join(",");
+            let planned: Vec<(PathBuf, Member)> = (0..members)
+                .map(|i| planned_member(&base, format!("keg-test-{i}"), None))
+                .collect();
+            let cluster: Vec<Member> = planned.iter().map(|(_, m)| m.clone()).collect();
             // Every member first, then wait: a member serves once the cluster has a quorum.
-            let mut running = Vec::new();
-            let mut failed = None;
-            for (name, dir, client_port, peer_port) in planned {
-                let member = LocalEtcd {
+            let mut running: Vec<LocalEtcd> = planned
+                .into_iter()
+                .map(|(dir, member)| LocalEtcd {
                     child: None,
                     binary: binary.clone(),
                     dir,
-                    client_port,
-                    peer_port,
-                    tls: None,
-                    name,
-                    initial_cluster: initial_cluster.clone(),
-                };
-                running.push(member);
-            }
+                    member,
+                    cluster: cluster.clone(),
+                })
+                .collect();
+            let mut failed = None;
             for member in &mut running {
                 match member.launch() {
                     Ok(child) => member.child = Some(child),
@@ -169,18 +156,13 @@ impl LocalEtcd {
         // A port found free can be taken before etcd binds it; try again with new ones.
         let mut last_error = String::new();
         for _ in 0..3 {
-            let dir = fresh_dir(&base);
-            let ports = free_port().and_then(|client| Ok((client, free_port()?)));
-            let (client_port, peer_port) = ports.expect("free ports on loopback");
+            let (dir, member) = planned_member(&base, "keg-test".to_owned(), tls.cloned());
             let mut etcd = LocalEtcd {
                 child: None,
                 binary: binary.clone(),
                 dir,
-                client_port,
-                peer_port,
-                tls: tls.cloned(),
-                name: "keg-test".to_owned(),
-                initial_cluster: format!("keg-test=http://127.0.0.1:{peer_port}"),
+                cluster: vec![member.clone()],
+                member,
             };
             match etcd.spawn() {
                 Ok(()) => return Some(etcd),
@@ -217,42 +199,14 @@ impl LocalEtcd {
     /// Runs etcd on its directory (a fresh log each run, so readiness is read from this
     /// run's lines).
     fn launch(&self) -> Result<Child, String> {
-        let (binary, dir, client_port, peer_port) =
-            (&self.binary, &self.dir, self.client_port, self.peer_port);
-        let tls = self.tls.as_ref();
-        let scheme = if tls.is_some() { "https" } else { "http" };
-        let client_url = format!("{scheme}://127.0.0.1:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let log_path = dir.join("etcd.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-        let mut command = Command::new(binary);
-        command
-            .arg(format!("--name={}", self.name))
-            .arg(format!("--data-dir={}", dir.join("data").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster={}", self.initial_cluster))
-            .arg("--initial-cluster-state=new")
-            // Progress notifications often enough for a test to see one.
-            .arg("--experimental-watch-progress-notify-interval=2s")
+        let log = std::fs::File::create(self.dir.join("etcd.log")).map_err(|e| e.to_string())?;
+        self.member
+            .command(&self.binary, &self.cluster)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(log);
-        if let Some(tls) = tls {
-            command
-                .arg(format!("--cert-file={}", tls.cert_file.display()))
-                .arg(format!("--key-file={}", tls.key_file.display()));
-            if let Some(ca) = &tls.client_ca_file {
-                command
-                    .arg("--client-cert-auth")
-                    .arg(format!("--trusted-ca-file={}", ca.display()));
-            }
-        }
-        command
+            .stderr(log)
             .spawn()
-            .map_err(|e| format!("running {}: {e}", binary.display()))
+            .map_err(|e| format!("running {}: {e}", self.binary.display()))
     }
 
     /// Waits until the running member serves clients; kills it if it does not in 30 s.
@@ -261,7 +215,7 @@ impl LocalEtcd {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            if log.contains("ready to serve client requests") {
+            if log.contains(READY_LINE) {
                 return Ok(());
             }
             let child = self.child.as_mut().ok_or("etcd is not running")?;
@@ -279,7 +233,7 @@ impl LocalEtcd {
 
     /// The client endpoint, `127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
+        self.member.endpoint()
     }
 
     /// The etcd process's PID (0 while killed).

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use keg_store::etcd_pki::EtcdPki;
 use keg_store::local_etcd::LocalEtcd;
 use keg_store::{Error, EtcdStore, EventKind, ListOptions, RedbStore, Store, WatchEvent};
 
@@ -606,76 +607,20 @@ fn write_until_killed(path: &str) {
     });
 }
 
-/// A CA, a serving certificate for 127.0.0.1 and a client certificate, as PEM files in `dir`.
-struct Pki {
-    ca: std::path::PathBuf,
-    server_cert: std::path::PathBuf,
-    server_key: std::path::PathBuf,
-    client_cert: std::path::PathBuf,
-    client_key: std::path::PathBuf,
-}
-
-fn make_pki(dir: &std::path::Path, ca_name: &str) -> Pki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
-        KeyPair, SanType,
-    };
-    let write = |name: &str, pem: String| {
-        let path = dir.join(name);
-        std::fs::write(&path, pem).unwrap();
-        path
-    };
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, ca_name);
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let ca = write(&format!("{ca_name}.crt"), ca_cert.pem());
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let mut server = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    server
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let server_key = KeyPair::generate().unwrap();
-    let server_cert = server.signed_by(&server_key, &issuer).unwrap();
-
-    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
-    client.distinguished_name.push(DnType::CommonName, "keg");
-    client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client_key = KeyPair::generate().unwrap();
-    let client_cert = client.signed_by(&client_key, &issuer).unwrap();
-    Pki {
-        ca,
-        server_cert: write(&format!("{ca_name}-server.crt"), server_cert.pem()),
-        server_key: write(&format!("{ca_name}-server.key"), server_key.serialize_pem()),
-        client_cert: write(&format!("{ca_name}-client.crt"), client_cert.pem()),
-        client_key: write(&format!("{ca_name}-client.key"), client_key.serialize_pem()),
-    }
-}
-
 /// etcd with `--client-cert-auth`: a client with a certificate from the trusted CA reads and
 /// writes; one without a certificate, or with one from another CA, is refused.
 #[tokio::test]
 async fn etcd_over_tls_with_client_certificates() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = make_pki(dir.path(), "etcd-ca");
+    let pki = EtcdPki::create(dir.path(), "etcd-ca").unwrap();
     let Some(etcd) = LocalEtcd::start_tls(&keg_store::local_etcd::ServerTls {
-        cert_file: pki.server_cert.clone(),
-        key_file: pki.server_key.clone(),
-        client_ca_file: Some(pki.ca.clone()),
+        peers: false,
+        ..pki.member_tls()
     }) else {
         return;
     };
     let endpoints = [etcd.endpoint()];
-    let tls = keg_store::EtcdTls {
-        ca_file: Some(pki.ca.clone()),
-        cert_file: Some(pki.client_cert.clone()),
-        key_file: Some(pki.client_key.clone()),
-    };
+    let tls = pki.client_tls();
     let store = EtcdStore::connect(&endpoints, "/tls", Some(tls))
         .await
         .unwrap_or_else(|e| panic!("connecting with a client certificate: {e}\n{}", etcd.log()));
@@ -687,7 +632,7 @@ async fn etcd_over_tls_with_client_certificates() {
     );
 
     let anonymous = keg_store::EtcdTls {
-        ca_file: Some(pki.ca.clone()),
+        ca_file: Some(pki.ca_file.clone()),
         ..Default::default()
     };
     let refused = EtcdStore::connect(&endpoints, "/tls", Some(anonymous)).await;
@@ -696,9 +641,9 @@ async fn etcd_over_tls_with_client_certificates() {
         "connected without a client certificate"
     );
 
-    let other = make_pki(dir.path(), "other-ca");
+    let other = EtcdPki::create(dir.path(), "other-ca").unwrap();
     let stranger = keg_store::EtcdTls {
-        ca_file: Some(pki.ca.clone()),
+        ca_file: Some(pki.ca_file.clone()),
         cert_file: Some(other.client_cert),
         key_file: Some(other.client_key),
     };
@@ -710,7 +655,7 @@ async fn etcd_over_tls_with_client_certificates() {
 
     // Nor does a client that does not trust etcd's CA connect (no system roots).
     let untrusting = keg_store::EtcdTls {
-        ca_file: Some(other.ca),
+        ca_file: Some(other.ca_file),
         cert_file: Some(pki.client_cert.clone()),
         key_file: Some(pki.client_key.clone()),
     };

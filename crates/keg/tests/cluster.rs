@@ -222,3 +222,256 @@ fn a_broken_cluster_file_names_file_line_and_column() {
         "a refused file left state behind"
     );
 }
+
+/// The PIDs a cluster's PID files name (`keg*.pid`, `etcd/member-*.pid`).
+fn pids(dir: &Path) -> Vec<i32> {
+    let files = std::fs::read_dir(dir)
+        .unwrap()
+        .chain(std::fs::read_dir(dir.join("etcd")).into_iter().flatten())
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pid"));
+    files
+        .map(|p| std::fs::read_to_string(p).unwrap().trim().parse().unwrap())
+        .collect()
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, s)| !s.starts_with('Z'))
+    })
+}
+
+/// `--servers 3`: keg starts a three-member etcd (TLS for clients and peers) and three servers
+/// on it, one context each; all serve one cluster; `keg delete cluster` stops all six.
+#[test]
+fn a_cluster_of_three_servers_on_an_etcd_keg_starts() {
+    let env = Env::new();
+    let seed = seed_file();
+    let seed = seed.to_str().unwrap();
+    let out = env.keg_ok(&["create", "cluster", "-f", seed, "--servers", "3"]);
+    assert!(
+        out.contains("starting a 3-member etcd for 3 servers"),
+        "{out}"
+    );
+    assert!(
+        out.contains("EKS cluster \"terrax-fargate\" in \"eu-west-1\" region is ready"),
+        "{out}"
+    );
+    let dir = env.cluster_dir();
+    let started = pids(&dir);
+    assert_eq!(
+        started.len(),
+        6,
+        "3 servers and 3 etcd members: {started:?}"
+    );
+    assert!(started.iter().all(|pid| alive(*pid)));
+
+    let k = env.kubectl();
+    let main = "admin@terrax-fargate.eu-west-1.eksctl.io";
+    let contexts = k.ok(&["config", "get-contexts", "-o", "name"]);
+    let mut contexts: Vec<&str> = contexts.lines().collect();
+    contexts.sort();
+    assert_eq!(
+        contexts,
+        [
+            main,
+            &format!("{main}/server-2"),
+            &format!("{main}/server-3")
+        ]
+    );
+    assert_eq!(k.ok(&["config", "current-context"]).trim(), main);
+    let servers: Vec<String> = (1..=3)
+        .map(|i| {
+            let context = if i == 1 {
+                main.to_owned()
+            } else {
+                format!("{main}/server-{i}")
+            };
+            let url = k.ok(&[
+                "config",
+                "view",
+                "-o",
+                &format!(
+                    "jsonpath={{.clusters[?(@.name==\"{}\")].cluster.server}}",
+                    &context[6..]
+                ),
+            ]);
+            assert!(url.starts_with("https://127.0.0.1:"), "{context}: {url}");
+            context
+        })
+        .collect();
+
+    // One cluster behind every server: the node group's node, and an object made through
+    // the second server read through the third.
+    for context in &servers {
+        let nodes = k.json(&[
+            "--context",
+            context,
+            "get",
+            "nodes",
+            "-l",
+            "alpha.eksctl.io/nodegroup-name=node-group",
+        ]);
+        assert_eq!(nodes["items"].as_array().unwrap().len(), 1, "{context}");
+    }
+    k.ok(&[
+        "--context",
+        &servers[1],
+        "create",
+        "configmap",
+        "made-on-two",
+        "--from-literal=k=v",
+    ]);
+    let read = k.json(&["--context", &servers[2], "get", "configmap", "made-on-two"]);
+    assert_eq!(read["data"]["k"], "v");
+    // Exactly one server leads the controllers.
+    let lease = k.json(&[
+        "get",
+        "lease",
+        "-n",
+        "kube-system",
+        "kube-controller-manager",
+    ]);
+    assert!(
+        lease["spec"]["holderIdentity"].as_str().is_some(),
+        "{lease}"
+    );
+
+    // etcd: three members of one cluster, on loopback, refusing clients without a
+    // certificate of the cluster's etcd CA.
+    let etcd = dir.join("etcd");
+    let endpoint = out
+        .lines()
+        .find_map(|l| l.split("etcd serves on ").nth(1))
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let etcdctl = |certs: bool| {
+        let mut command = std::process::Command::new("etcdctl");
+        command
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints=https://{endpoint}"))
+            .arg(format!("--cacert={}", etcd.join("etcd-ca.crt").display()))
+            .arg("--dial-timeout=3s")
+            .arg("--command-timeout=5s");
+        if certs {
+            command
+                .arg(format!(
+                    "--cert={}",
+                    etcd.join("etcd-ca-client.crt").display()
+                ))
+                .arg(format!(
+                    "--key={}",
+                    etcd.join("etcd-ca-client.key").display()
+                ));
+        }
+        command.args(["member", "list"]).output().unwrap()
+    };
+    let listed = etcdctl(true);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).lines().count(),
+        3,
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    assert!(
+        !etcdctl(false).status.success(),
+        "etcd served a client without a certificate"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&etcd).unwrap().permissions().mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "etcd's directory is open to others: {mode:o}"
+    );
+
+    let out = env.keg_ok(&["delete", "cluster", "--name", CLUSTER]);
+    assert!(out.contains("all cluster resources were deleted"), "{out}");
+    let left: Vec<i32> = started.into_iter().filter(|pid| alive(*pid)).collect();
+    assert!(left.is_empty(), "still running: {left:?}");
+    assert!(!dir.exists(), "state left in {}", dir.display());
+    let contexts = k.run(&["config", "get-contexts", "-o", "name"]);
+    assert!(
+        !contexts.stdout.contains("terrax-fargate"),
+        "{}",
+        contexts.stdout
+    );
+}
+
+/// On the user's etcd (`--store`): two servers on it with a key prefix of the cluster's own;
+/// deleting the cluster stops the servers, leaves etcd running and says where the data stays.
+#[test]
+fn a_cluster_on_the_users_etcd() {
+    let Some(etcd) = keg_store::local_etcd::LocalEtcd::start_cluster(3) else {
+        return;
+    };
+    let endpoints: Vec<String> = etcd.iter().map(|m| m.endpoint()).collect();
+    let store = format!("etcd://{}", endpoints.join(","));
+    let env = Env::new();
+    let seed = seed_file();
+    let out = env.keg_ok(&[
+        "create",
+        "cluster",
+        "-f",
+        seed.to_str().unwrap(),
+        "--store",
+        &store,
+        "--etcd-prefix",
+        "/mine",
+        "--servers",
+        "2",
+    ]);
+    assert!(!out.contains("starting a 3-member etcd"), "{out}");
+    let k = env.kubectl();
+    k.ok(&["create", "namespace", "kept"]);
+    let keys = std::process::Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", endpoints[1]))
+        .args([
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/mine/registry/core/namespaces/",
+        ])
+        .output()
+        .unwrap();
+    let (keys, err) = (
+        String::from_utf8_lossy(&keys.stdout),
+        String::from_utf8_lossy(&keys.stderr),
+    );
+    assert!(keys.contains("/mine/registry/core/namespaces/kept"), "{keys}{err}");
+    let second = k.json(&[
+        "--context",
+        "admin@terrax-fargate.eu-west-1.eksctl.io/server-2",
+        "get",
+        "namespace",
+        "kept",
+    ]);
+    assert_eq!(second["metadata"]["name"], "kept");
+    let started = pids(&env.cluster_dir());
+    assert_eq!(started.len(), 2, "{started:?}");
+
+    let out = env.keg_ok(&["delete", "cluster", "--name", CLUSTER]);
+    assert!(
+        out.contains(&format!(
+            "the cluster's data stays in {store} under /mine/registry/"
+        )),
+        "{out}"
+    );
+    assert!(started.iter().all(|pid| !alive(*pid)));
+    assert!(
+        etcd.iter().all(|m| alive(m.pid() as i32)),
+        "keg stopped the user's etcd"
+    );
+}

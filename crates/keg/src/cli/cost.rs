@@ -17,7 +17,7 @@ use keg_api::usage::UsageRecord;
 use keg_api::usage::report::{GroupBy, Report, Row, Scenario, report};
 use kube::api::{Api, ListParams};
 
-use super::cluster::{ClusterDir, admin_client, keg_home};
+use super::cluster::{ClusterDir, keg_home, running_cluster_client};
 
 /// Options of `keg cost`.
 #[derive(clap::Args)]
@@ -66,11 +66,7 @@ pub async fn run(args: CostArgs) -> Result<()> {
         .map(|s| parse_since(s, now))
         .transpose()?;
     let prices = load_prices(args.prices.as_deref())?;
-    let dir = ClusterDir::new(&args.cluster);
-    if dir.running_pid().is_none() {
-        bail!("no cluster found for name: {:?}", args.cluster);
-    }
-    let client = admin_client(&dir.admin_kubeconfig()).await?;
+    let client = running_cluster_client(&args.cluster).await?;
     let records: Vec<_> = Api::<UsageRecord>::all(client.clone())
         .list(&ListParams::default())
         .await
@@ -81,7 +77,8 @@ pub async fn run(args: CostArgs) -> Result<()> {
         .collect();
     let region = match records.first() {
         Some(record) => record.region.clone(),
-        None => cluster_region(&dir).unwrap_or_else(|| "us-east-1".to_owned()),
+        None => cluster_region(&ClusterDir::new(&args.cluster))
+            .unwrap_or_else(|| "us-east-1".to_owned()),
     };
     let by = match args.by {
         By::Namespace => GroupBy::Namespace,

@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use super::cluster::{ClusterDir, admin_client};
+use super::cluster::running_cluster_client;
 
 /// What `keg get` shows.
 #[derive(clap::Subcommand)]
@@ -49,19 +49,11 @@ pub struct ScaleNodegroupArgs {
     nodes_max: Option<i32>,
 }
 
-async fn client_for(cluster: &str) -> Result<kube::Client> {
-    let dir = ClusterDir::new(cluster);
-    if dir.running_pid().is_none() {
-        bail!("no cluster found for name: {cluster:?}");
-    }
-    admin_client(&dir.admin_kubeconfig()).await
-}
-
 /// Runs `keg get ...`.
 pub async fn get(command: GetCommand) -> Result<()> {
     match command {
         GetCommand::Fargateprofile(arg) => {
-            let api: Api<FargateProfile> = Api::all(client_for(&arg.cluster).await?);
+            let api: Api<FargateProfile> = Api::all(running_cluster_client(&arg.cluster).await?);
             let mut rows = vec![row(&[
                 "NAME",
                 "SELECTOR_NAMESPACE",
@@ -100,7 +92,7 @@ pub async fn get(command: GetCommand) -> Result<()> {
             print_table(&rows);
         }
         GetCommand::Nodegroup(arg) => {
-            let api: Api<NodeGroup> = Api::all(client_for(&arg.cluster).await?);
+            let api: Api<NodeGroup> = Api::all(running_cluster_client(&arg.cluster).await?);
             let mut rows = vec![row(&[
                 "CLUSTER",
                 "NODEGROUP",
@@ -149,7 +141,7 @@ pub async fn get(command: GetCommand) -> Result<()> {
 
 /// Runs `keg scale nodegroup`, refusing sizes outside the group's range as eksctl does.
 pub async fn scale_nodegroup(args: ScaleNodegroupArgs) -> Result<()> {
-    let api: Api<NodeGroup> = Api::all(client_for(&args.cluster).await?);
+    let api: Api<NodeGroup> = Api::all(running_cluster_client(&args.cluster).await?);
     let group = api.get(&args.name).await?;
     let min = args.nodes_min.unwrap_or(group.spec.min_size);
     let max = args.nodes_max.unwrap_or(group.spec.max_size);
@@ -310,7 +302,7 @@ pub async fn create_fargateprofile(args: CreateFargateProfileArgs) -> Result<()>
             (cluster, vec![profile])
         }
     };
-    let api: Api<FargateProfile> = Api::all(client_for(&cluster).await?);
+    let api: Api<FargateProfile> = Api::all(running_cluster_client(&cluster).await?);
     for profile in profiles {
         let name = profile.name_any();
         eprintln!("[ℹ]  creating Fargate profile {name:?} on EKS cluster {cluster:?}");
@@ -330,7 +322,7 @@ pub async fn create_fargateprofile(args: CreateFargateProfileArgs) -> Result<()>
 
 /// Runs `keg delete fargateprofile`.
 pub async fn delete_fargateprofile(args: DeleteFargateProfileArgs) -> Result<()> {
-    let api: Api<FargateProfile> = Api::all(client_for(&args.cluster).await?);
+    let api: Api<FargateProfile> = Api::all(running_cluster_client(&args.cluster).await?);
     let name = &args.name;
     eprintln!("[ℹ]  deleting Fargate profile {name:?}");
     match api.delete(name, &kube::api::DeleteParams::default()).await {
@@ -406,7 +398,7 @@ async fn group_nodes(client: &kube::Client, group: &str) -> Result<(Vec<String>,
 
 /// Runs `keg create nodegroup` and waits for its nodes.
 pub async fn create_nodegroup(args: CreateNodegroupArgs) -> Result<()> {
-    let client = client_for(&args.cluster).await?;
+    let client = running_cluster_client(&args.cluster).await?;
     let min = args.nodes_min.unwrap_or(args.nodes);
     let max = args.nodes_max.unwrap_or(args.nodes);
     if args.nodes < min || args.nodes > max {
@@ -474,7 +466,7 @@ pub async fn create_nodegroup(args: CreateNodegroupArgs) -> Result<()> {
 /// Runs `keg delete nodegroup`: drains its nodes through evictions (as the node-group
 /// controller scales in), then deletes it.
 pub async fn delete_nodegroup(args: DeleteNodegroupArgs) -> Result<()> {
-    let client = client_for(&args.cluster).await?;
+    let client = running_cluster_client(&args.cluster).await?;
     let (name, cluster) = (&args.name, &args.cluster);
     let api: Api<NodeGroup> = Api::all(client.clone());
     if api.get_opt(name).await?.is_none() {

@@ -1,5 +1,7 @@
-//! `keg create cluster -f FILE`: starts the cluster's control plane as a background process,
-//! creates its Fargate profiles and node groups, waits for the nodes, and adds a context.
+//! `keg create cluster -f FILE`: starts the cluster's control plane as background processes
+//! (one `keg server` on the embedded store; or several on an etcd, the user's or three members
+//! keg starts), creates its Fargate profiles and node groups, waits for the nodes, and adds
+//! a context for each server.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -14,7 +16,7 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, ResourceExt};
 
 use super::progress::Progress;
-use super::{ClusterDir, admin_client, context_name, kubeconfig};
+use super::{ClusterDir, ServerFiles, admin_client, context_name, etcd, kubeconfig};
 
 /// Options of `keg create cluster`.
 #[derive(clap::Args)]
@@ -28,6 +30,100 @@ pub struct CreateClusterArgs {
     /// How long to wait for the control plane and the nodes.
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     timeout: Duration,
+    /// How many `keg server`s serve the cluster (each its own port and data dir; the first
+    /// runs the nodes). More than one needs an etcd: the one `--store` names, else three
+    /// members keg starts on loopback.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=9))]
+    servers: u16,
+    /// The servers' store: `embedded` (one server only) or `etcd://HOST:PORT[,HOST:PORT...]`,
+    /// an etcd cluster of the user's.
+    #[arg(long)]
+    store: Option<String>,
+    /// The CA that signed the named etcd's serving certificate.
+    #[arg(long, requires = "store")]
+    etcd_cafile: Option<PathBuf>,
+    /// A client certificate for the named etcd (with --etcd-keyfile).
+    #[arg(long, requires = "store")]
+    etcd_certfile: Option<PathBuf>,
+    /// The key of --etcd-certfile.
+    #[arg(long, requires = "store")]
+    etcd_keyfile: Option<PathBuf>,
+    /// Prepended to every key keg writes in the named etcd (several clusters may share one).
+    #[arg(long, requires = "store")]
+    etcd_prefix: Option<String>,
+}
+
+impl CreateClusterArgs {
+    /// The `keg server` flags naming the store, starting keg's own etcd where one is needed.
+    fn store_flags(&self, dir: &ClusterDir, progress: &Progress) -> Result<Vec<String>> {
+        let mut flags = Vec::new();
+        let path = |p: &PathBuf| -> Result<String> {
+            let full = std::path::absolute(p).with_context(|| format!("{}", p.display()))?;
+            Ok(full.display().to_string())
+        };
+        match self.store.as_deref() {
+            Some("embedded") | None if self.servers == 1 => {}
+            Some("embedded") => bail!(
+                "--servers {} needs a store they share: --store etcd://HOST:PORT, or no --store to have keg start an etcd",
+                self.servers
+            ),
+            Some(store) => {
+                flags.extend(["--store".to_owned(), store.to_owned()]);
+                for (flag, file) in [
+                    ("--etcd-cafile", &self.etcd_cafile),
+                    ("--etcd-certfile", &self.etcd_certfile),
+                    ("--etcd-keyfile", &self.etcd_keyfile),
+                ] {
+                    if let Some(file) = file {
+                        flags.extend([flag.to_owned(), path(file)?]);
+                    }
+                }
+                if let Some(prefix) = &self.etcd_prefix {
+                    flags.extend(["--etcd-prefix".to_owned(), prefix.clone()]);
+                }
+                // The user's etcd outlives the cluster; `keg delete cluster` says where its
+                // data stays.
+                let prefix = self.etcd_prefix.as_deref().unwrap_or_default();
+                std::fs::write(
+                    dir.external_store(),
+                    format!("{store} {prefix}/registry/\n"),
+                )?;
+            }
+            None => {
+                progress.info(format!(
+                    "starting a {}-member etcd for {} servers",
+                    etcd::MEMBERS,
+                    self.servers
+                ));
+                let etcd = etcd::start(dir, self.timeout)?;
+                progress.info(format!("etcd serves on {}", etcd.endpoints.join(",")));
+                flags.extend([
+                    "--store".to_owned(),
+                    format!("etcd://{}", etcd.endpoints.join(",")),
+                ]);
+                for (flag, file) in [
+                    ("--etcd-cafile", &etcd.tls.ca_file),
+                    ("--etcd-certfile", &etcd.tls.cert_file),
+                    ("--etcd-keyfile", &etcd.tls.key_file),
+                ] {
+                    if let Some(file) = file {
+                        flags.extend([flag.to_owned(), file.display().to_string()]);
+                    }
+                }
+            }
+        }
+        Ok(flags)
+    }
+}
+
+/// The context of server `index` in the user's kubeconfig: the cluster's own for the first,
+/// `<context>/server-N` for the others.
+pub fn server_context(context: &str, index: usize) -> String {
+    if index == 1 {
+        context.to_owned()
+    } else {
+        format!("{context}/server-{index}")
+    }
 }
 
 /// Parses `90s`, `5m`, `1h` (the forms eksctl's `--timeout` takes).
@@ -63,24 +159,40 @@ pub async fn run(args: CreateClusterArgs) -> Result<()> {
     progress.info(format!("using region {region}"));
     progress.info(format!("creating cluster {name:?} in {region:?} region with {} nodegroup(s) and {} Fargate profile(s)",
         config.node_groups.len() + config.managed_node_groups.len(), config.fargate_profiles.len()));
-    std::fs::create_dir_all(dir.log().parent().expect("log has a dir"))
+    std::fs::create_dir_all(dir.logs())
         .with_context(|| format!("creating {}", dir.root.display()))?;
     std::fs::copy(&args.config_file, dir.config())
         .with_context(|| format!("copying {}", args.config_file.display()))?;
-    let pid = start_server(&dir, &name, &region)?;
-    progress.info(format!(
-        "started the control plane (pid {pid}, logs in {})",
-        dir.log().display()
-    ));
-    let client = tokio::time::timeout(args.timeout, wait_for_api(&dir, pid))
-        .await
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "the control plane did not become ready within {:?}; see {}",
-                args.timeout,
-                dir.log().display()
-            )
-        })??;
+    let store = args.store_flags(&dir, &progress)?;
+    let servers: Vec<ServerFiles> = (1..=usize::from(args.servers))
+        .map(|i| dir.server(i))
+        .collect();
+    for server in &servers {
+        let pid = start_server(server, &name, &region, &store)?;
+        progress.info(format!(
+            "started the control plane{} (pid {pid}, logs in {})",
+            if servers.len() > 1 {
+                format!(" server {}", server.index)
+            } else {
+                String::new()
+            },
+            server.log.display()
+        ));
+    }
+    let mut clients = Vec::new();
+    for server in &servers {
+        let client = tokio::time::timeout(args.timeout, wait_for_api(server))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the control plane did not become ready within {:?}; see {}",
+                    args.timeout,
+                    server.log.display()
+                )
+            })??;
+        clients.push(client);
+    }
+    let client = clients.swap_remove(0);
     progress.done(format!("control plane of cluster {name:?} is ready"));
 
     let profiles: Api<FargateProfile> = Api::all(client.clone());
@@ -121,7 +233,7 @@ pub async fn run(args: CreateClusterArgs) -> Result<()> {
                 "nodegroup {:?} did not become ready within {:?}; see {}",
                 group.name_any(),
                 args.timeout,
-                dir.log().display()
+                servers[0].log.display()
             )
         })??;
         progress.info(format!(
@@ -134,11 +246,15 @@ pub async fn run(args: CreateClusterArgs) -> Result<()> {
         }
     }
     let target = kubeconfig::user_kubeconfig(args.kubeconfig.as_deref());
-    kubeconfig::merge(
-        &dir.admin_kubeconfig(),
-        &target,
-        &context_name(&name, &region),
-    )?;
+    let context = context_name(&name, &region);
+    // The first server's context last, so it is the current one.
+    for server in servers.iter().rev() {
+        kubeconfig::merge(
+            &server.admin_kubeconfig(),
+            &target,
+            &server_context(&context, server.index),
+        )?;
+    }
     progress.done(format!(
         "saved kubeconfig as {:?}",
         target.display().to_string()
@@ -149,20 +265,27 @@ pub async fn run(args: CreateClusterArgs) -> Result<()> {
     Ok(())
 }
 
-/// Starts `keg server` for the cluster in its own process group, logging to the cluster dir.
-fn start_server(dir: &ClusterDir, name: &str, region: &str) -> Result<u32> {
+/// Starts one of the cluster's `keg server`s in its own process group, logging to the
+/// cluster dir. Only the first runs a node agent: the cluster's nodes live on this machine once.
+fn start_server(server: &ServerFiles, name: &str, region: &str, store: &[String]) -> Result<u32> {
     use std::os::unix::process::CommandExt;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.log())
-        .with_context(|| format!("opening {}", dir.log().display()))?;
+        .open(&server.log)
+        .with_context(|| format!("opening {}", server.log.display()))?;
     let exe = std::env::current_exe().context("finding the keg executable")?;
-    let child = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .arg("server")
         .arg("--data-dir")
-        .arg(dir.data())
+        .arg(&server.data)
         .args(["--port", "0", "--cluster-name", name, "--region", region])
+        .args(store);
+    if server.index > 1 {
+        command.arg("--no-node-agent");
+    }
+    let child = command
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -170,21 +293,21 @@ fn start_server(dir: &ClusterDir, name: &str, region: &str) -> Result<u32> {
         .process_group(0)
         .spawn()
         .context("starting the control plane")?;
-    std::fs::write(dir.pid_file(), child.id().to_string())
-        .with_context(|| format!("writing {}", dir.pid_file().display()))?;
+    std::fs::write(&server.pid_file, child.id().to_string())
+        .with_context(|| format!("writing {}", server.pid_file.display()))?;
     Ok(child.id())
 }
 
-async fn wait_for_api(dir: &ClusterDir, pid: u32) -> Result<Client> {
+async fn wait_for_api(server: &ServerFiles) -> Result<Client> {
     loop {
-        if !super::process_alive(i32::try_from(pid).unwrap_or(i32::MAX)) {
+        if server.running_pid().is_none() {
             bail!(
                 "the control plane exited during start-up; see {}",
-                dir.log().display()
+                server.log.display()
             );
         }
-        if dir.admin_kubeconfig().exists() {
-            let client = admin_client(&dir.admin_kubeconfig()).await?;
+        if server.admin_kubeconfig().exists() {
+            let client = admin_client(&server.admin_kubeconfig()).await?;
             if client.apiserver_version().await.is_ok() {
                 return Ok(client);
             }

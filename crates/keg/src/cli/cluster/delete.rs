@@ -1,6 +1,6 @@
 //! `keg delete cluster`: ends the cluster's workloads gracefully, stops its control plane
-//! (which removes every container, mount, network device and cgroup it made), then removes
-//! its state and its kubeconfig context.
+//! (which removes every container, mount, network device and cgroup it made) and the etcd
+//! keg started for it, then removes its state and its kubeconfig contexts.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -15,8 +15,9 @@ use kube::{Client, ResourceExt};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use super::create::server_context;
 use super::progress::Progress;
-use super::{ClusterDir, admin_client, context_name, kubeconfig};
+use super::{ClusterDir, admin_client, context_name, etcd, kubeconfig};
 
 /// Options of `keg delete cluster`.
 #[derive(clap::Args)]
@@ -56,8 +57,9 @@ pub async fn run(args: DeleteClusterArgs) -> Result<()> {
         .map(|c| c.metadata.region)
         .unwrap_or_default();
     progress.info(format!("deleting EKS cluster {name:?}"));
-    if let Some(pid) = dir.running_pid() {
-        match admin_client(&dir.admin_kubeconfig()).await {
+    let servers = dir.servers();
+    if let Some(server) = dir.running_server() {
+        match admin_client(&server.admin_kubeconfig()).await {
             Ok(client) => {
                 match tokio::time::timeout(args.timeout, end_workloads(&client, &progress)).await {
                     Ok(result) => result?,
@@ -71,8 +73,18 @@ pub async fn run(args: DeleteClusterArgs) -> Result<()> {
                 "cannot reach the control plane ({e:#}); stopping it"
             )),
         }
-        stop_server(pid).await?;
-        progress.info(format!("stopped the control plane (pid {pid})"));
+    }
+    // Every server before the store they share; the first (which runs the nodes) removes
+    // their containers as it stops.
+    for server in &servers {
+        if let Some(pid) = server.running_pid() {
+            stop_process(pid).await?;
+            progress.info(format!("stopped the control plane (pid {pid})"));
+        }
+    }
+    for pid in etcd::running_members(&dir) {
+        stop_process(pid).await?;
+        progress.info(format!("stopped etcd member (pid {pid})"));
     }
     if nix::unistd::Uid::effective().is_root() {
         // A server that was killed rather than stopped could not clean up after its pods.
@@ -80,12 +92,20 @@ pub async fn run(args: DeleteClusterArgs) -> Result<()> {
             .await
             .context("removing what the cluster's pods left behind")?;
     }
+    let external = std::fs::read_to_string(dir.external_store()).ok();
     remove_state(&dir)?;
+    if let Some((store, keys)) = external.as_deref().and_then(|s| s.trim().split_once(' ')) {
+        // As k3s leaves an external datastore alone: keg did not start it, and it may hold more.
+        progress.info(format!(
+            "the cluster's data stays in {store} under {keys}; `etcdctl del --prefix {keys}` removes it"
+        ));
+    }
     if !region.is_empty() {
-        kubeconfig::remove(
-            &kubeconfig::user_kubeconfig(args.kubeconfig.as_deref()),
-            &context_name(&name, &region),
-        )?;
+        let target = kubeconfig::user_kubeconfig(args.kubeconfig.as_deref());
+        let context = context_name(&name, &region);
+        for server in &servers {
+            kubeconfig::remove(&target, &server_context(&context, server.index))?;
+        }
     }
     progress.done("all cluster resources were deleted".to_string());
     Ok(())
@@ -137,8 +157,9 @@ where
     Ok(objects.len())
 }
 
-/// SIGTERM, then up to a minute for the server to clean up, then SIGKILL.
-async fn stop_server(pid: i32) -> Result<()> {
+/// SIGTERM, then up to a minute for the process (a server, an etcd member) to clean up,
+/// then SIGKILL.
+async fn stop_process(pid: i32) -> Result<()> {
     signal(pid, Signal::SIGTERM)?;
     for _ in 0..600 {
         if !super::process_alive(pid) {

@@ -1,8 +1,10 @@
-//! `keg create cluster`, `keg delete cluster`: a cluster is a background `keg server` with its
-//! state under `$KEG_HOME/clusters/<name>/`, plus a context in the user's kubeconfig.
+//! `keg create cluster`, `keg delete cluster`: a cluster is one background `keg server` (or
+//! several, on an etcd keg starts or the user names) with its state under
+//! `$KEG_HOME/clusters/<name>/`, plus a context in the user's kubeconfig.
 
 pub mod create;
 pub mod delete;
+pub mod etcd;
 pub mod kubeconfig;
 pub mod progress;
 pub mod user;
@@ -40,14 +42,10 @@ impl ClusterDir {
         }
     }
 
-    /// The server's data dir (store, certificates, admin kubeconfig).
+    /// The first server's data dir (store, certificates, admin kubeconfig, and the node
+    /// agent's state: that server runs the cluster's nodes).
     pub fn data(&self) -> PathBuf {
-        self.root.join("data")
-    }
-
-    /// The admin kubeconfig the server writes.
-    pub fn admin_kubeconfig(&self) -> PathBuf {
-        self.data().join("kubeconfig")
+        self.server(1).data
     }
 
     /// The cluster file as given at creation.
@@ -55,25 +53,86 @@ impl ClusterDir {
         self.root.join("cluster.yaml")
     }
 
-    /// The server's PID.
-    pub fn pid_file(&self) -> PathBuf {
-        self.root.join("keg.pid")
+    /// Where the etcd keg started for the cluster keeps its members, PID files and
+    /// certificates (clusters of several servers without an external etcd).
+    pub fn etcd(&self) -> PathBuf {
+        self.root.join("etcd")
     }
 
-    /// The server's log.
-    pub fn log(&self) -> PathBuf {
-        self.root.join("logs").join("keg.log")
+    /// For a cluster on the user's etcd: that store and the prefix of the cluster's keys.
+    pub fn external_store(&self) -> PathBuf {
+        self.root.join("external-store")
     }
 
-    /// The PID of the cluster's server, if it is running.
+    /// The logs of the servers and of etcd's members.
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+
+    /// Server `index` (from 1). The first keeps the names of a one-server cluster.
+    pub fn server(&self, index: usize) -> ServerFiles {
+        let suffix = if index == 1 {
+            String::new()
+        } else {
+            format!("-{index}")
+        };
+        ServerFiles {
+            index,
+            data: self.root.join(format!("data{suffix}")),
+            pid_file: self.root.join(format!("keg{suffix}.pid")),
+            log: self.logs().join(format!("keg{suffix}.log")),
+        }
+    }
+
+    /// Every server the cluster was started with (each left a PID file).
+    pub fn servers(&self) -> Vec<ServerFiles> {
+        (1..)
+            .map(|i| self.server(i))
+            .take_while(|s| s.pid_file.exists())
+            .collect()
+    }
+
+    /// The first server that is running: the one keg's commands talk to.
+    pub fn running_server(&self) -> Option<ServerFiles> {
+        self.servers()
+            .into_iter()
+            .find(|s| s.running_pid().is_some())
+    }
+}
+
+/// The files of one of a cluster's `keg server`s.
+pub struct ServerFiles {
+    /// 1, 2, …
+    pub index: usize,
+    /// Its data dir.
+    pub data: PathBuf,
+    /// Its PID.
+    pub pid_file: PathBuf,
+    /// Its log.
+    pub log: PathBuf,
+}
+
+impl ServerFiles {
+    /// The admin kubeconfig the server writes (its own port; credentials every server of
+    /// the cluster accepts).
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.data.join("kubeconfig")
+    }
+
+    /// Its PID, if it is running.
     pub fn running_pid(&self) -> Option<i32> {
-        let pid: i32 = std::fs::read_to_string(self.pid_file())
-            .ok()?
-            .trim()
-            .parse()
-            .ok()?;
-        process_alive(pid).then_some(pid)
+        running_pid(&self.pid_file)
     }
+}
+
+/// The PID a PID file names, if that process is running.
+pub fn running_pid(pid_file: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    process_alive(pid).then_some(pid)
 }
 
 /// Whether a process with this PID exists (and is not a zombie).
@@ -83,6 +142,14 @@ pub fn process_alive(pid: i32) -> bool {
             .rsplit_once(") ")
             .is_none_or(|(_, rest)| !rest.starts_with('Z')),
         Err(_) => false,
+    }
+}
+
+/// An admin client of the cluster's first running server, or the error users of eksctl see.
+pub async fn running_cluster_client(cluster: &str) -> Result<kube::Client> {
+    match ClusterDir::new(cluster).running_server() {
+        Some(server) => admin_client(&server.admin_kubeconfig()).await,
+        None => anyhow::bail!("no cluster found for name: {cluster:?}"),
     }
 }
 
