@@ -450,7 +450,10 @@ fn a_cluster_on_the_users_etcd() {
         String::from_utf8_lossy(&keys.stdout),
         String::from_utf8_lossy(&keys.stderr),
     );
-    assert!(keys.contains("/mine/registry/core/namespaces/kept"), "{keys}{err}");
+    assert!(
+        keys.contains("/mine/registry/core/namespaces/kept"),
+        "{keys}{err}"
+    );
     let second = k.json(&[
         "--context",
         "admin@terrax-fargate.eu-west-1.eksctl.io/server-2",
