@@ -37,6 +37,26 @@ async fn health(State(state): State<Arc<ApiState>>) -> Response {
     }
 }
 
+/// /readyz: started, and the store answers (for etcd: a quorum of members does), as
+/// kube-apiserver's readyz has its etcd check; /livez does not ask the store, so a server
+/// whose etcd is down is not ready but stays alive.
+async fn ready(State(state): State<Arc<ApiState>>) -> Response {
+    if !state.ready.load(Ordering::SeqCst) {
+        return health(State(state)).await;
+    }
+    match state.objects.store().check().await {
+        Ok(()) => (http::StatusCode::OK, "ok").into_response(),
+        Err(e) => {
+            tracing::warn!("readyz: the store does not answer: {e}");
+            (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "[-]etcd failed: reason withheld\nreadyz check failed",
+            )
+                .into_response()
+        }
+    }
+}
+
 async fn resources(State(state): State<Arc<ApiState>>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path();
@@ -107,7 +127,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(health))
         .route("/livez", get(health))
-        .route("/readyz", get(health))
+        .route("/readyz", get(ready))
         .route(
             "/version",
             get(|| async { json_response(200, &version::info()) }),

@@ -2,33 +2,31 @@
 //! token, request latencies, scheduling latency, pod starts, and the cost series summed
 //! from usage records.
 
+mod common;
+
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use keg_apiserver::{ApiServer, Config, admission::Admission};
+use common::TestApi;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 struct Server {
     router: Router,
     token: String,
-    _dir: tempfile::TempDir,
+    _api: TestApi,
 }
 
 impl Server {
     async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::local(dir.path());
-        let server = ApiServer::open(config, Admission::standard())
-            .await
-            .unwrap();
+        let api = TestApi::open().await;
         Server {
-            router: server.router(),
-            token: server.tokens.admin().to_owned(),
-            _dir: dir,
+            router: api.server.router(),
+            token: api.server.tokens.admin().to_owned(),
+            _api: api,
         }
     }
 

@@ -4,13 +4,15 @@
 //! lifetime names the account. Tokens are minted here with the data dir's key, since
 //! TokenRequest does not issue tokens shorter than ten minutes.
 
+mod common;
+
 use axum::Router;
 use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use keg_apiserver::auth::now_seconds;
 use keg_apiserver::auth::serviceaccount::{Claims, ISSUER, Private, Ref};
-use keg_apiserver::{ApiServer, Config, admission::Admission};
+use common::TestApi;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -41,11 +43,8 @@ const WHOAMI: &str = r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSub
 
 #[tokio::test]
 async fn invalid_service_account_tokens_are_401() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = Config::local(dir.path());
-    let server = ApiServer::open(config, Admission::standard())
-        .await
-        .unwrap();
+    let api = TestApi::open().await;
+    let server = &api.server;
     let router = server.router();
     let admin = server.tokens.admin().to_owned();
     let (_, account) = call(

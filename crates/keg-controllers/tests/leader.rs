@@ -2,6 +2,8 @@
 //! Lease at a time, another takes it once the holder stops renewing for the lease duration
 //! (or at once when it releases it), and `run` starts and stops the leader's work.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -10,15 +12,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use keg_controllers::leader::{self, Config, Elector};
 use kube::Api;
 
-async fn client() -> anyhow::Result<(kube::Client, tempfile::TempDir)> {
-    let dir = tempfile::tempdir()?;
-    let server = keg_apiserver::ApiServer::open(
-        keg_apiserver::Config::local(dir.path()),
-        keg_apiserver::admission::Admission::standard(),
-    )
-    .await?;
-    let client = keg_apiserver::client::in_process_client(server.router(), server.tokens.admin());
-    Ok((client, dir))
+async fn client() -> anyhow::Result<(kube::Client, common::TestApi)> {
+    let api = common::TestApi::open().await?;
+    Ok((api.client(), api))
 }
 
 fn fast(identity: &str) -> Config {
@@ -39,7 +35,7 @@ async fn lease(client: &kube::Client) -> Lease {
 
 #[tokio::test]
 async fn one_holder_at_a_time_and_takeover_after_the_lease_duration() -> anyhow::Result<()> {
-    let (client, _dir) = client().await?;
+    let (client, _api) = client().await?;
     let mut a = Elector::new(client.clone(), fast("a"));
     let mut b = Elector::new(client.clone(), fast("b"));
     assert!(
@@ -89,7 +85,7 @@ async fn one_holder_at_a_time_and_takeover_after_the_lease_duration() -> anyhow:
 
 #[tokio::test]
 async fn run_starts_and_stops_the_work_of_exactly_one_leader() -> anyhow::Result<()> {
-    let (client, _dir) = client().await?;
+    let (client, _api) = client().await?;
     let leading = Arc::new(AtomicI32::new(0));
     let spawn = |identity: &str| {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

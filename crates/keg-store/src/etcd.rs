@@ -35,8 +35,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, EventType, GetOptions,
-    Identity, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse, WatchOptions,
+    GetResponse, Identity, PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, TxnResponse,
+    WatchOptions,
 };
+use futures::future::BoxFuture;
 
 use crate::{
     Error, EventKind, KeyValue, ListOptions, ListPage, Result, Revision, Store, WatchEvent,
@@ -45,6 +47,12 @@ use crate::{
 
 /// How long one unary request may take before it fails with `Backend`.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request that failed in a way that allows it is sent again (see [`Retry`]), so
+/// that a member's death costs a retry rather than a failed request, and a lost quorum a
+/// failure in seconds rather than a hang.
+const RETRY_FOR: Duration = Duration::from_secs(5);
+/// How long /readyz waits for etcd to answer (kube-apiserver's etcd check waits 2 s).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the background task refreshes the current revision.
 const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 /// The largest response accepted: a list of every object of a kind easily passes tonic's
@@ -93,6 +101,83 @@ fn backend(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Backend(format!("etcd {what}: {e}"))
 }
 
+/// The error of a failed request, readable: etcd's own message (`etcdserver: no leader`) or
+/// the client's with its cause (`tcp connect error: Connection refused`), and when etcd could
+/// not serve it at all (gRPC's Unavailable), that etcd is unavailable.
+fn failed(what: &str, e: &etcd_client::Error) -> Error {
+    let etcd_client::Error::GRpcStatus(status) = e else {
+        return backend(what, e);
+    };
+    let mut detail = status.message().to_owned();
+    let mut source = std::error::Error::source(status);
+    let mut deepest = None;
+    while let Some(cause) = source {
+        deepest = Some(cause);
+        source = cause.source();
+    }
+    if let Some(cause) = deepest.map(ToString::to_string)
+        && !detail.contains(&cause)
+    {
+        detail = format!("{detail}: {cause}");
+    }
+    if status.code() == tonic::Code::Unavailable {
+        Error::Backend(format!("etcd is unavailable ({what}: {detail})"))
+    } else {
+        backend(what, detail)
+    }
+}
+
+/// Which failures of a request may be sent again, for up to [`RETRY_FOR`]. As with etcd's Go
+/// client, reads are retried whenever etcd was unavailable, and writes only when they
+/// certainly were not carried out: a write whose connection broke, or that timed out in
+/// raft, may yet have been committed, and sending it again would make a create fail as
+/// AlreadyExists and an update as Conflict against itself.
+#[derive(Clone, Copy)]
+enum Retry {
+    /// A read (or the creation of a watch): sent again after any Unavailable.
+    Read,
+    /// A write: sent again only after Unavailable before it reached a member.
+    Write,
+}
+
+impl Retry {
+    fn allows(self, e: &etcd_client::Error) -> bool {
+        let etcd_client::Error::GRpcStatus(status) = e else {
+            return false;
+        };
+        if status.code() != tonic::Code::Unavailable {
+            return false;
+        }
+        match self {
+            Retry::Read => true,
+            Retry::Write => unsent(status),
+        }
+    }
+}
+
+/// Whether a request certainly did not reach etcd's raft: no connection to the member could
+/// be made (a dead member: the client's balancer still tries it), or the member refused it for
+/// having no leader (the store asks every member to, `with_require_leader`).
+fn unsent(status: &tonic::Status) -> bool {
+    if status.message() == "etcdserver: no leader" {
+        return true;
+    }
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        if cause.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// Whether etcd itself answered with this failure (the client's own have a cause attached).
+fn from_etcd(e: &etcd_client::Error) -> bool {
+    matches!(e, etcd_client::Error::GRpcStatus(status)
+        if std::error::Error::source(status).is_none())
+}
+
 /// How a failed etcd request maps onto the store's errors, before the details are filled in.
 enum Failure {
     Compacted,
@@ -100,8 +185,8 @@ enum Failure {
     Other(Error),
 }
 
-fn classify(what: &str, e: etcd_client::Error) -> Failure {
-    if let etcd_client::Error::GRpcStatus(status) = &e {
+fn classify(what: &str, e: &etcd_client::Error) -> Failure {
+    if let etcd_client::Error::GRpcStatus(status) = e {
         let message = status.message();
         if message.contains("required revision has been compacted") {
             return Failure::Compacted;
@@ -110,7 +195,7 @@ fn classify(what: &str, e: etcd_client::Error) -> Failure {
             return Failure::Future;
         }
     }
-    Failure::Other(backend(what, e))
+    Failure::Other(failed(what, e))
 }
 
 /// Where a range of keys starting with `prefix` begins: etcd refuses the empty key, and
@@ -136,17 +221,43 @@ fn revision_arg(revision: Revision) -> Result<i64> {
     i64::try_from(revision).map_err(|_| Error::Backend(format!("revision {revision} is too large")))
 }
 
-async fn timed<T>(
-    what: &str,
-    call: impl std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
-) -> std::result::Result<T, Failure> {
-    match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(classify(what, e)),
-        Err(_) => Err(Failure::Other(backend(
-            what,
-            format!("no answer in {REQUEST_TIMEOUT:?}"),
-        ))),
+/// Runs a request made by `call`, each attempt within [`REQUEST_TIMEOUT`], sending it again
+/// while `retry` allows and [`RETRY_FOR`] has not passed. Of several failures, the last that
+/// etcd itself answered is reported (`etcdserver: no leader` says more than a refused
+/// connection to a dead member).
+async fn timed<T, F, Fut>(what: &str, retry: Retry, mut call: F) -> std::result::Result<T, Failure>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, etcd_client::Error>>,
+{
+    let started = tokio::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
+    let mut answered = None;
+    loop {
+        let e = match tokio::time::timeout(REQUEST_TIMEOUT, call()).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => e,
+            Err(_) => {
+                return Err(Failure::Other(backend(
+                    what,
+                    format!("no answer in {REQUEST_TIMEOUT:?}"),
+                )));
+            }
+        };
+        if !retry.allows(&e) || started.elapsed() + pause > RETRY_FOR {
+            let reported = if from_etcd(&e) {
+                e
+            } else {
+                answered.unwrap_or(e)
+            };
+            return Err(classify(what, &reported));
+        }
+        tracing::debug!("etcd {what} failed, trying again: {e}");
+        if from_etcd(&e) {
+            answered = Some(e);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
 
@@ -165,7 +276,11 @@ impl EtcdStore {
         let mut options = ConnectOptions::new()
             .with_connect_timeout(Duration::from_secs(5))
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true);
+            .with_keep_alive_while_idle(true)
+            // A member that has lost its leader refuses requests at once ("etcdserver: no
+            // leader") instead of holding them until raft's timeout, and ends the watches it
+            // serves, so that they move to a member of the quorum.
+            .with_require_leader(true);
         if let Some(tls) = tls {
             options = options.with_tls(tls_options(&tls)?);
         }
@@ -234,13 +349,24 @@ impl EtcdStore {
             .max_decoding_message_size(MAX_RESPONSE)
     }
 
+    /// A range request that [`timed`] can send again: each attempt on its own handle.
+    fn range(
+        &self,
+        key: Vec<u8>,
+        options: Option<GetOptions>,
+    ) -> impl FnMut() -> BoxFuture<'static, std::result::Result<GetResponse, etcd_client::Error>>
+    {
+        let kv = self.kv_client();
+        move || {
+            let (mut kv, key, options) = (kv.clone(), key.clone(), options.clone());
+            Box::pin(async move { kv.get(key, options).await })
+        }
+    }
+
     /// Asks etcd for its revision now (a count of one key), and records it.
     async fn fresh_revision(&self) -> Result<Revision> {
-        let response = timed(
-            "read revision",
-            self.kv_client()
-                .get(self.probe_key(), Some(GetOptions::new().with_count_only())),
-        )
+        let count = Some(GetOptions::new().with_count_only());
+        let response = timed("read revision", Retry::Read, self.range(self.probe_key(), count))
         .await
         .map_err(|f| self.settle(f, "read revision"))?;
         let revision = response.header().map_or(0, |h| h.revision());
@@ -255,7 +381,8 @@ impl EtcdStore {
             .with_revision(revision_arg(revision)?);
         match timed(
             "read at a revision",
-            self.kv_client().get(self.probe_key(), Some(options)),
+            Retry::Read,
+            self.range(self.probe_key(), Some(options)),
         )
         .await
         {
@@ -303,12 +430,9 @@ impl EtcdStore {
     /// The `FutureRevision` error for a request at `requested`.
     async fn future(&self, requested: Revision) -> Error {
         // A count of one key, at the present: cannot itself be in the future.
-        let current = match timed(
-            "read revision",
-            self.kv_client()
-                .get(self.probe_key(), Some(GetOptions::new().with_count_only())),
-        )
-        .await
+        let count = Some(GetOptions::new().with_count_only());
+        let current = match timed("read revision", Retry::Read, self.range(self.probe_key(), count))
+            .await
         {
             Ok(response) => {
                 let revision = response.header().map_or(0, |h| h.revision());
@@ -331,7 +455,12 @@ impl EtcdStore {
     }
 
     async fn txn(&self, what: &str, txn: Txn) -> Result<TxnResponse> {
-        let response = timed(what, self.kv_client().txn(txn))
+        let kv = self.kv_client();
+        let send = || {
+            let (mut kv, txn) = (kv.clone(), txn.clone());
+            async move { kv.txn(txn).await }
+        };
+        let response = timed(what, Retry::Write, send)
             .await
             .map_err(|f| self.settle(f, what))?;
         self.revisions
@@ -363,20 +492,27 @@ impl EtcdStore {
             .with_start_revision(revision_arg(start)?)
             .with_prev_key()
             .with_progress_notify();
-        let mut stream = timed(
-            "watch",
-            self.client
-                .watch_client()
-                .max_decoding_message_size(MAX_RESPONSE)
-                .watch(range_start(key), Some(options)),
-        )
-        .await
+        let start = range_start(key);
+        let client = self.client.watch_client().max_decoding_message_size(MAX_RESPONSE);
+        let open = || {
+            let (mut client, start, options) = (client.clone(), start.clone(), options.clone());
+            async move { client.watch(start, Some(options)).await }
+        };
+        let mut stream = timed("watch", Retry::Read, open)
+            .await
         .map_err(|f| self.settle(f, "watch"))?;
         // The first message confirms the watch was created.
-        let created = timed("watch", stream.message())
-            .await
-            .map_err(|f| self.settle(f, "watch"))?
-            .ok_or_else(|| Error::Backend("etcd closed the watch at once".into()))?;
+        let created = match tokio::time::timeout(REQUEST_TIMEOUT, stream.message()).await {
+            Ok(Ok(Some(created))) => created,
+            Ok(Ok(None)) => return Err(Error::Backend("etcd closed the watch at once".into())),
+            Ok(Err(e)) => return Err(failed("watch", &e)),
+            Err(_) => {
+                return Err(backend(
+                    "watch",
+                    format!("no answer in {REQUEST_TIMEOUT:?}"),
+                ));
+            }
+        };
         if !created.created() {
             return Err(Error::Backend(format!(
                 "etcd did not create the watch: {}",
@@ -464,7 +600,7 @@ fn spawn_refresher(client: Client, key: Vec<u8>, revisions: Weak<Revisions>) {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let response = timed("get", self.kv_client().get(self.etcd_key(key), None))
+        let response = timed("get", Retry::Read, self.range(self.etcd_key(key), None))
             .await
             .map_err(|f| self.settle(f, "get"))?;
         self.revisions
@@ -490,7 +626,8 @@ impl Store for EtcdStore {
         if let Some(limit) = options.limit.filter(|l| *l > 0) {
             get = get.with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
-        let response = match timed("list", self.kv_client().get(start, Some(get))).await {
+        let listed = timed("list", Retry::Read, self.range(start, Some(get)));
+        let response = match listed.await {
             Ok(response) => response,
             Err(Failure::Compacted) => {
                 return Err(self.compacted(requested.unwrap_or(0)).await);
@@ -663,7 +800,7 @@ impl Store for EtcdStore {
                         return;
                     }
                     Err(e) => {
-                        yield Err(backend("watch", e));
+                        yield Err(failed("watch", &e));
                         return;
                     }
                 };
@@ -709,11 +846,14 @@ impl Store for EtcdStore {
         if target <= self.compacted_revision() || target <= 1 {
             return Ok(());
         }
-        match timed(
-            "compact",
-            self.kv_client().compact(revision_arg(target)?, None),
-        )
-        .await
+        let target_arg = revision_arg(target)?;
+        // Compacting again to the same revision changes nothing: safe to send again.
+        let kv = self.kv_client();
+        let send = || {
+            let mut kv = kv.clone();
+            async move { kv.compact(target_arg, None).await }
+        };
+        match timed("compact", Retry::Read, send).await
         {
             Ok(response) => {
                 self.revisions
@@ -728,6 +868,23 @@ impl Store for EtcdStore {
                 Ok(())
             }
             Err(failure) => Err(self.settle(failure, "compact")),
+        }
+    }
+
+    async fn check(&self) -> Result<()> {
+        // A linearizable read: etcd answers it only with a quorum behind its leader.
+        let count = Some(GetOptions::new().with_count_only());
+        let read = timed("health check", Retry::Read, self.range(self.probe_key(), count));
+        match tokio::time::timeout(CHECK_TIMEOUT, read).await {
+            Ok(Ok(response)) => {
+                self.revisions
+                    .saw(response.header().map_or(0, |h| h.revision()));
+                Ok(())
+            }
+            Ok(Err(failure)) => Err(self.settle(failure, "health check")),
+            Err(_) => Err(Error::Backend(format!(
+                "etcd is unavailable (health check: no answer in {CHECK_TIMEOUT:?})"
+            ))),
         }
     }
 

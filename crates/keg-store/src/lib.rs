@@ -14,6 +14,7 @@ mod etcd;
 pub mod etcd_member;
 pub mod etcd_pki;
 pub mod local_etcd;
+pub mod test_store;
 mod watch;
 
 pub use embedded::RedbStore;
@@ -154,6 +155,11 @@ pub trait Store: Send + Sync + 'static {
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchStream>;
     /// Drops history older than `revision`; lists and watches before it fail with `Compacted`.
     async fn compact(&self, revision: Revision) -> Result<()>;
+    /// Whether the backend serves requests now (for the API server's /readyz): an embedded
+    /// store always does; etcd when a quorum of its members answers.
+    async fn check(&self) -> Result<()> {
+        Ok(())
+    }
     /// The newest revision.
     fn current_revision(&self) -> Revision;
     /// The oldest revision still readable (0 if never compacted).

@@ -4,6 +4,9 @@
 //! There is no node agent here. Where a test needs pods running and ready, a stand-in for the
 //! kubelet writes their status (phase, IP, Ready condition) through the API, as the kubelet
 //! would; that is the only thing it fakes.
+//!
+//! With `KEG_TEST_STORE=etcd` the API server keeps its state in a three-member etcd cluster
+//! of its own (`keg_store::test_store`) instead of the embedded store.
 
 #![allow(dead_code)] // each test binary uses a different part of the fixture
 
@@ -30,7 +33,46 @@ pub struct Cluster {
     /// An admin client.
     pub client: Client,
     tasks: Vec<JoinHandle<()>>,
+    _api: TestApi,
+}
+
+/// An API server of the tests, in-process: its data dir, and its etcd under
+/// `KEG_TEST_STORE=etcd`.
+pub struct TestApi {
+    /// The server.
+    pub server: keg_apiserver::ApiServer,
+    _etcd: Option<keg_store::test_store::SuiteEtcd>,
     _dir: tempfile::TempDir,
+}
+
+impl TestApi {
+    /// Opens an API server on a fresh data dir and the store the suites run on.
+    pub async fn open() -> anyhow::Result<TestApi> {
+        let dir = tempfile::tempdir()?;
+        // Starting etcd waits on its processes: off the runtime's threads.
+        let etcd = tokio::task::spawn_blocking(keg_store::test_store::SuiteEtcd::from_env).await?;
+        let mut config = keg_apiserver::Config::local(dir.path());
+        if let Some(etcd) = &etcd {
+            config.store = keg_apiserver::StoreBackend::Etcd {
+                endpoints: etcd.endpoints(),
+                prefix: "/keg-suite".into(),
+                tls: None,
+            };
+        }
+        let server =
+            keg_apiserver::ApiServer::open(config, keg_apiserver::admission::Admission::standard())
+                .await?;
+        Ok(TestApi {
+            server,
+            _etcd: etcd,
+            _dir: dir,
+        })
+    }
+
+    /// An admin client of the server, in-process.
+    pub fn client(&self) -> Client {
+        keg_apiserver::client::in_process_client(self.server.router(), self.server.tokens.admin())
+    }
 }
 
 impl Drop for Cluster {
@@ -51,13 +93,8 @@ impl Cluster {
     pub async fn start_with_clock(
         clock: std::sync::Arc<dyn keg_controllers::Clock>,
     ) -> anyhow::Result<Cluster> {
-        let dir = tempfile::tempdir()?;
-        let config = keg_apiserver::Config::local(dir.path());
-        let server =
-            keg_apiserver::ApiServer::open(config, keg_apiserver::admission::Admission::standard())
-                .await?;
-        let client =
-            keg_apiserver::client::in_process_client(server.router(), server.tokens.admin());
+        let api = TestApi::open().await?;
+        let client = api.client();
         let tasks = vec![tokio::spawn(keg_controllers::run_all_with_clock(
             client.clone(),
             clock,
@@ -65,7 +102,7 @@ impl Cluster {
         Ok(Cluster {
             client,
             tasks,
-            _dir: dir,
+            _api: api,
         })
     }
 

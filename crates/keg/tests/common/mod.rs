@@ -1,5 +1,8 @@
 //! Shared harness of the end-to-end tests: a `keg server` process of the built binary and the
 //! real kubectl binaries (1.27 to 1.33) installed beside `kubectl`.
+//!
+//! With `KEG_TEST_STORE=etcd` every server keeps its state in a three-member etcd cluster of
+//! its own (`keg_store::test_store`), unless the test names a `--store` itself.
 #![allow(dead_code)]
 
 pub mod cluster;
@@ -9,6 +12,8 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use keg_store::test_store::SuiteEtcd;
 
 /// The oldest and newest kubectl the tests drive.
 pub const KUBECTL_VERSIONS: [&str; 2] = ["1.27", "1.33"];
@@ -22,7 +27,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A running `keg server`, killed (by its PID) when dropped.
+/// A running `keg server`, stopped (by its PID) when dropped, then its etcd if it has one.
 pub struct Server {
     child: Option<Child>,
     /// The data dir.
@@ -31,6 +36,9 @@ pub struct Server {
     /// The port it listens on.
     pub port: u16,
     flags: Vec<String>,
+    /// The etcd cluster the server keeps its state in, under `KEG_TEST_STORE=etcd`: kept
+    /// across restarts of the server, and dropped only after `drop` has stopped it.
+    etcd: Option<SuiteEtcd>,
 }
 
 impl Server {
@@ -44,13 +52,28 @@ impl Server {
     pub fn start_with(flags: &[&str]) -> Server {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().to_path_buf();
-        let flags = flags.iter().map(|f| f.to_string()).collect();
+        let mut flags: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        // A test that chose its store (its own etcd) keeps it.
+        let etcd = if flags.iter().any(|f| f == "--store") {
+            None
+        } else {
+            SuiteEtcd::from_env()
+        };
+        if let Some(etcd) = &etcd {
+            flags.extend([
+                "--store".to_owned(),
+                etcd.store_flag(),
+                "--etcd-prefix".to_owned(),
+                "/keg-suite".to_owned(),
+            ]);
+        }
         let mut server = Server {
             child: None,
             dir,
             _temp: Some(temp),
             port: free_port(),
             flags,
+            etcd,
         };
         server.restart();
         server
@@ -80,7 +103,11 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("keg server exited with {status}: {}", self.log());
+                panic!(
+                    "keg server exited with {status}: {}{}",
+                    self.log(),
+                    self.etcd_logs()
+                );
             }
             if self.kubeconfig().exists() {
                 let out = self.kubectl("1.33").run(&["get", "--raw", "/readyz"]);
@@ -90,8 +117,9 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "keg server not ready in time: {}",
-                self.log()
+                "keg server not ready in time: {}{}",
+                self.log(),
+                self.etcd_logs()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -100,6 +128,11 @@ impl Server {
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// The logs of the server's etcd members, if it runs on one of its own.
+    fn etcd_logs(&self) -> String {
+        self.etcd.as_ref().map(SuiteEtcd::logs).unwrap_or_default()
     }
 
     /// The admin kubeconfig the server wrote.
