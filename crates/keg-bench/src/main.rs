@@ -16,7 +16,8 @@ use clap::{Parser, ValueEnum};
 use report::{Machine, Report, SuiteResult};
 use suites::{Ctx, Outcome, Size, Suite};
 
-/// Benchmarks keg: API latency, watch fan-out, scheduling, pod start, scale and memory.
+/// Benchmarks keg: API latency, watch fan-out, scheduling, pod start, scale, memory, and the
+/// API on etcd beside etcd itself.
 #[derive(Parser)]
 #[command(name = "keg-bench")]
 struct Args {
@@ -76,22 +77,27 @@ async fn main() -> Result<()> {
     for suite in suites {
         eprintln!("keg-bench: running {}", suite.name());
         let started = Instant::now();
-        let (status, notes) = match suite.run(&ctx).await {
-            Ok(Outcome::Ran { rows, notes }) => {
-                for row in &rows {
-                    eprintln!("  {}: {}", row.metric, row.shown());
+        let (status, notes, table) = match suite.run(&ctx).await {
+            Ok(Outcome::Ran { rows, notes, table }) => {
+                match &table {
+                    Some(table) => eprintln!("{table}"),
+                    None => {
+                        for row in &rows {
+                            eprintln!("  {}: {}", row.metric, row.shown());
+                        }
+                    }
                 }
                 report.rows.extend(rows);
-                ("ok", notes)
+                ("ok", notes, table)
             }
             Ok(Outcome::Skipped(reason)) => {
                 eprintln!("  skipped: {reason}");
-                ("skipped", vec![reason])
+                ("skipped", vec![reason], None)
             }
             Err(e) => {
                 eprintln!("  failed: {e:#}");
                 failed = true;
-                ("failed", vec![format!("{e:#}")])
+                ("failed", vec![format!("{e:#}")], None)
             }
         };
         report.suites.push(SuiteResult {
@@ -99,6 +105,7 @@ async fn main() -> Result<()> {
             status: status.to_owned(),
             notes,
             seconds: started.elapsed().as_secs_f64(),
+            table,
         });
     }
     println!("{}", report.table());

@@ -44,7 +44,8 @@ impl Row {
     }
 }
 
-fn round(value: f64) -> String {
+/// A value rounded for reading: three significant figures or so.
+pub fn round(value: f64) -> String {
     if value.abs() >= 100.0 || value == value.trunc() {
         format!("{value:.0}")
     } else if value.abs() >= 10.0 {
@@ -67,6 +68,9 @@ pub struct SuiteResult {
     pub notes: Vec<String>,
     /// Wall time of the suite, server start and clean-up included.
     pub seconds: f64,
+    /// The suite's own Markdown table, printed in place of its rows (the JSON has the rows).
+    #[serde(skip)]
+    pub table: Option<String>,
 }
 
 /// The machine the harness ran on.
@@ -127,12 +131,18 @@ pub struct Report {
 }
 
 impl Report {
-    /// The results as a Markdown table (suite, metric, keg, published anchor), then notes.
+    /// The results as a Markdown table (suite, metric, keg, published anchor), then the
+    /// tables of suites that print their own instead of rows, then notes.
     pub fn table(&self) -> String {
         let mut out = String::from(
             "| suite | metric | keg | published anchor |\n| --- | --- | --- | --- |\n",
         );
-        for row in &self.rows {
+        let own_table = |suite: &str| {
+            self.suites
+                .iter()
+                .any(|s| s.name == suite && s.table.is_some())
+        };
+        for row in self.rows.iter().filter(|r| !own_table(&r.suite)) {
             out.push_str(&format!(
                 "| {} | {} | {} | {} |\n",
                 row.suite,
@@ -142,6 +152,11 @@ impl Report {
             ));
         }
         out.push('\n');
+        for suite in &self.suites {
+            if let Some(table) = &suite.table {
+                out.push_str(&format!("{}:\n\n{table}\n", suite.name));
+            }
+        }
         for suite in &self.suites {
             out.push_str(&format!(
                 "- {} {} in {:.0} s",
@@ -173,6 +188,14 @@ impl Latencies {
         }
         let rank = ((q * self.0.len() as f64).ceil() as usize).clamp(1, self.0.len());
         self.0[rank - 1].as_secs_f64() * 1000.0
+    }
+
+    /// The mean, in milliseconds; 0 without samples.
+    pub fn mean_ms(&self) -> f64 {
+        if self.0.is_empty() {
+            return 0.0;
+        }
+        self.0.iter().map(Duration::as_secs_f64).sum::<f64>() * 1000.0 / self.0.len() as f64
     }
 
     /// How many samples there are.

@@ -2,8 +2,9 @@
 //! cluster of several ([`LocalEtcd::start_cluster`]).
 //!
 //! Each [`LocalEtcd`] is its own `etcd` process with free ports and a data directory of its
-//! own (in `/dev/shm` where there is one, so fsync costs nothing); dropping it kills that
-//! process by its PID and removes the directory. Where no `etcd` binary is installed,
+//! own (in `/dev/shm` where there is one, so fsync costs nothing; a benchmark names a real
+//! disk with [`LocalEtcd::start_cluster_in`]); dropping it kills that process by its PID and
+//! removes the directory. Where no `etcd` binary is installed,
 //! [`LocalEtcd::start`] returns `None` after printing why, so a developer without Debian's
 //! `etcd-server` can still run the other tests. With `CI=true` it panics instead: CI installs
 //! etcd (scripts/install-deps.sh) and must never skip these tests silently.
@@ -107,12 +108,17 @@ impl LocalEtcd {
     /// Starts a cluster of `members` plain-HTTP members (each its own process, data and
     /// ports), returned once every member serves clients; `None` as for [`LocalEtcd::start`].
     pub fn start_cluster(members: usize) -> Option<Vec<LocalEtcd>> {
+        LocalEtcd::start_cluster_in(members, &base_dir())
+    }
+
+    /// As [`LocalEtcd::start_cluster`], with each member's directory under `base` instead of
+    /// `/dev/shm`: on a real disk, fsync costs what it costs there (for benchmarks).
+    pub fn start_cluster_in(members: usize, base: &Path) -> Option<Vec<LocalEtcd>> {
         let binary = binary_or_skip()?;
-        let base = base_dir();
         let mut last_error = String::new();
         for _ in 0..3 {
             let planned: Vec<(PathBuf, Member)> = (0..members)
-                .map(|i| planned_member(&base, format!("keg-test-{i}"), None))
+                .map(|i| planned_member(base, format!("keg-test-{i}"), None))
                 .collect();
             let cluster: Vec<Member> = planned.iter().map(|(_, m)| m.clone()).collect();
             // Every member first, then wait: a member serves once the cluster has a quorum.
@@ -234,6 +240,11 @@ impl LocalEtcd {
     /// The client endpoint, `127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         self.member.endpoint()
+    }
+
+    /// The member's directory: its data (`data/`) and its log (`etcd.log`).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The etcd process's PID (0 while killed).

@@ -73,7 +73,11 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     let mut rows = vec![Row::new(SUITE, "control plane RSS, idle", mib(idle), "MiB").anchor(K3S)];
     if !is_root() {
         notes.push("the Terrax walkthrough was not deployed: running pods needs root".into());
-        return Ok(Outcome::Ran { rows, notes });
+        return Ok(Outcome::Ran {
+            rows,
+            notes,
+            table: None,
+        });
     }
 
     let client = server.client().await?;
@@ -109,7 +113,11 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             .into(),
     );
     drop(server);
-    Ok(Outcome::Ran { rows, notes })
+    Ok(Outcome::Ran {
+        rows,
+        notes,
+        table: None,
+    })
 }
 
 /// The image store holding both Terrax images, if this machine's has them.

@@ -1,6 +1,7 @@
 //! The suites, each runnable alone, each on a `keg server` of its own.
 
 mod api;
+mod etcd;
 mod memory;
 mod pod_start;
 mod scale;
@@ -57,6 +58,9 @@ pub enum Outcome {
         rows: Vec<Row>,
         /// What a reader must know about how they were taken.
         notes: Vec<String>,
+        /// A Markdown table of the suite's own, printed in place of its rows (which stay in
+        /// the JSON): for comparisons that a row per number would bury.
+        table: Option<String>,
     },
     /// It could not run here, and why.
     Skipped(String),
@@ -77,11 +81,13 @@ pub enum Suite {
     Scale,
     /// The control plane's memory, idle and with the Terrax walkthrough deployed.
     Memory,
+    /// The API workload on keg on etcd, on keg embedded, and etcd's own writes beside them.
+    Etcd,
 }
 
 impl Suite {
     /// Every suite, in the order a full run takes them.
-    pub fn all() -> [Suite; 6] {
+    pub fn all() -> [Suite; 7] {
         [
             Suite::Api,
             Suite::Watch,
@@ -89,6 +95,7 @@ impl Suite {
             Suite::PodStart,
             Suite::Scale,
             Suite::Memory,
+            Suite::Etcd,
         ]
     }
 
@@ -101,6 +108,7 @@ impl Suite {
             Suite::PodStart => "pod-start",
             Suite::Scale => "scale",
             Suite::Memory => "memory",
+            Suite::Etcd => "etcd",
         }
     }
 
@@ -113,6 +121,7 @@ impl Suite {
             Suite::PodStart => pod_start::run(ctx).await,
             Suite::Scale => scale::run(ctx).await,
             Suite::Memory => memory::run(ctx).await,
+            Suite::Etcd => etcd::run(ctx).await,
         }
     }
 }

@@ -102,7 +102,11 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
          as the SLO assumes); stopping the server and removing {pods} pods took {:.1} s",
         stop.elapsed().as_secs_f64()
     )];
-    Ok(Outcome::Ran { rows, notes })
+    Ok(Outcome::Ran {
+        rows,
+        notes,
+        table: None,
+    })
 }
 
 /// Builds the busybox image and imports it into a fresh image store under `dir`.

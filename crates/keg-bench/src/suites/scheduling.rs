@@ -87,7 +87,11 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             .to_owned(),
     ];
     drop(server);
-    Ok(Outcome::Ran { rows, notes })
+    Ok(Outcome::Ran {
+        rows,
+        notes,
+        table: None,
+    })
 }
 
 struct Scheduled {

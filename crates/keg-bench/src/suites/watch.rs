@@ -161,5 +161,9 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
          connection each) on the same 2 cores as the server"
     )];
     drop(server);
-    Ok(Outcome::Ran { rows, notes })
+    Ok(Outcome::Ran {
+        rows,
+        notes,
+        table: None,
+    })
 }
