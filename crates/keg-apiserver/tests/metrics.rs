@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use common::TestApi;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use common::TestApi;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

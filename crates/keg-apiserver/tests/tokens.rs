@@ -8,11 +8,11 @@ mod common;
 
 use axum::Router;
 use axum::body::Body;
+use common::TestApi;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use keg_apiserver::auth::now_seconds;
 use keg_apiserver::auth::serviceaccount::{Claims, ISSUER, Private, Ref};
-use common::TestApi;
 use serde_json::Value;
 use tower::ServiceExt;
 

@@ -13,7 +13,7 @@ use keg_controllers::leader::{self, Config, Elector};
 use kube::Api;
 
 async fn client() -> anyhow::Result<(kube::Client, common::TestApi)> {
-    let api = common::TestApi::open().await?;
+    let api = common::TestApi::open().await;
     Ok((api.client(), api))
 }
 

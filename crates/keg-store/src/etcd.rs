@@ -366,7 +366,11 @@ impl EtcdStore {
     /// Asks etcd for its revision now (a count of one key), and records it.
     async fn fresh_revision(&self) -> Result<Revision> {
         let count = Some(GetOptions::new().with_count_only());
-        let response = timed("read revision", Retry::Read, self.range(self.probe_key(), count))
+        let response = timed(
+            "read revision",
+            Retry::Read,
+            self.range(self.probe_key(), count),
+        )
         .await
         .map_err(|f| self.settle(f, "read revision"))?;
         let revision = response.header().map_or(0, |h| h.revision());
@@ -431,8 +435,12 @@ impl EtcdStore {
     async fn future(&self, requested: Revision) -> Error {
         // A count of one key, at the present: cannot itself be in the future.
         let count = Some(GetOptions::new().with_count_only());
-        let current = match timed("read revision", Retry::Read, self.range(self.probe_key(), count))
-            .await
+        let current = match timed(
+            "read revision",
+            Retry::Read,
+            self.range(self.probe_key(), count),
+        )
+        .await
         {
             Ok(response) => {
                 let revision = response.header().map_or(0, |h| h.revision());
@@ -493,14 +501,17 @@ impl EtcdStore {
             .with_prev_key()
             .with_progress_notify();
         let start = range_start(key);
-        let client = self.client.watch_client().max_decoding_message_size(MAX_RESPONSE);
+        let client = self
+            .client
+            .watch_client()
+            .max_decoding_message_size(MAX_RESPONSE);
         let open = || {
             let (mut client, start, options) = (client.clone(), start.clone(), options.clone());
             async move { client.watch(start, Some(options)).await }
         };
         let mut stream = timed("watch", Retry::Read, open)
             .await
-        .map_err(|f| self.settle(f, "watch"))?;
+            .map_err(|f| self.settle(f, "watch"))?;
         // The first message confirms the watch was created.
         let created = match tokio::time::timeout(REQUEST_TIMEOUT, stream.message()).await {
             Ok(Ok(Some(created))) => created,
@@ -853,8 +864,7 @@ impl Store for EtcdStore {
             let mut kv = kv.clone();
             async move { kv.compact(target_arg, None).await }
         };
-        match timed("compact", Retry::Read, send).await
-        {
+        match timed("compact", Retry::Read, send).await {
             Ok(response) => {
                 self.revisions
                     .saw(response.header().map_or(0, |h| h.revision()));
@@ -874,7 +884,11 @@ impl Store for EtcdStore {
     async fn check(&self) -> Result<()> {
         // A linearizable read: etcd answers it only with a quorum behind its leader.
         let count = Some(GetOptions::new().with_count_only());
-        let read = timed("health check", Retry::Read, self.range(self.probe_key(), count));
+        let read = timed(
+            "health check",
+            Retry::Read,
+            self.range(self.probe_key(), count),
+        );
         match tokio::time::timeout(CHECK_TIMEOUT, read).await {
             Ok(Ok(response)) => {
                 self.revisions

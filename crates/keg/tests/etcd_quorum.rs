@@ -115,7 +115,11 @@ fn writes_go_on_with_one_etcd_member_down_fail_clearly_without_quorum_and_none_i
         writer.ok("with the etcd leader killed");
     }
     let ready = readyz(&server);
-    assert!(ready.status.success(), "not ready with a quorum: {}", ready.stderr);
+    assert!(
+        ready.status.success(),
+        "not ready with a quorum: {}",
+        ready.stderr
+    );
 
     // kill -9 of a second member: one of three is no quorum. A write fails, in bounded time,
     // with a 5xx Status that says etcd is unavailable (kube-apiserver answers 500 with
@@ -124,7 +128,10 @@ fn writes_go_on_with_one_etcd_member_down_fail_clearly_without_quorum_and_none_i
     etcd[second].kill();
     let (run, took) = writer.write();
     assert!(!run.status.success(), "a write without a quorum succeeded");
-    assert!(took < BOUND, "a write without a quorum took {took:?} to fail");
+    assert!(
+        took < BOUND,
+        "a write without a quorum took {took:?} to fail"
+    );
     assert!(
         run.stderr.contains("Error from server (InternalError)")
             && run.stderr.contains("Internal error occurred")

@@ -1,6 +1,7 @@
 //! The API server of these tests, in-process on a fresh data dir: on the embedded store, or
 //! with `KEG_TEST_STORE=etcd` on a three-member etcd cluster of its own
-//! (`keg_store::test_store`).
+//! (`keg_store::test_store`). keg-controllers' tests share it.
+#![allow(dead_code)] // each test binary uses a different part
 
 use keg_apiserver::{ApiServer, Config, StoreBackend, admission::Admission};
 use keg_store::test_store::SuiteEtcd;

@@ -36,39 +36,12 @@ pub struct Cluster {
     _api: TestApi,
 }
 
-/// An API server of the tests, in-process: its data dir, and its etcd under
-/// `KEG_TEST_STORE=etcd`.
-pub struct TestApi {
-    /// The server.
-    pub server: keg_apiserver::ApiServer,
-    _etcd: Option<keg_store::test_store::SuiteEtcd>,
-    _dir: tempfile::TempDir,
-}
+/// The API server of the suites, shared with keg-apiserver's own tests.
+#[path = "../../../keg-apiserver/tests/common/mod.rs"]
+mod api;
+pub use api::TestApi;
 
 impl TestApi {
-    /// Opens an API server on a fresh data dir and the store the suites run on.
-    pub async fn open() -> anyhow::Result<TestApi> {
-        let dir = tempfile::tempdir()?;
-        // Starting etcd waits on its processes: off the runtime's threads.
-        let etcd = tokio::task::spawn_blocking(keg_store::test_store::SuiteEtcd::from_env).await?;
-        let mut config = keg_apiserver::Config::local(dir.path());
-        if let Some(etcd) = &etcd {
-            config.store = keg_apiserver::StoreBackend::Etcd {
-                endpoints: etcd.endpoints(),
-                prefix: "/keg-suite".into(),
-                tls: None,
-            };
-        }
-        let server =
-            keg_apiserver::ApiServer::open(config, keg_apiserver::admission::Admission::standard())
-                .await?;
-        Ok(TestApi {
-            server,
-            _etcd: etcd,
-            _dir: dir,
-        })
-    }
-
     /// An admin client of the server, in-process.
     pub fn client(&self) -> Client {
         keg_apiserver::client::in_process_client(self.server.router(), self.server.tokens.admin())
@@ -93,7 +66,7 @@ impl Cluster {
     pub async fn start_with_clock(
         clock: std::sync::Arc<dyn keg_controllers::Clock>,
     ) -> anyhow::Result<Cluster> {
-        let api = TestApi::open().await?;
+        let api = TestApi::open().await;
         let client = api.client();
         let tasks = vec![tokio::spawn(keg_controllers::run_all_with_clock(
             client.clone(),
