@@ -13,7 +13,7 @@ cargo test --workspace -- --test-threads="$threads"
 
 # The suites whose servers the tests start themselves (tests that create clusters with
 # `keg create cluster`, or name a store of their own, already ran above).
-etcd_suites=(autoscaling drain exec ga_api hpa kubectl node_failure protobuf python_client
+etcd_suites=(autoscaling certificates drain exec ga_api hpa kubectl node_failure protobuf python_client
   rbac server services top workloads)
 KEG_TEST_STORE=etcd cargo test -p keg-apiserver -p keg-controllers -- --test-threads="$threads"
 KEG_TEST_STORE=etcd cargo test -p keg "${etcd_suites[@]/#/--test=}" -- --test-threads="$threads"

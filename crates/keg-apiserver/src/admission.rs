@@ -11,6 +11,7 @@ use crate::objects::{is_deleting, meta_str};
 use crate::resources::Resource;
 use crate::state::ApiState;
 
+mod certificates;
 mod default_tolerations;
 mod fargate;
 mod priority;
@@ -18,6 +19,7 @@ mod service_account;
 mod service_ips;
 mod storage_class;
 
+pub use certificates::Certificates;
 pub use default_tolerations::DefaultTolerationSeconds;
 pub use fargate::{FARGATE_SCHEDULER, Fargate};
 pub use priority::{Priority, SYSTEM_PRIORITY_CLASSES};
@@ -79,6 +81,7 @@ impl Admission {
         admission.push(Arc::new(Fargate));
         admission.push(Arc::new(DefaultTolerationSeconds));
         admission.push(Arc::new(Priority));
+        admission.push(Arc::new(Certificates));
         admission
     }
 

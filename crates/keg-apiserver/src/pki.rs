@@ -107,6 +107,98 @@ impl ClusterCa {
     }
 }
 
+impl ClusterCa {
+    /// A certificate for a verified certificate request: its subject and alternative names,
+    /// the key usages and extended key usages named in `usages` (certificates.k8s.io's
+    /// words), valid from `not_before` to `not_after`; the certificate PEM.
+    pub fn sign(
+        &self,
+        request: &keg_apimachinery::csr::Request,
+        usages: &[String],
+        not_before: jiff::Timestamp,
+        not_after: jiff::Timestamp,
+    ) -> Result<String> {
+        let mut params = CertificateParams::default();
+        // rcgen keeps one value of each attribute type: a subject with two (two groups, say)
+        // would lose one, so it is refused rather than issued with fewer.
+        for (i, (attribute, _)) in request.subject.iter().enumerate() {
+            anyhow::ensure!(
+                !request.subject[..i].iter().any(|(a, _)| a == attribute),
+                "the subject names {attribute} more than once, which keg's signer cannot issue yet"
+            );
+        }
+        for (attribute, value) in &request.subject {
+            let kind = match *attribute {
+                "CN" => DnType::CommonName,
+                "O" => DnType::OrganizationName,
+                "OU" => DnType::OrganizationalUnitName,
+                "C" => DnType::CountryName,
+                "ST" => DnType::StateOrProvinceName,
+                "L" => DnType::LocalityName,
+                _ => continue,
+            };
+            params.distinguished_name.push(kind, value.as_str());
+        }
+        for name in &request.dns_names {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName(name.as_str().try_into()?));
+        }
+        for ip in &request.ip_addresses {
+            params.subject_alt_names.push(SanType::IpAddress(*ip));
+        }
+        for email in &request.emails {
+            params
+                .subject_alt_names
+                .push(SanType::Rfc822Name(email.as_str().try_into()?));
+        }
+        for uri in &request.uris {
+            params
+                .subject_alt_names
+                .push(SanType::URI(uri.as_str().try_into()?));
+        }
+        for usage in usages {
+            use rcgen::ExtendedKeyUsagePurpose as Extended;
+            match usage.as_str() {
+                "signing" | "digital signature" => {
+                    params.key_usages.push(KeyUsagePurpose::DigitalSignature);
+                }
+                "content commitment" => params.key_usages.push(KeyUsagePurpose::ContentCommitment),
+                "key encipherment" => params.key_usages.push(KeyUsagePurpose::KeyEncipherment),
+                "key agreement" => params.key_usages.push(KeyUsagePurpose::KeyAgreement),
+                "data encipherment" => params.key_usages.push(KeyUsagePurpose::DataEncipherment),
+                "cert sign" => params.key_usages.push(KeyUsagePurpose::KeyCertSign),
+                "crl sign" => params.key_usages.push(KeyUsagePurpose::CrlSign),
+                "encipher only" => params.key_usages.push(KeyUsagePurpose::EncipherOnly),
+                "decipher only" => params.key_usages.push(KeyUsagePurpose::DecipherOnly),
+                "any" => params.extended_key_usages.push(Extended::Any),
+                "server auth" => params.extended_key_usages.push(Extended::ServerAuth),
+                "client auth" => params.extended_key_usages.push(Extended::ClientAuth),
+                "code signing" => params.extended_key_usages.push(Extended::CodeSigning),
+                "email protection" | "s/mime" => {
+                    params.extended_key_usages.push(Extended::EmailProtection);
+                }
+                "timestamping" => params.extended_key_usages.push(Extended::TimeStamping),
+                "ocsp signing" => params.extended_key_usages.push(Extended::OcspSigning),
+                _ => {} // the IPsec and SGC usages: no extension upstream's signer would add
+            }
+        }
+        params.key_usages.dedup();
+        params.extended_key_usages.dedup();
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = offset(not_before)?;
+        params.not_after = offset(not_after)?;
+        let key = rcgen::SubjectPublicKeyInfo::from_der(&request.public_key)
+            .context("the request's public key")?;
+        Ok(params.signed_by(&key, &self.issuer)?.pem())
+    }
+}
+
+/// A jiff timestamp as the `time` crate's, which rcgen takes.
+fn offset(at: jiff::Timestamp) -> Result<time::OffsetDateTime> {
+    Ok(time::OffsetDateTime::from_unix_timestamp(at.as_second())?)
+}
+
 impl Pki {
     /// Loads the CA from `dir` (creating it the first time) and issues a serving certificate
     /// for the local names plus `extra_names` (DNS names or IP addresses).

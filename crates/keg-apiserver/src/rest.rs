@@ -157,7 +157,9 @@ async fn serve(
             .await
         }
         ("GET", None, None) => read::list(state, &res, ns, output, query).await,
-        ("GET", Some(name), None | Some("status")) => {
+        ("GET", Some(name), sub)
+            if sub.is_none_or(|s| matches!(s, "status" | "approval") && res.has_subresource(s)) =>
+        {
             read::get(state, &res, ns, name, output, query).await
         }
         ("POST", None, None) => {
@@ -175,9 +177,9 @@ async fn serve(
                 .await?;
             Ok(respond(&res, written, output, query))
         }
-        ("PUT", Some(name), Some("status")) if res.has_subresource("status") => {
+        ("PUT", Some(name), Some(sub @ ("status" | "approval"))) if res.has_subresource(sub) => {
             let written = ctx
-                .update(name, Some("status"), headers, &read_body(body).await?)
+                .update(name, Some(sub), headers, &read_body(body).await?)
                 .await?;
             Ok(respond(&res, written, output, query))
         }
@@ -187,9 +189,9 @@ async fn serve(
                 .await?;
             Ok(respond(&res, written, output, query))
         }
-        ("PATCH", Some(name), Some("status")) if res.has_subresource("status") => {
+        ("PATCH", Some(name), Some(sub @ ("status" | "approval"))) if res.has_subresource(sub) => {
             let written = ctx
-                .patch(name, Some("status"), headers, &read_body(body).await?)
+                .patch(name, Some(sub), headers, &read_body(body).await?)
                 .await?;
             Ok(respond(&res, written, output, query))
         }

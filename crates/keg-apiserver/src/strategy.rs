@@ -3,11 +3,13 @@
 
 use serde_json::{Value, json};
 
+use crate::auth::UserInfo;
 use crate::error::Cause;
 use crate::objects::without_nulls;
 use crate::resources::Resource;
 
 mod autoscaling;
+mod certificates;
 mod defaults;
 mod validate;
 mod workloads;
@@ -20,8 +22,18 @@ fn has_status_subresource(res: &Resource) -> bool {
     res.has_subresource("status")
 }
 
-/// Prepares a new object for storage: resets what a create may not set.
-pub fn prepare_create(res: &Resource, obj: &mut Value) {
+/// Whether `res` is certificates.k8s.io's CertificateSigningRequest.
+fn is_csr(res: &Resource) -> bool {
+    res.group == "certificates.k8s.io" && res.kind == "CertificateSigningRequest"
+}
+
+/// Prepares a new object for storage: resets what a create may not set, and records what
+/// the kind records of its creator (a CertificateSigningRequest's requester).
+pub fn prepare_create(res: &Resource, obj: &mut Value, user: &UserInfo) {
+    if is_csr(res) {
+        certificates::prepare_create(obj, user);
+        return;
+    }
     match res.kind.as_str() {
         "Pod" => {
             let qos = qos_class(&obj["spec"]);
@@ -73,9 +85,44 @@ fn generate_job_selector(obj: &mut Value) {
 }
 
 /// Carries over what an update may not change, given which part of the object it targets.
-/// `subresource` is `None` for the main resource and `Some("status")` for status writes.
+/// `subresource` is `None` for the main resource and `Some("status")` for status writes (a
+/// CertificateSigningRequest's `approval` too).
 pub fn prepare_update(res: &Resource, subresource: Option<&str>, new: &mut Value, old: &Value) {
-    let keep_meta = [
+    if subresource.is_some() {
+        // A subresource write changes status only (and nothing of metadata but what it must).
+        let status = new.get("status").cloned();
+        *new = old.clone();
+        match status {
+            Some(status) => new["status"] = status,
+            None => {
+                new.as_object_mut().map(|o| o.remove("status"));
+            }
+        }
+    } else {
+        keep_metadata(new, old);
+        if has_status_subresource(res) {
+            match old.get("status") {
+                Some(status) => new["status"] = status.clone(),
+                None => {
+                    new.as_object_mut().map(|o| o.remove("status"));
+                }
+            }
+        }
+    }
+    if is_csr(res) {
+        // Its spec is fixed at create, and approval and status each own their conditions.
+        certificates::prepare_update(subresource, new, old);
+        return;
+    }
+    if subresource.is_none() && res.tracks_generation() && spec_of(new) != spec_of(old) {
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        new["metadata"]["generation"] = json!(generation);
+    }
+}
+
+/// Keeps the metadata an update of the main resource may not change.
+fn keep_metadata(new: &mut Value, old: &Value) {
+    for field in [
         "uid",
         "creationTimestamp",
         "deletionTimestamp",
@@ -83,44 +130,15 @@ pub fn prepare_update(res: &Resource, subresource: Option<&str>, new: &mut Value
         "generation",
         "namespace",
         "name",
-    ];
-    match subresource {
-        Some("status") => {
-            // A status write changes status only (and nothing of metadata but what it must).
-            let status = new.get("status").cloned();
-            *new = old.clone();
-            match status {
-                Some(status) => new["status"] = status,
-                None => {
-                    new.as_object_mut().map(|o| o.remove("status"));
-                }
+    ] {
+        match old["metadata"].get(field) {
+            Some(v) => {
+                new["metadata"][field] = v.clone();
             }
-            return;
-        }
-        _ => {
-            for field in keep_meta {
-                match old["metadata"].get(field) {
-                    Some(v) => {
-                        new["metadata"][field] = v.clone();
-                    }
-                    None => {
-                        new["metadata"].as_object_mut().map(|m| m.remove(field));
-                    }
-                }
-            }
-            if has_status_subresource(res) {
-                match old.get("status") {
-                    Some(status) => new["status"] = status.clone(),
-                    None => {
-                        new.as_object_mut().map(|o| o.remove("status"));
-                    }
-                }
+            None => {
+                new["metadata"].as_object_mut().map(|m| m.remove(field));
             }
         }
-    }
-    if res.tracks_generation() && spec_of(new) != spec_of(old) {
-        let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
-        new["metadata"]["generation"] = json!(generation);
     }
 }
 

@@ -199,7 +199,7 @@ impl WriteContext<'_> {
             meta.insert("generation".into(), json!(1));
         }
         strategy::default_object(self.res, &mut obj);
-        strategy::prepare_create(self.res, &mut obj);
+        strategy::prepare_create(self.res, &mut obj, self.user);
         let causes = strategy::validate(self.res, &obj, None);
         if !causes.is_empty() {
             return Err(self.invalid(&obj, causes));

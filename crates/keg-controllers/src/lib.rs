@@ -4,6 +4,7 @@
 
 pub mod autoscaler;
 pub mod cache;
+pub mod certificates;
 pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;

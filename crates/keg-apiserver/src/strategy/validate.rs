@@ -41,6 +41,9 @@ pub fn validate(res: &Resource, obj: &Value, old: Option<&Value>) -> Vec<Cause> 
         }
         ("", "Service") => validate_service(obj, &mut causes),
         ("scheduling.k8s.io", "PriorityClass") => validate_priority_class(obj, old, &mut causes),
+        ("certificates.k8s.io", "CertificateSigningRequest") => {
+            super::certificates::validate(obj, old, &mut causes);
+        }
         ("", "PersistentVolumeClaim")
             if obj["spec"]["accessModes"]
                 .as_array()
@@ -86,10 +89,12 @@ fn validate_meta(res: &Resource, obj: &Value, causes: &mut Vec<Cause>) {
         }
         // RBAC objects, like custom resources, only need a valid path segment (upstream's
         // own roles are named `system:...`).
-        // ... as are APIServices (`v1.` names the core group's).
+        // ... as are APIServices (`v1.` names the core group's), and CSRs (upstream checks
+        // none of their names).
         _ if res.custom.is_some()
             || res.group == "rbac.authorization.k8s.io"
-            || res.kind == "APIService" =>
+            || res.kind == "APIService"
+            || res.kind == "CertificateSigningRequest" =>
         {
             v::is_path_segment_name(name)
         }

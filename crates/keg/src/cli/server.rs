@@ -183,6 +183,7 @@ pub async fn run(args: ServerArgs) -> Result<()> {
         volumes: data_dir.join("volumes"),
         prices,
         cluster: cluster.clone(),
+        sign: signer(&data_dir)?,
     };
     let (stopping, stop) = tokio::sync::watch::channel(false);
     let mut elections = Vec::new();
@@ -269,6 +270,18 @@ struct LeaderSettings {
     volumes: PathBuf,
     prices: keg_api::prices::PriceTable,
     cluster: ClusterInfo,
+    sign: keg_controllers::certificates::Sign,
+}
+
+/// The CSR signer's signing: with the cluster CA of the data dir (every server on a store
+/// has the same one).
+fn signer(data_dir: &std::path::Path) -> Result<keg_controllers::certificates::Sign> {
+    let ca = std::sync::Arc::new(keg_apiserver::pki::ClusterCa::load_or_create(data_dir)?);
+    Ok(std::sync::Arc::new(
+        move |request, usages, not_before, not_after| {
+            ca.sign(request, usages, not_before, not_after)
+        },
+    ))
 }
 
 impl LeaderSettings {
@@ -294,6 +307,7 @@ impl LeaderSettings {
         };
         let metering = metering::Config::new(&self.cluster, self.prices.clone());
         let cluster = self.cluster.clone();
+        let sign = self.sign.clone();
         let autoscaler = autoscaler::Config {
             cluster: self.cluster.clone(),
             scale_down_unneeded: Duration::from_secs(self.scale_down_unneeded_time),
@@ -302,6 +316,7 @@ impl LeaderSettings {
         async move {
             tokio::join!(
                 keg_controllers::run_all(client.clone()),
+                keg_controllers::certificates::run(client.clone(), sign),
                 node_lifecycle::run(client.clone(), node_lifecycle),
                 hpa::run(client.clone(), hpa),
                 volumes::run(client.clone(), volumes),
