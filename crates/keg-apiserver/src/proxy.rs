@@ -162,10 +162,7 @@ async fn forward(state: &ApiState, info: &RequestInfo, request: Request) -> Resu
     }
     if let Some(PeerAddr(peer)) = parts.extensions.get::<PeerAddr>() {
         let client = peer.ip().to_string();
-        let value = match headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-        {
+        let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
             Some(prior) => format!("{prior}, {client}"),
             None => client,
         };
@@ -179,9 +176,9 @@ async fn forward(state: &ApiState, info: &RequestInfo, request: Request) -> Resu
         .body(body)
         .map_err(|e| ApiError::bad_request(format!("invalid proxy path {path:?}: {e}")))?;
     *outgoing.headers_mut() = headers;
-    let answer = send(&target, outgoing)
-        .await
-        .map_err(|e| ApiError::service_unavailable(format!("error trying to reach service: {e}")))?;
+    let answer = send(&target, outgoing).await.map_err(|e| {
+        ApiError::service_unavailable(format!("error trying to reach service: {e}"))
+    })?;
     let (mut head, incoming) = answer.into_parts();
     strip_hop_by_hop(&mut head.headers);
     for cors in [
@@ -493,7 +490,10 @@ async fn exchange(
             tracing::debug!("proxied connection ended: {e}");
         }
     });
-    sender.send_request(request).await.map_err(|e| e.to_string())
+    sender
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// An I/O error in Go's words (`connection refused`, not `Connection refused (os error 111)`).
@@ -600,7 +600,8 @@ mod tests {
         assert_eq!(at("81", false).unwrap(), "10.1.2.3:81");
         assert_eq!(at("metrics", false).unwrap(), "10.1.2.3:9090");
         assert_eq!(at("nope", false).unwrap_err().code, 503);
-        let bare = json!({"spec": {"containers": [{"name": "c"}]}, "status": {"podIP": "10.1.2.3"}});
+        let bare =
+            json!({"spec": {"containers": [{"name": "c"}]}, "status": {"podIP": "10.1.2.3"}});
         assert_eq!(
             pod_target(&bare, false, "").unwrap().address.to_string(),
             "10.1.2.3:80"
@@ -614,9 +615,17 @@ mod tests {
     #[test]
     fn pods_without_a_usable_address_are_refused_as_upstream() {
         let none = json!({"spec": {"containers": []}, "status": {}});
-        for p in [none, pod("127.0.0.1"), pod("169.254.169.254"), pod("0.0.0.0")] {
+        for p in [
+            none,
+            pod("127.0.0.1"),
+            pod("169.254.169.254"),
+            pod("0.0.0.0"),
+        ] {
             let err = pod_target(&p, false, "80").unwrap_err();
-            assert_eq!((err.code, err.message.as_str()), (400, "address not allowed"));
+            assert_eq!(
+                (err.code, err.message.as_str()),
+                (400, "address not allowed")
+            );
         }
     }
 
@@ -631,7 +640,10 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_stay_behind() {
         let mut h = HeaderMap::new();
-        h.insert("connection", HeaderValue::from_static("keep-alive, x-private"));
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-private"),
+        );
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("transfer-encoding", HeaderValue::from_static("chunked"));
