@@ -569,6 +569,101 @@ mod tests {
 
     use super::*;
 
+    /// Answers one request on loopback, over TLS with a self-signed certificate if asked,
+    /// with its request line once the body arrived; the answer's body comes in two writes.
+    async fn serve_once(tls: bool) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let acceptor = tls.then(|| {
+            let cert = rcgen::generate_simple_self_signed(vec!["pod.invalid".into()]).unwrap();
+            let key =
+                rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(vec![cert.cert.der().clone()], key)
+                .unwrap();
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        });
+        async fn answer(mut s: impl AsyncRead + AsyncWrite + Unpin) {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&got).ends_with("ping") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&buf[..n]);
+            }
+            let text = String::from_utf8_lossy(&got).into_owned();
+            let line = text.lines().next().unwrap().to_string();
+            let body = format!("{line} ");
+            let head = format!(
+                "HTTP/1.1 201 Created\r\nContent-Length: {}\r\nX-Pod: yes\r\nConnection: close\r\n\r\n",
+                body.len() + 4
+            );
+            s.write_all(head.as_bytes()).await.unwrap();
+            s.write_all(body.as_bytes()).await.unwrap();
+            s.flush().await.unwrap();
+            s.write_all(b"pong").await.unwrap();
+            s.shutdown().await.unwrap();
+        }
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            match acceptor {
+                Some(a) => answer(a.accept(tcp).await.unwrap()).await,
+                None => answer(tcp).await,
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn requests_reach_the_pod_over_http_and_https_without_verifying_it() {
+        for https in [false, true] {
+            let target = Target {
+                https,
+                address: serve_once(https).await,
+            };
+            let request = http::Request::builder()
+                .method("POST")
+                .uri("/a/b?c=d")
+                .header(header::HOST, "127.0.0.1")
+                .header(header::CONTENT_LENGTH, "4")
+                .body(Body::from("ping"))
+                .unwrap();
+            let answer = send(&target, request).await.unwrap();
+            assert_eq!(answer.status(), 201);
+            assert_eq!(answer.headers()["x-pod"], "yes");
+            let body = axum::body::to_bytes(Body::new(answer.into_body()), 1024)
+                .await
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&body),
+                "POST /a/b?c=d HTTP/1.1 pong",
+                "https: {https}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pod_that_does_not_listen_is_reported_in_gos_words() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let target = Target {
+            https: false,
+            address,
+        };
+        let request = http::Request::new(Body::empty());
+        let err = send(&target, request).await.unwrap_err();
+        assert_eq!(
+            err,
+            format!("dial tcp {address}: connect: connection refused")
+        );
+    }
+
     #[test]
     fn names_split_as_upstream() {
         assert_eq!(split_scheme_name_port("web"), Some(("", "web", "")));
