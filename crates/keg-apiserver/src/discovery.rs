@@ -72,6 +72,13 @@ fn subresource_kind(res: &Resource, sub: &str) -> (String, String, String, Vec<&
             "PodPortForwardOptions".into(),
             vec!["create", "get"],
         ),
+        // PodProxyOptions, ServiceProxyOptions, NodeProxyOptions: every method is proxied.
+        "proxy" => (
+            String::new(),
+            "v1".into(),
+            format!("{}ProxyOptions", res.kind),
+            vec!["create", "delete", "get", "patch", "update"],
+        ),
         "finalize" => (g, v, res.kind.clone(), vec!["update"]),
         _ => (g, v, res.kind.clone(), vec!["get", "patch", "update"]),
     }

@@ -293,6 +293,11 @@ impl ApiError {
         )
     }
 
+    /// 503 ServiceUnavailable (upstream's `NewServiceUnavailable`).
+    pub fn service_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(503, "ServiceUnavailable", message)
+    }
+
     /// 504 Timeout.
     pub fn timeout(message: impl Into<String>) -> ApiError {
         ApiError::new(504, "Timeout", message)

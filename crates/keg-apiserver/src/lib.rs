@@ -25,6 +25,7 @@ pub mod objects;
 pub mod openapi;
 pub mod pki;
 pub mod protobuf;
+pub mod proxy;
 pub mod read;
 pub mod render;
 pub mod request;

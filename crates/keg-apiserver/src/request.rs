@@ -18,6 +18,10 @@ pub struct RequestInfo {
     pub name: Option<String>,
     /// Subresource, if any.
     pub subresource: Option<String>,
+    /// Of a `proxy` subresource, the rest of the path after `.../proxy`, as sent (still
+    /// escaped, trailing slash kept): `/a/b/` of `.../pods/web/proxy/a/b/`, empty of
+    /// `.../pods/web/proxy`. Only `proxy` takes a path after its name, as upstream routes it.
+    pub proxy_path: Option<String>,
 }
 
 impl RequestInfo {
@@ -61,10 +65,35 @@ impl RequestInfo {
                 info.name = Some(name.to_string());
                 info.subresource = Some(sub.to_string());
             }
+            [_, "proxy", ..] => {}
             _ => return None,
+        }
+        if let [name, "proxy", tail @ ..] = rest {
+            info.name = Some(name.to_string());
+            info.subresource = Some("proxy".to_string());
+            // The `proxy` segment is the one `tail.len()` from the end of the path's segments.
+            let proxy_at = parts.len() - tail.len() - 1;
+            info.proxy_path = Some(after_segment(path, proxy_at).to_string());
         }
         Some(info)
     }
+}
+
+/// What follows the `index`-th non-empty segment of `path`, as written.
+fn after_segment(path: &str, index: usize) -> &str {
+    let mut seen = 0;
+    let mut offset = 0;
+    for segment in path.split('/') {
+        let end = offset + segment.len();
+        if !segment.is_empty() {
+            if seen == index {
+                return &path[end..];
+            }
+            seen += 1;
+        }
+        offset = end + 1;
+    }
+    ""
 }
 
 /// Query options, by name, with every value of a repeated key.
@@ -194,6 +223,67 @@ mod tests {
         let i = RequestInfo::parse("/api/v1/namespaces/ns/pods").unwrap();
         assert_eq!((i.namespace.as_deref(), i.name), (Some("ns"), None));
         assert!(RequestInfo::parse("/healthz").is_none());
+    }
+
+    #[test]
+    fn proxy_paths_keep_the_rest_of_the_path() {
+        let i = RequestInfo::parse("/api/v1/namespaces/default/pods/web:8080/proxy/a/b/").unwrap();
+        assert_eq!(
+            (
+                i.namespace.as_deref(),
+                i.resource.as_str(),
+                i.name.as_deref(),
+                i.subresource.as_deref(),
+                i.proxy_path.as_deref()
+            ),
+            (
+                Some("default"),
+                "pods",
+                Some("web:8080"),
+                Some("proxy"),
+                Some("/a/b/")
+            )
+        );
+        let i = RequestInfo::parse("/api/v1/namespaces/ns/services/https:web:tls/proxy").unwrap();
+        assert_eq!(
+            (
+                i.name.as_deref(),
+                i.subresource.as_deref(),
+                i.proxy_path.as_deref()
+            ),
+            (Some("https:web:tls"), Some("proxy"), Some(""))
+        );
+        let i = RequestInfo::parse("/api/v1/namespaces/ns/pods/web/proxy/").unwrap();
+        assert_eq!(i.proxy_path.as_deref(), Some("/"));
+        // A pod named `proxy`, and a path with `proxy` in it; escapes stay as sent.
+        let i = RequestInfo::parse("/api/v1/namespaces/ns/pods/proxy/proxy/x/proxy/a%20b").unwrap();
+        assert_eq!(
+            (i.name.as_deref(), i.proxy_path.as_deref()),
+            (Some("proxy"), Some("/x/proxy/a%20b"))
+        );
+        let i = RequestInfo::parse("/api/v1/nodes/n1/proxy/metrics").unwrap();
+        assert_eq!(
+            (
+                i.namespace,
+                i.resource.as_str(),
+                i.name.as_deref(),
+                i.proxy_path.as_deref()
+            ),
+            (None, "nodes", Some("n1"), Some("/metrics"))
+        );
+        // Other subresources take no path after them; other paths read as before.
+        assert!(RequestInfo::parse("/api/v1/namespaces/ns/pods/web/log/extra").is_none());
+        assert!(RequestInfo::parse("/api/v1/namespaces/ns/pods/web/status/x").is_none());
+        let i = RequestInfo::parse("/api/v1/namespaces/ns/pods/web/log").unwrap();
+        assert_eq!(
+            (i.subresource.as_deref(), i.proxy_path),
+            (Some("log"), None)
+        );
+        let i = RequestInfo::parse("/api/v1/namespaces/ns/pods/proxy").unwrap();
+        assert_eq!(
+            (i.name.as_deref(), i.subresource, i.proxy_path),
+            (Some("proxy"), None, None)
+        );
     }
 
     #[test]

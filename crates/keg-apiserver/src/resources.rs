@@ -81,7 +81,7 @@ pub struct Resource {
     pub short_names: Vec<String>,
     /// Categories, e.g. `all`.
     pub categories: Vec<String>,
-    /// Served subresources: `status`, `scale`, `binding`, `log`, `exec`, `portforward`.
+    /// Served subresources: `status`, `scale`, `binding`, `log`, `exec`, `portforward`, `proxy`.
     pub subresources: Vec<String>,
     /// Hooks for built-in kinds.
     pub typed: Option<Typed>,
@@ -220,6 +220,7 @@ fn builtins() -> Vec<Builtin> {
                 "log",
                 "exec",
                 "portforward",
+                "proxy",
             ],
             typed::<core::Pod>(),
         ),
@@ -230,7 +231,7 @@ fn builtins() -> Vec<Builtin> {
             false,
             &["no"],
             &[],
-            &["status"],
+            &["status", "proxy"],
             typed::<core::Node>(),
         ),
         b(
@@ -240,7 +241,7 @@ fn builtins() -> Vec<Builtin> {
             true,
             &["svc"],
             ALL,
-            &["status"],
+            &["status", "proxy"],
             typed::<core::Service>(),
         ),
         b(

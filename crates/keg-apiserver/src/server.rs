@@ -23,7 +23,7 @@ use crate::error::ApiError;
 use crate::request::RequestInfo;
 use crate::rest::json_response;
 use crate::state::ApiState;
-use crate::{discovery, exec, metrics, openapi, rest, version};
+use crate::{discovery, exec, metrics, openapi, proxy, rest, version};
 
 async fn health(State(state): State<Arc<ApiState>>) -> Response {
     if state.ready.load(Ordering::SeqCst) {
@@ -97,6 +97,10 @@ async fn resources(State(state): State<Arc<ApiState>>, request: Request) -> Resp
                 && info.subresource.as_deref() == Some("portforward") =>
         {
             exec::serve_port_forward(state, info, Request::from_parts(parts, body)).await
+        }
+        // Every method of a proxy request is forwarded, its body streamed.
+        Some(info) if info.group.is_empty() && info.proxy_path.is_some() => {
+            proxy::serve(state, info, Request::from_parts(parts, body)).await
         }
         Some(info) => {
             let user = parts.extensions.remove::<UserInfo>().unwrap_or_default();
@@ -229,6 +233,7 @@ pub async fn serve_tls(
                     if let Some(user) = &certificate_user {
                         request.extensions_mut().insert(user.clone());
                     }
+                    request.extensions_mut().insert(proxy::PeerAddr(peer));
                     async move { router.call(request).await }
                 });
             if let Err(err) = auto::Builder::new(TokioExecutor::new())

@@ -94,6 +94,9 @@ impl Attributes {
             ("PATCH", _) => "patch",
             ("DELETE", true) => "deletecollection",
             ("DELETE", false) => "delete",
+            // A proxied request of another method (OPTIONS) is still a resource request, of
+            // the empty verb only `*` grants, as upstream's RequestInfo reads it.
+            (_, false) if info.subresource.as_deref() == Some("proxy") => "",
             (other, _) => return Attributes::non_resource(user, &other.to_lowercase(), path),
         };
         // A list or watch of one object by field selector is a request for that object.
@@ -221,5 +224,51 @@ pub async fn authorize(
             tracing::debug!(user = %attrs.user.name, "forbidden: {}", attrs.forbidden_message());
             forbidden(&attrs, &reason).into_response()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(method: Method, path: &str) -> Attributes {
+        Attributes::of_request(&UserInfo::default(), &method, path, &Query::parse(None))
+    }
+
+    #[test]
+    fn proxy_requests_are_the_proxy_subresource_with_the_methods_verb() {
+        let path = "/api/v1/namespaces/default/pods/web:8080/proxy/a/b";
+        for (method, verb) in [
+            (Method::GET, "get"),
+            (Method::HEAD, "get"),
+            (Method::POST, "create"),
+            (Method::PUT, "update"),
+            (Method::PATCH, "patch"),
+            (Method::DELETE, "delete"),
+            (Method::OPTIONS, ""),
+        ] {
+            let a = attrs(method.clone(), path);
+            assert!(a.resource_request, "{method}");
+            assert_eq!(
+                (
+                    a.verb.as_str(),
+                    a.full_resource().as_str(),
+                    a.namespace.as_str(),
+                    a.name.as_str()
+                ),
+                (verb, "pods/proxy", "default", "web:8080"),
+                "{method}"
+            );
+        }
+        let a = attrs(
+            Method::GET,
+            "/api/v1/namespaces/ns/services/http:web:http/proxy/",
+        );
+        assert_eq!(
+            (a.full_resource().as_str(), a.name.as_str()),
+            ("services/proxy", "http:web:http")
+        );
+        // Elsewhere, an OPTIONS request stays a request on a path.
+        assert!(!attrs(Method::OPTIONS, "/api/v1/namespaces/ns/pods/web").resource_request);
     }
 }
