@@ -337,7 +337,10 @@ async fn a_t3_large_is_allocated_two_to_one_over_its_pods_and_the_rest_is_idle()
         assert_eq!(closed.spec.end, Some(t("01:00:00")), "{name}");
     }
     let node_record = record_where(&client, &names[0], "the node's record", |_| true).await;
-    assert_eq!((node_record.spec.cpu_millis, node_record.spec.memory_mib), (2000, 8192));
+    assert_eq!(
+        (node_record.spec.cpu_millis, node_record.spec.memory_mib),
+        (2000, 8192)
+    );
 
     let records: Vec<_> = Api::<UsageRecord>::all(client.clone())
         .list(&ListParams::default())
@@ -346,7 +349,16 @@ async fn a_t3_large_is_allocated_two_to_one_over_its_pods_and_the_rest_is_idle()
         .into_iter()
         .map(|r| r.spec)
         .collect();
-    let by = |by: GroupBy| report(&records, &PriceTable::aws(), "us-east-1", by, None, t("02:00:00"));
+    let by = |by: GroupBy| {
+        report(
+            &records,
+            &PriceTable::aws(),
+            "us-east-1",
+            by,
+            None,
+            t("02:00:00"),
+        )
+    };
     let allocated = |report: &Report, key: &str| {
         report
             .allocation
@@ -360,7 +372,9 @@ async fn a_t3_large_is_allocated_two_to_one_over_its_pods_and_the_rest_is_idle()
     // 0.031611 : 0.004237 a vCPU-hour to a GiB-hour, 2 x 0.031611 + 8 x 0.004237 = 0.097118,
     // so the node's prices are 0.0832 / 0.097118 = 0.85669 times those: $0.0270808 a
     // vCPU-hour and $0.0036298 a GiB-hour.
-    let node_cost = PriceTable::aws().ec2_hourly("us-east-1", "t3.large").unwrap();
+    let node_cost = PriceTable::aws()
+        .ec2_hourly("us-east-1", "t3.large")
+        .unwrap();
     assert_eq!(node_cost, 0.0832);
     let scale = node_cost / (2.0 * 0.031611 + 8.0 * 0.004237);
     let (vcpu_hour, gib_hour) = (0.031611 * scale, 0.004237 * scale);
@@ -370,11 +384,17 @@ async fn a_t3_large_is_allocated_two_to_one_over_its_pods_and_the_rest_is_idle()
     let small = 0.5 * vcpu_hour + gib_hour;
     let idle = node_cost - big - small;
     let five = |usd: f64| (usd * 1e5).round() / 1e5;
-    assert_eq!((five(big), five(small), five(idle)), (0.03434, 0.01717, 0.03169));
+    assert_eq!(
+        (five(big), five(small), five(idle)),
+        (0.03434, 0.01717, 0.03169)
+    );
 
     let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
     let by_pod = by(GroupBy::Pod);
-    let (got_big, got_small) = (allocated(&by_pod, "default/big"), allocated(&by_pod, "default/small"));
+    let (got_big, got_small) = (
+        allocated(&by_pod, "default/big"),
+        allocated(&by_pod, "default/small"),
+    );
     assert!(close(got_big, big), "{got_big} against {big}");
     assert!(close(got_small, small), "{got_small} against {small}");
     assert!(close(got_big, 2.0 * got_small), "2:1");
@@ -386,7 +406,13 @@ async fn a_t3_large_is_allocated_two_to_one_over_its_pods_and_the_rest_is_idle()
     assert!(close(allocated(&by_team, "a"), big));
     assert!(close(allocated(&by_team, "b"), small));
     assert!(close(allocated(&by_team, "__idle__/ng-1"), idle));
-    assert!(close(allocated(&by(GroupBy::Namespace), "default"), big + small));
-    assert!(close(allocated(&by(GroupBy::Nodegroup), "ng-1"), big + small));
+    assert!(close(
+        allocated(&by(GroupBy::Namespace), "default"),
+        big + small
+    ));
+    assert!(close(
+        allocated(&by(GroupBy::Nodegroup), "ng-1"),
+        big + small
+    ));
     Ok(())
 }
