@@ -56,6 +56,48 @@ pub fn fargate_hourly(region: &str, size: &FargateSize) -> Option<f64> {
     Some(size.vcpus() * rate.vcpu_hour + size.memory_gb() * rate.gb_hour)
 }
 
+/// EBS volume types keg prices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EbsVolumeType {
+    /// General Purpose SSD, previous generation.
+    Gp2,
+    /// General Purpose SSD, current generation (baseline IOPS and throughput only).
+    Gp3,
+}
+
+impl EbsVolumeType {
+    /// The type a StorageClass's `type` parameter names (`gp2`, `gp3`), if keg prices it.
+    pub fn parse(name: &str) -> Option<EbsVolumeType> {
+        match name {
+            "gp2" => Some(EbsVolumeType::Gp2),
+            "gp3" => Some(EbsVolumeType::Gp3),
+            _ => None,
+        }
+    }
+}
+
+/// Hours in the month EBS's per-GB-month prices are prorated over (AWS and OpenCost use 730).
+pub const HOURS_PER_MONTH: f64 = 730.0;
+
+/// EBS's provisioned-storage list price in USD per GB-month in `region`: aws.amazon.com/ebs/
+/// pricing, as listed in 2024-2025 (us-east-1: gp2 $0.10, gp3 $0.08; eu-west-1: gp2 $0.11,
+/// gp3 $0.088). gp3's extra IOPS and throughput above the baseline are not priced.
+pub fn ebs_gb_month(region: &str, volume: EbsVolumeType) -> Option<f64> {
+    match (region, volume) {
+        ("us-east-1", EbsVolumeType::Gp2) => Some(0.10),
+        ("us-east-1", EbsVolumeType::Gp3) => Some(0.08),
+        ("eu-west-1", EbsVolumeType::Gp2) => Some(0.11),
+        ("eu-west-1", EbsVolumeType::Gp3) => Some(0.088),
+        _ => None,
+    }
+}
+
+/// What a volume of `gb` GB of `volume` costs an hour in `region` (its GB-month price over
+/// [`HOURS_PER_MONTH`]).
+pub fn ebs_hourly(region: &str, volume: EbsVolumeType, gb: f64) -> Option<f64> {
+    Some(ebs_gb_month(region, volume)? * gb / HOURS_PER_MONTH)
+}
+
 /// What an instance of `instance_type` costs an hour on demand in `region`.
 pub fn ec2_hourly(region: &str, instance_type: &str) -> Option<f64> {
     let column = REGIONS.iter().position(|r| *r == region)?;
@@ -254,6 +296,24 @@ mod tests {
             table.regions().collect::<Vec<_>>(),
             ["eu-west-1", "us-east-1"]
         );
+    }
+
+    #[test]
+    fn ebs_list_prices_per_gb_month() {
+        assert_eq!(ebs_gb_month("us-east-1", EbsVolumeType::Gp2), Some(0.10));
+        assert_eq!(ebs_gb_month("us-east-1", EbsVolumeType::Gp3), Some(0.08));
+        assert_eq!(ebs_gb_month("mars-north-1", EbsVolumeType::Gp3), None);
+        assert_eq!(EbsVolumeType::parse("gp3"), Some(EbsVolumeType::Gp3));
+        assert_eq!(EbsVolumeType::parse("io2"), None);
+        // 100 GB of gp3 for a 730-hour month is $8.
+        let month = ebs_hourly("us-east-1", EbsVolumeType::Gp3, 100.0).unwrap() * 730.0;
+        assert!((month - 8.0).abs() < 1e-9);
+        for region in REGIONS {
+            assert!(
+                ebs_gb_month(region, EbsVolumeType::Gp2).is_some(),
+                "{region}"
+            );
+        }
     }
 
     #[test]

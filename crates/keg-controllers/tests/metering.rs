@@ -12,7 +12,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use keg_api::FargateProfile;
 use keg_api::prices::PriceTable;
-use keg_api::usage::report::{GroupBy, report};
+use keg_api::usage::report::{GroupBy, Report, report};
 use keg_api::usage::{Compute, EndReason, UsageRecord};
 use keg_controllers::Clock;
 use keg_controllers::metering::{self, Config, checkpoint};
@@ -82,8 +82,21 @@ async fn create_node(client: &Client, name: &str, labels: Value, ready_at: &str)
         .unwrap()
 }
 
-/// A pod bound to `node`, which the node agent started at `started`.
+/// A pod bound to `node` requesting 500m and 1Gi, which the node agent started at midnight.
 async fn started_pod(client: &Client, ns: &str, name: &str, node: &str, meta: Value) -> Pod {
+    started_pod_requesting(client, ns, name, node, meta, ("500m", "1Gi")).await
+}
+
+/// A pod bound to `node` requesting `cpu` and `memory`, which the node agent started at
+/// midnight.
+async fn started_pod_requesting(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    node: &str,
+    meta: Value,
+    (cpu, memory): (&str, &str),
+) -> Pod {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let mut metadata = json!({"name": name});
     metadata
@@ -92,7 +105,7 @@ async fn started_pod(client: &Client, ns: &str, name: &str, node: &str, meta: Va
         .extend(meta.as_object().unwrap().clone());
     let pod = json!({"metadata": metadata, "spec": {"nodeName": node, "containers": [{
         "name": "app", "image": "app:1",
-        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}}}]}});
+        "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}});
     pods.create(
         &PostParams::default(),
         &serde_json::from_value(pod).unwrap(),
@@ -281,5 +294,125 @@ async fn what_went_while_metering_was_down_is_billed_to_its_checkpoint() -> anyh
     assert_eq!(closed.spec.end, Some(t("00:05:00")));
     assert_eq!(closed.spec.end_reason, Some(EndReason::Unobserved));
     assert_eq!(closed.spec.billed_seconds(t("03:00:00")), 300);
+    Ok(())
+}
+
+/// Issue 22's acceptance: a node group of one t3.large running two pods that request 1 CPU
+/// and 0.5 CPU (and 2 GiB and 1 GiB) for an hour of test-clock time. Their allocated cost is
+/// 2:1 of the node's cost less idle, and idle is the rest, as computed by hand here from the
+/// price table.
+#[tokio::test]
+async fn a_t3_large_is_allocated_two_to_one_over_its_pods_and_the_rest_is_idle()
+-> anyhow::Result<()> {
+    let cluster = Cluster::start().await?;
+    let client = cluster.client.clone();
+    let clock = TestClock::at("00:00:30");
+    let _metering = Metering::start(&client, clock.clone());
+    let labels = json!({"alpha.eksctl.io/nodegroup-name": "ng-1",
+        "node.kubernetes.io/instance-type": "t3.large"});
+    let node = create_node(&client, "ip-1", labels, "00:00:00").await;
+    let mut names = vec![metering::node_record_name(&node.uid().unwrap())];
+    for (name, team, requests) in [("big", "a", ("1", "2Gi")), ("small", "b", ("500m", "1Gi"))] {
+        let meta = json!({"labels": {"team": team}});
+        let pod = started_pod_requesting(&client, "default", name, "ip-1", meta, requests).await;
+        names.push(metering::pod_record_name(&pod.uid().unwrap()));
+    }
+    for name in &names {
+        record_where(&client, name, "the records to open", |_| true).await;
+    }
+
+    // An hour later the pods and the node go.
+    clock.set("01:00:00");
+    let pods: Api<Pod> = cluster.api("default");
+    delete_now(&pods, "big").await;
+    delete_now(&pods, "small").await;
+    Api::<Node>::all(client.clone())
+        .delete("ip-1", &DeleteParams::default())
+        .await?;
+    for name in &names {
+        let closed = record_where(&client, name, "the records to close", |r| {
+            r.spec.end.is_some()
+        })
+        .await;
+        assert_eq!(closed.spec.end, Some(t("01:00:00")), "{name}");
+    }
+    let node_record = record_where(&client, &names[0], "the node's record", |_| true).await;
+    assert_eq!(
+        (node_record.spec.cpu_millis, node_record.spec.memory_mib),
+        (2000, 8192)
+    );
+
+    let records: Vec<_> = Api::<UsageRecord>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|r| r.spec)
+        .collect();
+    let by = |by: GroupBy| {
+        report(
+            &records,
+            &PriceTable::aws(),
+            "us-east-1",
+            by,
+            None,
+            t("02:00:00"),
+        )
+    };
+    let allocated = |report: &Report, key: &str| {
+        report
+            .allocation
+            .iter()
+            .find(|a| a.key == key)
+            .unwrap_or_else(|| panic!("no {key} in {:?}", report.allocation))
+            .spend
+    };
+
+    // By hand: t3.large is $0.0832 an hour for 2 vCPU and 8 GiB. At OpenCost's default
+    // 0.031611 : 0.004237 a vCPU-hour to a GiB-hour, 2 x 0.031611 + 8 x 0.004237 = 0.097118,
+    // so the node's prices are 0.0832 / 0.097118 = 0.85669 times those: $0.0270808 a
+    // vCPU-hour and $0.0036298 a GiB-hour.
+    let node_cost = PriceTable::aws()
+        .ec2_hourly("us-east-1", "t3.large")
+        .unwrap();
+    assert_eq!(node_cost, 0.0832);
+    let scale = node_cost / (2.0 * 0.031611 + 8.0 * 0.004237);
+    let (vcpu_hour, gib_hour) = (0.031611 * scale, 0.004237 * scale);
+    // big: 1 x 0.0270808 + 2 x 0.0036298 = $0.0343404; small: half that, $0.0171702;
+    // idle: 0.0832 - 0.0515106 = $0.0316894.
+    let big = vcpu_hour + 2.0 * gib_hour;
+    let small = 0.5 * vcpu_hour + gib_hour;
+    let idle = node_cost - big - small;
+    let five = |usd: f64| (usd * 1e5).round() / 1e5;
+    assert_eq!(
+        (five(big), five(small), five(idle)),
+        (0.03434, 0.01717, 0.03169)
+    );
+
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    let by_pod = by(GroupBy::Pod);
+    let (got_big, got_small) = (
+        allocated(&by_pod, "default/big"),
+        allocated(&by_pod, "default/small"),
+    );
+    assert!(close(got_big, big), "{got_big} against {big}");
+    assert!(close(got_small, small), "{got_small} against {small}");
+    assert!(close(got_big, 2.0 * got_small), "2:1");
+    assert!(close(allocated(&by_pod, "__idle__/ng-1"), idle));
+    assert!(close(got_big + got_small + idle, node_cost));
+    assert!(close(by_pod.total.spend, node_cost));
+    // The same figures under every key: by the pods' label, their namespace, their group.
+    let by_team = by(GroupBy::Label("team".into()));
+    assert!(close(allocated(&by_team, "a"), big));
+    assert!(close(allocated(&by_team, "b"), small));
+    assert!(close(allocated(&by_team, "__idle__/ng-1"), idle));
+    assert!(close(
+        allocated(&by(GroupBy::Namespace), "default"),
+        big + small
+    ));
+    assert!(close(
+        allocated(&by(GroupBy::Nodegroup), "ng-1"),
+        big + small
+    ));
     Ok(())
 }

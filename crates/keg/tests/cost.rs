@@ -158,10 +158,25 @@ fn keg_cost_and_metrics_agree_with_the_records() {
     assert_eq!(report["region"], "us-east-1");
     assert_eq!(report["total"]["hourly"], 0.0);
 
+    // The node's pods (none) are allocated nothing: its hour is the node group's idle cost.
+    let idle = report["allocation"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["key"] == "__idle__/ng-1")
+        .unwrap_or_else(|| panic!("no idle row: {report}"));
+    assert_eq!(idle["spend"].as_f64(), Some(0.0416));
+
     let table = cluster.keg_cost(&["--since", "2025-01-01T00:00:30Z"]);
     assert!(table.contains("tb-demo"), "{table}");
     assert!(table.contains("on node groups alone"), "{table}");
     assert!(table.contains("Prices: AWS on-demand"), "{table}");
+    assert!(table.contains("ALLOCATED BY NAMESPACE"), "{table}");
+    let by_label = cluster.keg_cost(&["--by", "label=team", "-o", "csv"]);
+    assert!(
+        by_label.contains("\nallocated,__idle__/ng-1,0,,,"),
+        "{by_label}"
+    );
 
     // The autoscaler's decisions, as its events on a node group record them, are priced.
     kubectl.ok_stdin(

@@ -128,6 +128,7 @@ mod tests {
             start: t(start),
             end: end.map(t),
             end_reason: None,
+            pod_labels: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! does not delete its bill, and so that node records, which belong to no namespace, sit
 //! beside pod records.
 
+pub mod allocation;
 pub mod billing;
 pub mod packing;
 pub mod report;
@@ -144,6 +145,9 @@ pub struct UsageRecordSpec {
     /// How the end was learnt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<EndReason>,
+    /// The pod's labels when it started (pods only), for `keg cost --by label=KEY`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
 }
 
 impl UsageRecordSpec {
@@ -264,6 +268,7 @@ mod tests {
             start: "2025-01-01T00:00:00.5Z".parse().unwrap(),
             end: None,
             end_reason: None,
+            pod_labels: BTreeMap::new(),
         };
         let json = serde_json::to_value(&spec).unwrap();
         assert_eq!(json["start"], "2025-01-01T00:00:00.5Z");

@@ -2,8 +2,11 @@
 //! and beside them what the same pods would have cost on node groups alone and on Fargate
 //! alone.
 //!
-//! - Node-group spend is the nodes' (every node is billed, busy or idle); it is not divided
-//!   among the pods on them, whose records cost nothing of their own.
+//! - Node-group spend is the nodes' (every node is billed, busy or idle). The rows show it
+//!   where it is billed, on the nodes, whose pods' records cost nothing of their own; the
+//!   report's [`Report::allocation`] divides it among the pods by their requests
+//!   ([`super::allocation`]), by the same keys, with each node group's idle rest as its own
+//!   row (`__idle__/<group>`).
 //! - **Fargate alone**: every pod at the Fargate size its requests round up to (a Fargate
 //!   pod's own size), under Fargate's billing rules, over its recorded lifetime.
 //! - **Node groups alone**: over time, the pods running at each moment packed onto the
@@ -15,6 +18,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 use serde::Serialize;
 
+use super::allocation::{Amount, allocate, idle_key};
 use super::packing::{Packing, cheapest_fit};
 use super::{Compute, Requests, Subject, UsageRecordSpec, billing};
 use crate::fargate::FargateSize;
@@ -22,7 +26,7 @@ use crate::fargate::sizing::MEMORY_OVERHEAD_MIB;
 use crate::prices::PriceTable;
 
 /// What rows are.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GroupBy {
     /// A row per pod namespace, and one per node group for its nodes.
@@ -33,6 +37,45 @@ pub enum GroupBy {
     Nodegroup,
     /// A row per pod, and one per node-group node.
     Pod,
+    /// A row per value of the pod label with this key ([`UNLABELLED`] for pods without it),
+    /// and one per node group for its nodes.
+    Label(String),
+}
+
+impl GroupBy {
+    /// `namespace`, `profile`, `nodegroup`, `pod` or `label=KEY`, as `keg cost --by` takes it.
+    pub fn parse(text: &str) -> Result<GroupBy, String> {
+        match text {
+            "namespace" => Ok(GroupBy::Namespace),
+            "profile" => Ok(GroupBy::Profile),
+            "nodegroup" => Ok(GroupBy::Nodegroup),
+            "pod" => Ok(GroupBy::Pod),
+            _ => match text.strip_prefix("label=") {
+                Some(key) if !key.is_empty() => Ok(GroupBy::Label(key.to_owned())),
+                _ => Err(format!(
+                    "{text:?}: expected namespace, profile, nodegroup, pod or label=KEY"
+                )),
+            },
+        }
+    }
+}
+
+/// The key of pods without the label `--by label=KEY` asks for (OpenCost's word).
+pub const UNLABELLED: &str = "__unallocated__";
+
+/// One row of the allocation: what its pods were allocated, Fargate pods' own bills and
+/// node-group pods' shares of their nodes; or a node group's idle rest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Allocated {
+    /// What the row is about: the same keys as the report's rows, or `__idle__/<group>`.
+    pub key: String,
+    /// Pods that ran in the window.
+    pub pods: usize,
+    /// USD allocated in the window.
+    pub spend: f64,
+    /// USD an hour allocated at the current run rate.
+    pub hourly: f64,
 }
 
 /// One row of the report.
@@ -81,6 +124,12 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// All rows together.
     pub total: Row,
+    /// The same spend with node-group nodes' bills divided among their pods, by the same
+    /// keys, and each node group's idle rest as a row `__idle__/<group>`; it adds up to the
+    /// total.
+    pub allocation: Vec<Allocated>,
+    /// How the allocation weighs pods.
+    pub allocation_basis: String,
     /// What ran, as it ran.
     pub actual: Scenario,
     /// The same pods on node groups alone.
@@ -106,7 +155,7 @@ pub fn report(
         .collect();
     let mut rows: BTreeMap<String, Row> = BTreeMap::new();
     for record in &in_window {
-        let key = group_key(record, by);
+        let key = group_key(record, &by);
         let row = rows.entry(key.clone()).or_insert_with(|| Row {
             key,
             ..Row::default()
@@ -129,6 +178,8 @@ pub fn report(
         region: region.to_owned(),
         since,
         now,
+        allocation: allocated_rows(&in_window, &by, since, now),
+        allocation_basis: ALLOCATION_BASIS.to_owned(),
         by,
         rows: rows.into_values().collect(),
         node_groups_only: node_groups_only(&in_window, prices, region, since, now),
@@ -166,10 +217,63 @@ fn add(row: &mut Row, record: &UsageRecordSpec, since: Option<Timestamp>, now: T
     row.hourly += record.run_rate();
 }
 
-fn group_key(record: &UsageRecordSpec, by: GroupBy) -> String {
+/// What the allocation says it weighs pods by.
+pub const ALLOCATION_BASIS: &str = "node-group nodes split over their pods by requests of \
+CPU and memory (max(request, usage) once usage is recorded; it is not yet), the rest idle";
+
+/// The allocation's rows: every pod's allocated spend under its key, and each node group's
+/// idle rest. One computation ([`allocate`]) serves every key.
+fn allocated_rows(
+    records: &[&UsageRecordSpec],
+    by: &GroupBy,
+    since: Option<Timestamp>,
+    now: Timestamp,
+) -> Vec<Allocated> {
+    let allocation = allocate(records, since, now);
+    let mut rows: BTreeMap<String, Allocated> = BTreeMap::new();
+    let mut add = |key: String, pods: usize, amount: Amount| {
+        let row = rows.entry(key.clone()).or_insert_with(|| Allocated {
+            key,
+            ..Allocated::default()
+        });
+        row.pods += pods;
+        row.spend += amount.spend;
+        row.hourly += amount.hourly;
+    };
+    for (record, shared) in records.iter().zip(&allocation.pods) {
+        if record.subject != Subject::Pod {
+            continue;
+        }
+        // A Fargate pod pays its own bill; a node-group pod, its share of its node's.
+        let own = Amount {
+            spend: record.cost_since(since, now),
+            hourly: record.run_rate(),
+        };
+        let amount = match record.compute {
+            Compute::Fargate => own,
+            Compute::Nodegroup => Amount {
+                spend: own.spend + shared.spend,
+                hourly: own.hourly + shared.hourly,
+            },
+        };
+        add(group_key(record, by), 1, amount);
+    }
+    for (group, idle) in allocation.idle {
+        add(idle_key(&group), 0, idle);
+    }
+    rows.into_values().collect()
+}
+
+fn group_key(record: &UsageRecordSpec, by: &GroupBy) -> String {
     let group = record.node_group.as_deref().unwrap_or("-");
     let namespace = record.namespace.as_deref().unwrap_or("-");
     match (by, record.subject, record.compute) {
+        (GroupBy::Label(key), Subject::Pod, _) => record
+            .pod_labels
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| UNLABELLED.to_owned()),
+        (GroupBy::Label(_), Subject::Node, _) => format!("nodegroup/{group}"),
         (GroupBy::Namespace, Subject::Pod, _) => namespace.to_owned(),
         (GroupBy::Namespace, Subject::Node, _) => format!("nodegroup/{group}"),
         (GroupBy::Pod, Subject::Pod, _) => format!("{namespace}/{}", record.name),

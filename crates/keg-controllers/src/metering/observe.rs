@@ -81,6 +81,7 @@ pub fn pod_record(
         start,
         end,
         end_reason,
+        pod_labels: pod.labels().clone(),
     };
     if on_fargate {
         let size = capacity?;
@@ -161,6 +162,7 @@ pub fn node_record(node: &Node, pricing: &Pricing<'_>) -> Option<UsageRecordSpec
         start,
         end: None,
         end_reason: None,
+        pod_labels: Default::default(),
     })
 }
 

@@ -29,24 +29,15 @@ pub struct CostArgs {
     /// (`2025-06-01`, UTC) or a span back from now (`90s`, `30m`, `1h30m`, `2d`, `1w`).
     #[arg(long)]
     since: Option<String>,
-    /// What each row is.
-    #[arg(long, value_enum, default_value = "namespace")]
-    by: By,
+    /// What each row is: namespace, profile, nodegroup, pod or label=KEY (a pod label).
+    #[arg(long, value_parser = GroupBy::parse, default_value = "namespace")]
+    by: GroupBy,
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value = "table")]
     output: Output,
     /// A price file laid over the built-in prices (default: $KEG_HOME/prices.yaml if present).
     #[arg(long)]
     prices: Option<PathBuf>,
-}
-
-/// What each row of the report is.
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum By {
-    Namespace,
-    Profile,
-    Nodegroup,
-    Pod,
 }
 
 /// How the report is printed.
@@ -80,13 +71,7 @@ pub async fn run(args: CostArgs) -> Result<()> {
         None => cluster_region(&ClusterDir::new(&args.cluster))
             .unwrap_or_else(|| "us-east-1".to_owned()),
     };
-    let by = match args.by {
-        By::Namespace => GroupBy::Namespace,
-        By::Profile => GroupBy::Profile,
-        By::Nodegroup => GroupBy::Nodegroup,
-        By::Pod => GroupBy::Pod,
-    };
-    let report = report(&records, &prices, &region, by, since, now);
+    let report = report(&records, &prices, &region, args.by, since, now);
     let events = Api::<Event>::all(client.clone())
         .list(&ListParams::default().fields("involvedObject.kind=NodeGroup"))
         .await
@@ -181,12 +166,13 @@ fn duration(seconds: f64) -> String {
     format!("{}h{:02}m{:02}s", s / 3600, s / 60 % 60, s % 60)
 }
 
-fn key_header(by: GroupBy) -> &'static str {
+fn key_header(by: &GroupBy) -> String {
     match by {
-        GroupBy::Namespace => "NAMESPACE",
-        GroupBy::Profile => "PROFILE",
-        GroupBy::Nodegroup => "NODEGROUP",
-        GroupBy::Pod => "POD",
+        GroupBy::Namespace => "NAMESPACE".into(),
+        GroupBy::Profile => "PROFILE".into(),
+        GroupBy::Nodegroup => "NODEGROUP".into(),
+        GroupBy::Pod => "POD".into(),
+        GroupBy::Label(key) => format!("LABEL {key}"),
     }
 }
 
@@ -234,7 +220,7 @@ fn table(cluster: &str, report: &Report, decisions: &[Decision]) -> String {
     let mut out = format!("Cluster {cluster} ({}), {window}\n\n", report.region);
     let mut rows = vec![
         [
-            key_header(report.by),
+            key_header(&report.by).as_str(),
             "PODS",
             "NODES",
             "BILLED",
@@ -248,6 +234,24 @@ fn table(cluster: &str, report: &Report, decisions: &[Decision]) -> String {
     rows.push(table_row(&report.total));
     out += &aligned(&rows);
     out.push('\n');
+    if !report.allocation.is_empty() {
+        let mut rows = vec![vec![
+            format!("ALLOCATED BY {}", key_header(&report.by)),
+            "PODS".into(),
+            "SPEND".into(),
+            "RUN RATE".into(),
+        ]];
+        rows.extend(report.allocation.iter().map(|a| {
+            vec![
+                a.key.clone(),
+                a.pods.to_string(),
+                dollars(a.spend),
+                format!("{}/h", dollars(a.hourly)),
+            ]
+        }));
+        out += &aligned(&rows);
+        out += &format!("Allocation: {}.\n\n", report.allocation_basis);
+    }
     let scenario = |name: &str, s: &Scenario| {
         vec![
             name.to_owned(),
@@ -355,6 +359,15 @@ fn csv(report: &Report, decisions: &[Decision]) -> String {
             row.billed_seconds,
             row.spend,
             row.hourly
+        );
+    }
+    for a in &report.allocation {
+        out += &format!(
+            "allocated,{},{},,,{},{}\n",
+            quote(&a.key),
+            a.pods,
+            a.spend,
+            a.hourly
         );
     }
     for (key, s) in [

@@ -32,6 +32,7 @@ fn base(subject: Subject, compute: Compute, name: &str, start: &str) -> UsageRec
         start: t(start),
         end: None,
         end_reason: None,
+        pod_labels: Default::default(),
     }
 }
 
@@ -251,4 +252,89 @@ fn pods_too_large_for_fargate_are_left_out_and_said_so() {
     ));
     // 32 vCPU fits an m5.8xlarge (or bigger) node, so node groups can still hold it.
     assert!(report.node_groups_only.hourly > 1.0);
+}
+
+#[test]
+fn the_allocation_divides_node_groups_among_their_pods_under_every_key() {
+    let prices = PriceTable::aws();
+    let now = t("02:00:00");
+    let mut records = cluster();
+    records[3].pod_labels = [("app".to_owned(), "db".to_owned())].into();
+    // The t3.medium (2 vCPU, 4 GiB, $0.0416/h) at OpenCost's CPU:RAM ratio; the database
+    // requests 0.5 vCPU and 1 GiB of it, for the two hours so far.
+    let scale = 0.0416 / (2.0 * 0.031611 + 4.0 * 0.004237);
+    let db_hourly = (0.5 * 0.031611 + 1.0 * 0.004237) * scale;
+    let fargate_pods = SMALLEST_HOURLY * 61.0 / 60.0;
+    let by_keys = [
+        (
+            GroupBy::Namespace,
+            vec!["__idle__/ng-1", "default", "tb-demo"],
+        ),
+        (
+            GroupBy::Profile,
+            vec!["(node groups)", "__idle__/ng-1", "fp-demo"],
+        ),
+        (
+            GroupBy::Nodegroup,
+            vec!["(fargate)", "__idle__/ng-1", "ng-1"],
+        ),
+        (
+            GroupBy::Pod,
+            vec!["__idle__/ng-1", "default/db", "tb-demo/job", "tb-demo/web"],
+        ),
+        (
+            GroupBy::Label("app".into()),
+            vec!["__idle__/ng-1", "__unallocated__", "db"],
+        ),
+    ];
+    for (by, keys) in by_keys {
+        let report = report(&records, &prices, "us-east-1", by.clone(), None, now);
+        let got: Vec<_> = report.allocation.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(got, keys, "{by:?}");
+        let spend: f64 = report.allocation.iter().map(|r| r.spend).sum();
+        let hourly: f64 = report.allocation.iter().map(|r| r.hourly).sum();
+        assert!(close(spend, report.total.spend), "{by:?}");
+        assert!(close(hourly, report.total.hourly), "{by:?}");
+        let idle = &report.allocation[keys.iter().position(|k| k.starts_with("__idle__")).unwrap()];
+        assert_eq!(idle.pods, 0);
+        assert!(close(idle.spend, 0.0832 - 2.0 * db_hourly));
+        assert!(close(idle.hourly, 0.0416 - db_hourly));
+    }
+    let by_namespace = report(
+        &records,
+        &prices,
+        "us-east-1",
+        GroupBy::Namespace,
+        None,
+        now,
+    );
+    let default = &by_namespace.allocation[1];
+    assert_eq!(default.pods, 1);
+    assert!(close(default.spend, 2.0 * db_hourly));
+    assert!(close(by_namespace.allocation[2].spend, fargate_pods));
+    // The rows themselves still show the bill where it falls: on the node.
+    assert_eq!(row(&by_namespace, "default").spend, 0.0);
+    let by_label = report(
+        &records,
+        &prices,
+        "us-east-1",
+        GroupBy::Label("app".into()),
+        None,
+        now,
+    );
+    let keys: Vec<_> = by_label.rows.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["__unallocated__", "db", "nodegroup/ng-1"]);
+}
+
+#[test]
+fn group_by_reads_what_keg_cost_takes() {
+    assert_eq!(GroupBy::parse("pod"), Ok(GroupBy::Pod));
+    assert_eq!(GroupBy::parse("nodegroup"), Ok(GroupBy::Nodegroup));
+    assert_eq!(
+        GroupBy::parse("label=app.kubernetes.io/name"),
+        Ok(GroupBy::Label("app.kubernetes.io/name".into()))
+    );
+    for bad in ["label=", "label", "node", ""] {
+        assert!(GroupBy::parse(bad).is_err(), "{bad}");
+    }
 }

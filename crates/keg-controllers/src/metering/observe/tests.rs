@@ -62,6 +62,7 @@ fn a_started_fargate_pod_is_billed_at_its_provisioned_size() {
     assert_eq!((record.cpu_millis, record.memory_mib), (500, 1024));
     assert!((record.hourly_rate - (0.5 * 0.04048 + 0.004445)).abs() < 1e-12);
     assert_eq!(record.profile.as_deref(), Some("fp-demo"));
+    assert_eq!(record.pod_labels[PROFILE_LABEL], "fp-demo");
     assert_eq!(record.requests.unwrap().cpu_millis, 400);
     assert_eq!(record.requests.unwrap().memory_bytes, 512 << 20);
     assert_eq!(record.start.to_string(), "2025-01-01T00:00:00Z");

@@ -86,6 +86,12 @@ TOTAL           1     1      2h01m00s  $0.08341  $0.04160/h
         "{text}"
     );
     assert!(text.contains("Prices: AWS on-demand list prices"), "{text}");
+    let allocated = "\
+ALLOCATED BY NAMESPACE  PODS  SPEND     RUN RATE
+__idle__/ng-1           0     $0.08320  $0.04160/h
+tb-demo                 1     $0.00021  $0.00000/h
+Allocation: node-group nodes split over their pods by requests";
+    assert!(text.contains(allocated), "{text}");
 }
 
 #[test]
@@ -102,12 +108,21 @@ fn csv_and_json_carry_the_same_figures() {
         "{csv}"
     );
     assert!(lines[3].starts_with("total,TOTAL,1,1,7260,"), "{csv}");
-    assert!(lines[4].starts_with("scenario,as run,,,,"), "{csv}");
-    assert_eq!(lines.len(), 7);
+    // The allocation: the node's two idle hours, the Fargate pod's own minute.
+    assert!(
+        lines[4].starts_with("allocated,__idle__/ng-1,0,,,0.0832"),
+        "{csv}"
+    );
+    assert!(lines[5].starts_with("allocated,tb-demo,1,,,"), "{csv}");
+    assert!(lines[6].starts_with("scenario,as run,,,,"), "{csv}");
+    assert_eq!(lines.len(), 9);
     let json: serde_json::Value =
         serde_json::from_str(&json("terrax", &report, &[]).unwrap()).unwrap();
     assert_eq!(json["cluster"], "terrax");
     assert_eq!(json["rows"][0]["key"], "nodegroup/ng-1");
+    assert_eq!(json["allocation"][0]["key"], "__idle__/ng-1");
+    let idle = json["allocation"][0]["spend"].as_f64().unwrap();
+    assert!((idle - 0.0832).abs() < 1e-12, "{idle}");
     assert_eq!(json["total"]["hourly"], 0.0416);
     assert_eq!(json["nodeGroupsOnly"]["detail"], "no nodes now");
     assert!(json["saving"].is_number());
