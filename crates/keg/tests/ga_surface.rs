@@ -27,10 +27,6 @@ const NOT_YET: &[&str] = &[
     // issue 20: `kubectl attach`, `kubectl run -it` and `kubectl debug`.
     "core/v1/pods/attach",
     "core/v1/pods/ephemeralcontainers",
-    // issue 25 item 5: proxies to pods, services and nodes.
-    "core/v1/nodes/proxy",
-    "core/v1/pods/proxy",
-    "core/v1/services/proxy",
     // issue 25 item 6: in-place resize.
     "core/v1/pods/resize",
 ];
