@@ -26,9 +26,7 @@ use axum::response::{IntoResponse, Response};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper_util::rt::TokioIo;
 use rand::Rng;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -465,12 +463,12 @@ async fn send(
     let tcp = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(address))
         .await
         .map_err(|_| format!("dial tcp {address}: i/o timeout"))?
-        .map_err(|e| format!("dial tcp {address}: connect: {}", go_error(&e)))?;
+        .map_err(|e| format!("dial tcp {address}: connect: {}", keg_dial::go_error(&e)))?;
     let _ = tcp.set_nodelay(true);
     if !target.https {
         return exchange(tcp, request).await;
     }
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config()));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(keg_dial::any_certificate_client()));
     let tls = connector
         .connect(ServerName::IpAddress(address.ip().into()), tcp)
         .await
@@ -494,73 +492,6 @@ async fn exchange(
         .send_request(request)
         .await
         .map_err(|e| e.to_string())
-}
-
-/// An I/O error in Go's words (`connection refused`, not `Connection refused (os error 111)`).
-fn go_error(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    let text = match text.find(" (os error") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    };
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_lowercase().chain(chars).collect(),
-        None => text,
-    }
-}
-
-/// A client configuration that accepts any certificate: the API server does not verify the
-/// pod's, as upstream's proxy transport does not.
-fn tls_config() -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth()
-}
-
-/// Accepts every certificate but still checks the handshake signatures.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ pub async fn run(client: Client, sign: Sign) {
     }
 }
 
-/// The conditions' types of a request.
+/// Whether the request has a condition of type `kind`.
 fn has_condition(request: &CertificateSigningRequest, kind: &str) -> bool {
     request
         .status
@@ -84,6 +84,14 @@ async fn reconcile(
     {
         return Ok(());
     }
+    let issued = request
+        .status
+        .as_ref()
+        .and_then(|s| s.certificate.as_ref())
+        .is_some_and(|c| !c.0.is_empty());
+    if issued {
+        return Ok(());
+    }
     let parsed = csr::parse(&request.spec.request.0);
     if !has_condition(request, "Approved") {
         if signer == KUBELET_CLIENT
@@ -91,14 +99,6 @@ async fn reconcile(
         {
             approve_kubelet_client(client, api, request, parsed).await?;
         }
-        return Ok(());
-    }
-    if request
-        .status
-        .as_ref()
-        .and_then(|s| s.certificate.as_ref())
-        .is_some_and(|c| !c.0.is_empty())
-    {
         return Ok(());
     }
     let usages = request.spec.usages.clone().unwrap_or_default();

@@ -82,6 +82,14 @@ async fn create_node(client: &Client, name: &str, labels: Value, ready_at: &str)
         .unwrap()
 }
 
+/// Every usage record as stored: what `keg cost` reads.
+async fn stored_records(client: &Client) -> kube::Result<Vec<keg_api::usage::UsageRecordSpec>> {
+    let records = Api::<UsageRecord>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    Ok(records.items.into_iter().map(|r| r.spec).collect())
+}
+
 /// A pod bound to `node` requesting 500m and 1Gi, which the node agent started at midnight.
 async fn started_pod(client: &Client, ns: &str, name: &str, node: &str, meta: Value) -> Pod {
     started_pod_requesting(client, ns, name, node, meta, ("500m", "1Gi")).await
@@ -233,13 +241,7 @@ async fn records_follow_pods_and_nodes_and_add_up_in_the_report() -> anyhow::Res
     assert_eq!(node_closed.spec.billed_seconds(t("05:00:00")), 3600);
 
     // What `keg cost` prints, from the records as stored.
-    let records: Vec<_> = Api::<UsageRecord>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(|r| r.spec)
-        .collect();
+    let records = stored_records(&client).await?;
     let now = t("02:00:00");
     let report = report(
         &records,
@@ -342,13 +344,7 @@ async fn a_t3_large_is_allocated_two_to_one_over_its_pods_and_the_rest_is_idle()
         (2000, 8192)
     );
 
-    let records: Vec<_> = Api::<UsageRecord>::all(client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .map(|r| r.spec)
-        .collect();
+    let records = stored_records(&client).await?;
     let by = |by: GroupBy| {
         report(
             &records,

@@ -106,11 +106,7 @@ fn row(kubectl: &Kubectl, name: &str) -> Vec<String> {
 /// A kubeconfig that authenticates with a client certificate and key.
 fn certificate_kubeconfig(server: &Server, name: &str, cert: &Path, key: &Path) -> Kubectl {
     let path = server.dir.join(format!("{name}.kubeconfig"));
-    let base = server.kubectl("1.33");
-    let config = Kubectl {
-        bin: base.bin.clone(),
-        kubeconfig: path.clone(),
-    };
+    let config = server.kubectl("1.33").with_kubeconfig(&path);
     let ca = server.dir.join("ca.crt");
     let (cert, key, ca) = (
         cert.to_str().unwrap(),

@@ -140,60 +140,25 @@ fn pods_and_services_are_reached_through_the_proxy_subresources() {
 
     for version in KUBECTL_VERSIONS {
         let k = server.kubectl(version);
-        // A pod by port number, by container port name, and by its first declared port.
-        assert_eq!(
-            raw(&k, "pods/web:8080/proxy/"),
-            "hello from web\n",
-            "{version}"
-        );
-        assert_eq!(
-            raw(&k, "pods/web:8080/proxy/sub/page.txt"),
-            "a page\n",
-            "{version}"
-        );
-        assert_eq!(
-            raw(&k, "pods/web:8081/proxy/"),
-            "hello from alt\n",
-            "{version}"
-        );
-        assert_eq!(
-            raw(&k, "pods/web:alt/proxy/"),
-            "hello from alt\n",
-            "{version}"
-        );
-        assert_eq!(
-            raw(&k, "pods/http:web:alt/proxy/"),
-            "hello from alt\n",
-            "{version}"
-        );
-        assert_eq!(raw(&k, "pods/web/proxy/"), "hello from web\n", "{version}");
-        // `.../proxy` is redirected to `.../proxy/`, which kubectl follows.
-        assert_eq!(
-            raw(&k, "pods/web:8080/proxy"),
-            "hello from web\n",
-            "{version}"
-        );
-        // A service by port number (to its target port's name) and by scheme and port name.
-        assert_eq!(
-            raw(&k, "services/web:80/proxy/"),
-            "hello from web\n",
-            "{version}"
-        );
-        assert_eq!(
-            raw(&k, "services/web:http/proxy/sub/page.txt"),
-            "a page\n",
-            "{version}"
-        );
-        assert_eq!(
-            raw(&k, "services/http:web:alt/proxy/"),
-            "hello from alt\n",
-            "{version}"
-        );
-        assert_eq!(
-            raw(&k, "services/web:81/proxy/"),
-            "hello from alt\n",
-            "{version}"
-        );
+        for (path, served) in [
+            // A pod by port number, by container port name, and by its first declared port.
+            ("pods/web:8080/proxy/", "hello from web\n"),
+            ("pods/web:8080/proxy/sub/page.txt", "a page\n"),
+            ("pods/web:8081/proxy/", "hello from alt\n"),
+            ("pods/web:alt/proxy/", "hello from alt\n"),
+            ("pods/http:web:alt/proxy/", "hello from alt\n"),
+            ("pods/web/proxy/", "hello from web\n"),
+            // `.../proxy` is redirected to `.../proxy/`, which kubectl follows.
+            ("pods/web:8080/proxy", "hello from web\n"),
+            // A service by port number (to its target port's name) and by scheme and port
+            // name.
+            ("services/web:80/proxy/", "hello from web\n"),
+            ("services/web:http/proxy/sub/page.txt", "a page\n"),
+            ("services/http:web:alt/proxy/", "hello from alt\n"),
+            ("services/web:81/proxy/", "hello from alt\n"),
+        ] {
+            assert_eq!(raw(&k, path), served, "{version}: {path}");
+        }
         // The pod's own answers come back as they are: a 404 of busybox httpd.
         let missing = raw_error(&k, "pods/web:8080/proxy/not-there");
         assert!(
@@ -307,7 +272,7 @@ fn pods_and_services_are_reached_through_the_proxy_subresources() {
     );
 
     // A viewer may read pods but not proxy to them, until a role grants pods/proxy.
-    let alice = user_kubeconfig(&server, "alice");
+    let alice = server.user_kubeconfig("alice", &[]);
     admin.ok(&[
         "create",
         "rolebinding",
@@ -316,10 +281,7 @@ fn pods_and_services_are_reached_through_the_proxy_subresources() {
         "--user=alice",
     ]);
     for version in KUBECTL_VERSIONS {
-        let k = Kubectl {
-            bin: server.kubectl(version).bin,
-            kubeconfig: alice.clone(),
-        };
+        let k = server.kubectl(version).with_kubeconfig(&alice);
         k.ok(&["get", "pod", "web"]);
         let err = raw_error(&k, "pods/web:8080/proxy/");
         assert!(
@@ -347,10 +309,7 @@ fn pods_and_services_are_reached_through_the_proxy_subresources() {
         "--role=proxier",
         "--user=alice",
     ]);
-    let k = Kubectl {
-        bin: server.kubectl("1.33").bin,
-        kubeconfig: alice,
-    };
+    let k = server.kubectl("1.33").with_kubeconfig(&alice);
     assert_eq!(
         eventually("alice's pods/proxy grant", Duration::from_secs(10), || {
             let run = k.run(&[
@@ -375,22 +334,4 @@ fn pods_and_services_are_reached_through_the_proxy_subresources() {
         err.contains(r#"cannot create resource "pods/proxy""#),
         "{err}"
     );
-}
-
-/// `keg create kubeconfig` for `user`, written under the server's data dir.
-fn user_kubeconfig(server: &common::Server, user: &str) -> std::path::PathBuf {
-    let path = server.dir.join(format!("{user}.kubeconfig"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keg"))
-        .args(["create", "kubeconfig", "--data-dir"])
-        .arg(&server.dir)
-        .args(["--user", user, "-o"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "keg create kubeconfig: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
 }

@@ -10,45 +10,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{KUBECTL_VERSIONS, Kubectl, PodServer, Server, eventually, write_file};
-
-fn kubectl_with(bin: &Kubectl, kubeconfig: &Path) -> Kubectl {
-    Kubectl {
-        bin: bin.bin.clone(),
-        kubeconfig: kubeconfig.to_path_buf(),
-    }
-}
-
-/// `keg create kubeconfig` for `user` in `groups`, written under the server's data dir.
-fn user_kubeconfig(server: &Server, user: &str, groups: &[&str]) -> std::path::PathBuf {
-    let path = server.dir.join(format!("{user}.kubeconfig"));
-    let mut args = vec![
-        "create".to_string(),
-        "kubeconfig".to_string(),
-        "--data-dir".to_string(),
-        server.dir.to_str().unwrap().to_string(),
-        "--user".to_string(),
-        user.to_string(),
-        "-o".to_string(),
-        path.to_str().unwrap().to_string(),
-    ];
-    for group in groups {
-        args.extend(["--group".to_string(), group.to_string()]);
-    }
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keg"))
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "keg create kubeconfig: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path
-}
+use common::{KUBECTL_VERSIONS, PodServer, Server, eventually, write_file};
 
 #[test]
 fn rbac_is_enforced_as_kubectl_users_expect() {
@@ -283,7 +247,7 @@ fn rbac_is_enforced_as_kubectl_users_expect() {
         "--clusterrole=view",
         "--group=viewers",
     ]);
-    let jane = kubectl_with(&admin, &user_kubeconfig(&server, "jane", &["viewers"]));
+    let jane = admin.with_kubeconfig(&server.user_kubeconfig("jane", &["viewers"]));
     let whoami = jane.ok(&["auth", "whoami"]);
     assert!(
         whoami.contains("jane") && whoami.contains("viewers"),

@@ -47,16 +47,17 @@ pub fn prepare_create(obj: &mut Value, user: &UserInfo) {
         *spec = json!({});
     }
     spec["username"] = json!(user.name);
-    spec["uid"] = json!(user.uid);
     spec["groups"] = json!(user.groups);
-    spec["extra"] = json!(user.extra);
-    for (field, empty) in [
-        ("uid", user.uid.is_empty()),
-        ("extra", user.extra.is_empty()),
-    ] {
-        if empty && let Some(spec) = spec.as_object_mut() {
-            spec.remove(field);
-        }
+    // uid and extra only when the authenticator knows them, as upstream leaves them unset.
+    if user.uid.is_empty() {
+        spec.as_object_mut().map(|s| s.remove("uid"));
+    } else {
+        spec["uid"] = json!(user.uid);
+    }
+    if user.extra.is_empty() {
+        spec.as_object_mut().map(|s| s.remove("extra"));
+    } else {
+        spec["extra"] = json!(user.extra);
     }
     obj.as_object_mut().map(|o| o.remove("status"));
 }

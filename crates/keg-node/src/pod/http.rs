@@ -5,13 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::probes::go_errno;
+use keg_dial::go_error;
+use rustls::pki_types::ServerName;
 
 /// One GET.
 pub(crate) struct Get<'a> {
@@ -49,13 +47,14 @@ impl Get<'_> {
         let tcp = TcpStream::connect((host, port)).await.map_err(|e| {
             format!(
                 "Get {url:?}: dial tcp {host}:{port}: connect: {}",
-                go_errno(&e)
+                go_error(&e)
             )
         })?;
         if !self.https {
             return self.over(tcp, url).await;
         }
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config()));
+        let connector =
+            tokio_rustls::TlsConnector::from(Arc::new(keg_dial::any_certificate_client()));
         let name = ServerName::try_from(host.to_string())
             .map_err(|e| format!("Get {url:?}: invalid host: {e}"))?;
         let tls = connector
@@ -111,58 +110,6 @@ impl Get<'_> {
         } else {
             Err(format!("HTTP probe failed with statuscode: {code}"))
         }
-    }
-}
-
-/// A client configuration that accepts any certificate, as the kubelet's prober does.
-fn tls_config() -> rustls::ClientConfig {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth()
-}
-
-/// Accepts every certificate but still checks the handshake signatures.
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.0.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 

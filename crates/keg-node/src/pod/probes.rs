@@ -207,7 +207,10 @@ async fn attempt(
         let addr = format!("{host}:{port}");
         return match tokio::time::timeout(timeout, TcpStream::connect(&addr)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("dial tcp {addr}: connect: {}", go_errno(&e))),
+            Ok(Err(e)) => Err(format!(
+                "dial tcp {addr}: connect: {}",
+                keg_dial::go_error(&e)
+            )),
             Err(_) => Err(format!("dial tcp {addr}: i/o timeout")),
         };
     }
@@ -264,15 +267,6 @@ fn resolve_port(port: &IntOrString, container: &Container) -> Result<u16, String
                 .and_then(|p| u16::try_from(p.container_port).ok())
                 .ok_or_else(|| format!("couldn't find port: {name} in {}", container.name))
         }
-    }
-}
-
-/// How Go words common connect errors.
-pub(crate) fn go_errno(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
-        std::io::ErrorKind::HostUnreachable => "no route to host".into(),
-        _ => e.to_string(),
     }
 }
 

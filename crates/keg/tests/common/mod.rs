@@ -161,6 +161,27 @@ impl Server {
         }
     }
 
+    /// `keg create kubeconfig` for `user` in `groups` (a client certificate from the
+    /// cluster CA), written under the server's data dir.
+    pub fn user_kubeconfig(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let path = self.dir.join(format!("{user}.kubeconfig"));
+        let mut keg = Command::new(env!("CARGO_BIN_EXE_keg"));
+        keg.args(["create", "kubeconfig", "--data-dir"])
+            .arg(&self.dir)
+            .args(["--user", user, "-o"])
+            .arg(&path);
+        for group in groups {
+            keg.args(["--group", group]);
+        }
+        let out = keg.output().unwrap();
+        assert!(
+            out.status.success(),
+            "keg create kubeconfig: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    }
+
     /// Kills the server with SIGKILL and reaps it.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -285,6 +306,14 @@ impl From<Output> for Run {
 }
 
 impl Kubectl {
+    /// The same kubectl with another kubeconfig.
+    pub fn with_kubeconfig(&self, kubeconfig: &Path) -> Kubectl {
+        Kubectl {
+            bin: self.bin.clone(),
+            kubeconfig: kubeconfig.to_path_buf(),
+        }
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
